@@ -1,0 +1,1 @@
+"""Gymnasium environments over the simulator (issue 4; nothing registered yet)."""

@@ -1,0 +1,128 @@
+"""Load specs from YAML or TOML files and turn validation failures into one-line errors.
+
+:func:`load_scenario` reads a file (``.yaml``, ``.yml`` or ``.toml``) and returns a validated
+:class:`~policyopt.model.scenario.Scenario`; :func:`build` validates a dict or keyword
+arguments against any spec class. Both raise :class:`~policyopt.errors.SpecError` whose text
+names the offending field (``workload.prompt.mean``) and the fix.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from policyopt.errors import SpecError
+from policyopt.model.scenario import Scenario
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+M = TypeVar("M", bound=BaseModel)
+
+_FIXES = {
+    "extra_forbidden": "unknown key; remove it or fix its spelling",
+    "missing": "this field is required; add it",
+    "greater_than": "use a larger value",
+    "greater_than_equal": "use a larger value",
+    "less_than_equal": "use a smaller value",
+    "literal_error": "choose one of those",
+    "union_tag_invalid": "choose one of those kinds",
+    "union_tag_not_found": "add a 'kind' key",
+    "int_parsing": "give a whole number",
+    "int_from_float": "give a whole number",
+    "float_parsing": "give a number",
+    "bool_parsing": "give true or false",
+    "model_type": "give a mapping of keys to values",
+}
+
+
+def spec_error(err: ValidationError, prefix: str = "") -> SpecError:
+    """The first problem of a pydantic ``ValidationError`` as a :class:`SpecError`."""
+    first = err.errors()[0]
+    loc = [str(p) for p in first.get("loc", ()) if not str(p).startswith("function-")]
+    # discriminated unions insert the tag in the location: drop it
+    loc = [p for p in loc if p not in _UNION_TAGS]
+    field = ".".join(([prefix] if prefix else []) + loc)
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, SpecError):
+        field = ".".join(x for x in (field, cause.field) if x)
+        return SpecError(field, cause.problem, cause.fix)
+    msg = str(first.get("msg", "invalid value"))
+    for head in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(head):
+            msg = msg[len(head) :]
+    kind = str(first.get("type", ""))
+    value = first.get("input")
+    if kind == "extra_forbidden":
+        msg = "unknown key"
+        fix = "remove it or fix its spelling"
+    else:
+        fix = _FIXES.get(kind, "")
+        if isinstance(value, (int, float, str, bool)) and kind not in ("missing", "value_error"):
+            msg += f" (got {value!r})"
+    return SpecError(field or "config", msg, fix)
+
+
+_UNION_TAGS = {
+    "constant",
+    "uniform",
+    "geometric",
+    "lognormal",
+    "empirical",
+    "poisson",
+    "deterministic",
+    "trace",
+    "staircase",
+    "piecewise",
+    "affine",
+}
+
+
+def build(cls: type[M], data: Any = None, prefix: str = "", **kwargs: Any) -> M:
+    """Validate ``data`` (a dict) or keyword arguments as ``cls``, raising :class:`SpecError`."""
+    payload = dict(data or {}, **kwargs)
+    try:
+        return cls.model_validate(payload)
+    except ValidationError as err:
+        raise spec_error(err, prefix) from None
+    except SpecError as err:
+        field = ".".join(x for x in (prefix, err.field) if x)
+        raise SpecError(field, err.problem, err.fix) from None
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML or TOML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(str(path), "no such file", "give the path of a .yaml or .toml config")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif p.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise SpecError(str(path), f"unknown config type {p.suffix!r}", "use .yaml or .toml")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        problem = str(err).splitlines()[0]
+        raise SpecError(f"{path}{line}", f"not valid {p.suffix[1:]}: {problem}", "fix the syntax")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(str(path), "the top level is not a mapping", "write key: value pairs")
+    return data
+
+
+def load_scenario(path: str | Path, **overrides: Any) -> Scenario:
+    """A validated :class:`Scenario` from a config file; ``overrides`` replace top-level keys."""
+    data = read_mapping(path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return build(Scenario, data)

@@ -1,0 +1,251 @@
+"""Token-length distributions for prompts and outputs.
+
+Every distribution is over whole tokens ``1 .. max_len`` (``max_len`` is the workload's maximum
+prompt or output length) and is *truncated* there: the probabilities are conditioned on
+``1 <= L <= max_len``. For ``geometric`` and ``lognormal`` the ``mean`` field is the mean of the
+distribution actually sampled, after rounding and truncation: the shape parameter is solved
+numerically to hit it, so ``lambda* = mu / (m_p + m_d)`` uses exactly the means you wrote.
+
+Each distribution exposes :meth:`pmf` (support and probabilities) and :meth:`sample`, which
+draws from that same pmf, so theory and simulation agree by construction.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy import optimize, stats
+
+from policyopt.errors import SpecError
+
+
+class _Length(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def pmf(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """Support (int64 token counts) and probabilities, truncated to ``1..max_len``."""
+        raise NotImplementedError
+
+    def mean_tokens(self, max_len: int) -> float:
+        """Mean tokens of the truncated distribution."""
+        values, probs = self.pmf(max_len)
+        return float(values @ probs)
+
+    def largest(self, max_len: int) -> int:
+        """The largest length with positive probability."""
+        values, probs = self.pmf(max_len)
+        return int(values[probs > 0].max())
+
+    def sample(self, rng: np.random.Generator, n: int, max_len: int) -> np.ndarray:
+        """``n`` independent lengths (int64) drawn from :meth:`pmf`."""
+        values, probs = self.pmf(max_len)
+        if len(values) == 1:
+            return np.full(n, values[0], dtype=np.int64)
+        cdf = np.cumsum(probs)
+        cdf[-1] = 1.0
+        return values[np.searchsorted(cdf, rng.random(n), side="right")]
+
+
+class Constant(_Length):
+    """Every request has exactly ``value`` tokens."""
+
+    kind: Literal["constant"] = "constant"
+    value: int = Field(..., ge=1, description="tokens")
+
+    def pmf(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.value > max_len:
+            raise SpecError(
+                "value",
+                f"{self.value} tokens exceeds the maximum length {max_len}",
+                "lower the value or raise the workload's max length",
+            )
+        return np.array([self.value], dtype=np.int64), np.array([1.0])
+
+    def sample(self, rng: np.random.Generator, n: int, max_len: int) -> np.ndarray:
+        return np.full(n, self.value, dtype=np.int64)
+
+
+class Uniform(_Length):
+    """Uniform on the whole numbers ``low .. high`` (inclusive)."""
+
+    kind: Literal["uniform"] = "uniform"
+    low: int = Field(..., ge=1, description="tokens")
+    high: int = Field(..., ge=1, description="tokens")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+    def pmf(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.low > max_len:
+            raise SpecError(
+                "low", f"{self.low} exceeds the maximum length {max_len}", "lower it"
+            )
+        values = np.arange(self.low, min(self.high, max_len) + 1, dtype=np.int64)
+        return values, np.full(len(values), 1.0 / len(values))
+
+
+@lru_cache(maxsize=256)
+def _geometric_pmf(mean: float, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    values = np.arange(1, max_len + 1, dtype=np.int64)
+    if mean == 1.0:
+        probs = np.zeros(max_len)
+        probs[0] = 1.0
+        return values, probs
+    upper = (max_len + 1) / 2.0
+    if mean >= upper:
+        raise SpecError(
+            "mean",
+            f"a geometric length truncated to {max_len} tokens has mean < {upper:g}",
+            f"lower the mean or raise the maximum length above {2 * mean - 1:.0f}",
+        )
+
+    def probs_for(q: float) -> np.ndarray:
+        logp = (values - 1) * math.log1p(-q)
+        w = np.exp(logp - logp.max())
+        return w / w.sum()
+
+    q = optimize.brentq(lambda q: values @ probs_for(q) - mean, 1e-12, 1 - 1e-12, xtol=1e-14)
+    return values, probs_for(q)
+
+
+@lru_cache(maxsize=256)
+def _lognormal_pmf(mean: float, sigma: float, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    values = np.arange(1, max_len + 1, dtype=np.int64)
+    if not 1.0 < mean < max_len:
+        raise SpecError(
+            "mean",
+            f"{mean:g} is not strictly between 1 and the maximum length {max_len}",
+            "choose a mean inside that range",
+        )
+
+    def probs_for(mu: float) -> np.ndarray:
+        dist = stats.lognorm(s=sigma, scale=math.exp(mu))
+        edges = np.concatenate([[0.5], values + 0.5])
+        w = np.diff(dist.cdf(edges))
+        total = w.sum()
+        if total <= 0:
+            w = np.zeros(max_len)
+            w[0 if mu < math.log(max_len) else -1] = 1.0
+            return w
+        return w / total
+
+    lo, hi = math.log(0.5) - 8 * sigma, math.log(max_len) + 8 * sigma
+    mu = optimize.brentq(lambda m: values @ probs_for(m) - mean, lo, hi, xtol=1e-12)
+    return values, probs_for(mu)
+
+
+class Geometric(_Length):
+    """Geometric on ``1, 2, ...`` (memoryless), truncated; ``mean`` after truncation."""
+
+    kind: Literal["geometric"] = "geometric"
+    mean: float = Field(..., ge=1, description="mean tokens after truncation")
+
+    def pmf(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        return _geometric_pmf(float(self.mean), max_len)
+
+
+class LogNormal(_Length):
+    """Lognormal rounded to whole tokens, truncated to ``1..max_len``.
+
+    ``sigma`` is the standard deviation of ``log L`` (spread; 0.5 to 1 is typical of chat
+    traces); ``mean`` is the mean after rounding and truncation.
+    """
+
+    kind: Literal["lognormal"] = "lognormal"
+    mean: float = Field(..., gt=1, description="mean tokens after truncation")
+    sigma: float = Field(0.7, gt=0, le=5, description="std of log-length")
+
+    def pmf(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        return _lognormal_pmf(float(self.mean), float(self.sigma), max_len)
+
+
+class Empirical(_Length):
+    """Resample observed lengths: ``values`` inline, or a ``column`` of a CSV ``path``."""
+
+    kind: Literal["empirical"] = "empirical"
+    values: tuple[int, ...] | None = None
+    path: str | None = None
+    column: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Empirical:
+        if (self.values is None) == (self.path is None):
+            raise ValueError("give exactly one of values (a list) or path (a CSV file)")
+        if self.path is not None and not self.column:
+            raise ValueError("with path, name the CSV column holding the lengths")
+        if self.values is not None:
+            if not self.values:
+                raise ValueError("values is empty; list at least one length")
+            if min(self.values) < 1:
+                raise ValueError("values must all be >= 1 token")
+        return self
+
+    def observed(self) -> np.ndarray:
+        """The observed lengths (int64), read from the CSV if given by path."""
+        if self.values is not None:
+            return np.asarray(self.values, dtype=np.int64)
+        return read_length_column(Path(str(self.path)), str(self.column))
+
+    def pmf(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        obs = self.observed()
+        obs = obs[obs <= max_len]
+        if obs.size == 0:
+            raise SpecError(
+                "values",
+                f"no observed length is <= the maximum length {max_len}",
+                "raise the workload's max length",
+            )
+        values, counts = np.unique(obs, return_counts=True)
+        return values.astype(np.int64), counts / counts.sum()
+
+
+@lru_cache(maxsize=32)
+def _read_column_cached(path: str, mtime: float, column: str) -> tuple[int, ...]:
+    out: list[int] = []
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if column not in (reader.fieldnames or []):
+            raise SpecError(
+                f"{path} line 1",
+                f"no column {column!r} (found {', '.join(reader.fieldnames or []) or 'none'})",
+                "name an existing column",
+            )
+        for lineno, row in enumerate(reader, start=2):
+            raw = row.get(column)
+            try:
+                val = float(raw) if raw is not None else float("nan")
+            except ValueError:
+                val = float("nan")
+            if not math.isfinite(val) or val < 1 or val != int(val):
+                raise SpecError(
+                    f"{path} line {lineno}",
+                    f"{column}={raw!r} is not a whole number of tokens >= 1",
+                    "fix or remove the row",
+                )
+            out.append(int(val))
+    if not out:
+        raise SpecError(path, "the CSV has no data rows", "add at least one row")
+    return tuple(out)
+
+
+def read_length_column(path: Path, column: str) -> np.ndarray:
+    """Whole-token lengths from one CSV column; bad rows raise with their line number."""
+    if not path.is_file():
+        raise SpecError(str(path), "no such file", "give the path of an existing CSV")
+    return np.asarray(
+        _read_column_cached(str(path), path.stat().st_mtime, column), dtype=np.int64
+    )
+
+
+LengthDist = Annotated[
+    Union[Constant, Uniform, Geometric, LogNormal, Empirical], Field(discriminator="kind")
+]

@@ -1,0 +1,101 @@
+"""A scenario: one engine, one scheduler, one workload and how long to run them.
+
+It is what a YAML/TOML config file declares (see :mod:`policyopt.model.config`)::
+
+    engine:
+      token_budget: 512
+      batch_time: {kind: staircase, c_ms: 11.28, a_ms: 35.47, b0: 128}
+    scheduler: sarathi
+    workload:
+      arrival: {kind: poisson, rate: 12.0}
+      prompt: {kind: lognormal, mean: 129, sigma: 0.7}
+      output: {kind: lognormal, mean: 112, sigma: 0.7}
+    run: {horizon_s: 3600, seed: 0}
+
+Cross-field rules checked here: a scheduler that cannot chunk prefill needs a token budget
+(and, with ``max_seqs``, nothing more) that holds the workload's longest prompt, or that prompt
+would never run.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from policyopt.errors import SpecError
+from policyopt.model.engine import EngineSpec
+from policyopt.model.scheduler import SchedulerSpec, scheduler_spec
+from policyopt.model.workload import Workload
+
+
+class RunSpec(BaseModel):
+    """How long to simulate and what to keep.
+
+    * ``horizon_s``: simulated seconds; no batch starts at or after it.
+    * ``warmup_s``: requests arriving before it are left out of the averages (default 10% of
+      the horizon).
+    * ``seed``: the one seed all randomness flows from.
+    * ``samples``: points of the number-in-system / backlog time series.
+    * ``first_token``: ``decode`` (the first output token is the end of the first decode
+      batch, the paper's convention) or ``prefill`` (prefill emits it).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    horizon_s: float = Field(3600.0, gt=0, description="seconds")
+    warmup_s: float | None = Field(None, ge=0, description="seconds")
+    seed: int = Field(0, ge=0)
+    samples: int = Field(2000, ge=20)
+    first_token: Literal["decode", "prefill"] = "decode"
+
+    @model_validator(mode="after")
+    def _warmup_inside(self) -> RunSpec:
+        if self.warmup_s is not None and self.warmup_s >= self.horizon_s:
+            raise ValueError(
+                f"warmup_s ({self.warmup_s}) must be below horizon_s ({self.horizon_s})"
+            )
+        return self
+
+    @property
+    def warmup(self) -> float:
+        """Warm-up length in seconds."""
+        return 0.1 * self.horizon_s if self.warmup_s is None else self.warmup_s
+
+
+def check_fits(engine: EngineSpec, scheduler: SchedulerSpec, workload: Workload) -> None:
+    """Refuse a scheduler that can never run the workload's longest prompt."""
+    if scheduler.chunks:
+        return
+    longest = workload.longest_prompt()
+    if longest > engine.token_budget:
+        raise SpecError(
+            "engine.token_budget",
+            f"{engine.token_budget} tokens cannot hold a {longest}-token prompt, and scheduler "
+            f"{scheduler.label!r} cannot chunk prefill (the prompt would never run)",
+            f"raise engine.token_budget to >= {longest}, lower workload.max_prompt_len to "
+            f"<= {engine.token_budget}, or use orca or sarathi",
+        )
+
+
+class Scenario(BaseModel):
+    """Engine, scheduler, workload and run options, validated together."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    scheduler: SchedulerSpec = Field(default_factory=lambda: SchedulerSpec(name="sarathi"))
+    workload: Workload = Field(default_factory=Workload)
+    run: RunSpec = Field(default_factory=RunSpec)
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _scheduler_from_name(cls, value: object) -> object:
+        if isinstance(value, str):
+            return scheduler_spec(value)
+        return value
+
+    @model_validator(mode="after")
+    def _fits(self) -> Scenario:
+        check_fits(self.engine, self.scheduler, self.workload)
+        return self

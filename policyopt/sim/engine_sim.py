@@ -1,0 +1,689 @@
+"""Event-driven simulator of one LLM engine with iteration-level batching.
+
+Time is continuous (seconds). A batch is formed when the previous one ends (or, on an idle
+engine, when a request arrives); requests that arrive during a batch are seen when the next
+batch is formed. Every batch obeys the rules of DESIGN section 2: prefill tokens of a request
+before its decode tokens, at most one decode token per request per batch, no decode token in
+the batch that finishes a request's prefill, at most ``token_budget`` tokens and (optionally)
+``max_seqs`` requests, a prefill chunk taking one request slot.
+
+How it stays fast (no per-token Python work):
+
+* Requests are numbered in arrival order. All four schedulers prefill first-come first-served,
+  so the requests still waiting for prefill are the contiguous range ``[pf, n_visible)`` and at
+  most the head ``pf`` is partly prefilled. Prefill work is read off cumulative sums.
+* Decoding requests sit in arrival order in a numpy buffer; a batch serves the oldest ``m``
+  of them (every scheduler serves decodes oldest first). Each holds a key with
+  ``remaining decode tokens = key - G`` where ``G`` counts decode batches; a batch that serves
+  all decoders only increments ``G`` (O(1)); one that serves a prefix adds one to the keys of
+  the rest. A request finishes when its key equals ``G``.
+* Runs of identical decode-only batches (no prefill waiting, no arrival, no completion) are
+  advanced in one step.
+* Requests are generated in blocks; finished blocks are folded into streaming statistics and
+  dropped, so memory stays bounded however long the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from policyopt.errors import SpecError
+from policyopt.model.batch_time import AffineBatchTime
+from policyopt.model.engine import EngineSpec
+from policyopt.model.scheduler import SchedulerSpec
+from policyopt.sim.stats import LogHistogram, WindowMeans, overlap_by_window
+
+BIG = 1 << 62
+INF = math.inf
+
+
+def _kv_read(
+    dq_id: np.ndarray,
+    dq_key: np.ndarray,
+    dq_n: int,
+    m: int,
+    G: int,
+    w_p: list[int],
+    w_d: list[int],
+    base: int,
+) -> int:
+    """Context (prompt + decoded tokens) held by the oldest ``m`` decoding requests."""
+    if not m:
+        return 0
+    live = np.flatnonzero(dq_key[:dq_n] < BIG)[:m]
+    ids = dq_id[live] - base
+    p = np.asarray(w_p, dtype=np.int64)[ids]
+    d = np.asarray(w_d, dtype=np.int64)[ids]
+    return int((p + d - (dq_key[live] - G)).sum())
+
+
+class RequestList:
+    """An explicit, finite list of requests (arrival s, prompt and output tokens).
+
+    A request source like :class:`~policyopt.model.workload.Workload`, for tests and traces
+    built in Python.
+    """
+
+    def __init__(self, arrivals: list[float], prompts: list[int], outputs: list[int]) -> None:
+        self.arrivals = np.asarray(arrivals, dtype=np.float64)
+        self.prompts = np.asarray(prompts, dtype=np.int64)
+        self.outputs = np.asarray(outputs, dtype=np.int64)
+        n = len(self.arrivals)
+        if not (len(self.prompts) == len(self.outputs) == n):
+            raise SpecError("requests", "arrivals, prompts and outputs differ in length", "")
+        if n and (np.any(np.diff(self.arrivals) < 0) or self.arrivals[0] < 0):
+            raise SpecError("requests.arrivals", "not sorted and >= 0", "sort them")
+        if n and (self.prompts.min() < 1 or self.outputs.min() < 1):
+            raise SpecError("requests", "lengths must be >= 1 token", "fix the lengths")
+
+    def sample_block(
+        self, rng: np.random.Generator, start_time: float, start_index: int, n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sl = slice(start_index, start_index + n)
+        return self.arrivals[sl], self.prompts[sl], self.outputs[sl]
+
+
+@dataclass
+class BatchRecord:
+    """One batch: when it ran, and which request got which tokens.
+
+    ``prefill`` lists ``(request, tokens)`` chunks in order; ``decode`` lists the requests
+    that got one decode token each.
+    """
+
+    start: float
+    end: float
+    prefill: list[tuple[int, int]]
+    decode: list[int]
+
+    @property
+    def tokens(self) -> int:
+        return sum(c for _, c in self.prefill) + len(self.decode)
+
+
+@dataclass
+class Counters:
+    """Batch-level counts over the measured period (batches starting after warm-up)."""
+
+    batches: int = 0
+    tokens: int = 0
+    full: int = 0
+    not_work_conserving: int = 0
+    out_of_range: int = 0
+    busy_time: float = 0.0
+    kv_area: float = 0.0
+
+    def copy(self) -> Counters:
+        return Counters(**self.__dict__)
+
+    def minus(self, other: Counters) -> Counters:
+        return Counters(**{k: v - getattr(other, k) for k, v in self.__dict__.items()})
+
+
+@dataclass
+class RequestStats:
+    """Streaming per-request statistics over requests arriving after warm-up."""
+
+    latency: LogHistogram = field(default_factory=LogHistogram)
+    ttft: LogHistogram = field(default_factory=LogHistogram)
+    tpot: LogHistogram = field(default_factory=LogHistogram)
+    sums: dict[str, float] = field(
+        default_factory=lambda: {"latency": 0.0, "ttft": 0.0, "tpot": 0.0, "n_tpot": 0.0}
+    )
+    completed: int = 0
+
+
+class EngineSimulator:
+    """Simulate one engine under one scheduler, fed by a request source.
+
+    Parameters: ``engine`` and ``scheduler`` specs; ``source`` with a ``sample_block`` method
+    (a :class:`~policyopt.model.workload.Workload` or :class:`RequestList`); ``horizon`` and
+    ``warmup`` in seconds; ``seed``; ``samples`` points of the time series;
+    ``first_token`` (``"decode"`` or ``"prefill"``); ``record_batches`` to keep every batch's
+    composition; ``start_decoding`` (the first requests of the source that are already
+    prefilled and decoding at time 0) and ``start_prefilled`` (tokens of the next request
+    already prefilled) to start from a given state.
+    """
+
+    def __init__(
+        self,
+        engine: EngineSpec,
+        scheduler: SchedulerSpec,
+        source: object,
+        *,
+        horizon: float,
+        warmup: float = 0.0,
+        seed: int = 0,
+        samples: int = 2000,
+        first_token: str = "decode",
+        record_batches: bool = False,
+        start_decoding: int = 0,
+        start_prefilled: int = 0,
+        block: int = 16384,
+        windows: int = 20,
+    ) -> None:
+        if not horizon > 0:
+            raise SpecError("run.horizon_s", f"{horizon} is not > 0", "give a positive horizon")
+        self.engine = engine
+        self.scheduler = scheduler
+        self.source = source
+        self.horizon = float(horizon)
+        self.warmup = float(warmup)
+        self.rng = np.random.default_rng(seed)
+        self.first_token_at_prefill = first_token == "prefill"
+        self.record = record_batches
+        self.batches: list[BatchRecord] = []
+        self.block = int(block)
+
+        bt = engine.batch_time
+        self.b = int(engine.token_budget)
+        self.k = int(engine.max_seqs) if engine.max_seqs is not None else BIG
+        self.affine = bt if isinstance(bt, AffineBatchTime) else None
+        if self.affine is None:
+            self.table: list[float] | None = [0.0] + bt.seconds_for_tokens(
+                np.arange(1, self.b + 1)
+            ).tolist()
+        else:
+            self.table = None
+
+        # request window: global ids [base, base + len(w_arr))
+        self.base = 0
+        self.generated = 0
+        self.exhausted = False
+        self.last_arrival = 0.0
+        self.w_arr = np.zeros(0)
+        self.w_p: list[int] = []
+        self.w_d: list[int] = []
+        self.w_pn = np.zeros(0, dtype=np.int64)
+        self.w_dn = np.zeros(0, dtype=np.int64)
+        self.w_cumtok = np.zeros(1, dtype=np.int64)  # tokens of global ids < base + i
+        self.w_cump = np.zeros(1, dtype=np.int64)  # prompt tokens of global ids < base + i
+        self.w_ftok = np.zeros(0)
+        self.w_fin = np.zeros(0)
+
+        # engine state
+        self.now = 0.0
+        self.n_vis = 0
+        self.pf = 0
+        self.pf_done = 0
+        self.G = 0
+        cap = 256
+        self.dq_id = np.zeros(cap, dtype=np.int64)
+        self.dq_key = np.full(cap, BIG, dtype=np.int64)
+        self.dq_n = 0
+        self.D = 0
+        self.s_pos = 0
+        self.next_finish = BIG
+        self.kv = 0
+        self.processed = 0
+        self.completed = 0
+
+        # statistics
+        self.counters = Counters()
+        self.warm_counters: Counters | None = None if self.warmup > 0 else Counters()
+        self.processed_at_warmup = 0 if self.warmup <= 0 else -1
+        self.kv_max = 0
+        self.req = RequestStats()
+        end = max(self.horizon, self.warmup + 1e-9)
+        self.lat_windows = WindowMeans(self.warmup, end, windows)
+        self.done_windows = WindowMeans(self.warmup, end, windows)
+        self.n_windows_area = np.zeros(windows)
+        self.win = WindowMeans(self.warmup, end, windows)
+        self.samples = int(samples)
+        self.sample_t = np.linspace(0.0, self.horizon, self.samples, endpoint=False)
+        self.sample_n = np.full(self.samples, np.nan)
+        self.sample_backlog = np.full(self.samples, np.nan)
+        self.sample_kv = np.full(self.samples, np.nan)
+        self.next_sample = 0
+        self.finished = False
+
+        self._extend()
+        self._start_state(int(start_decoding), int(start_prefilled))
+
+    # ------------------------------------------------------------------ request window
+    def _extend(self) -> bool:
+        """Generate the next block of requests; fold and drop requests that are done."""
+        if self.exhausted:
+            return False
+        times, prompts, outputs = self.source.sample_block(  # type: ignore[attr-defined]
+            self.rng, self.last_arrival, self.generated, self.block
+        )
+        if len(times) < self.block:
+            self.exhausted = True
+        if len(times) == 0:
+            return False
+        # the oldest request not yet finished
+        keep = self.pf
+        if self.D:
+            live = self.dq_key[: self.dq_n] < BIG
+            keep = min(keep, int(self.dq_id[: self.dq_n][live][0]))
+        drop = keep - self.base
+        if drop > 0:
+            self._fold(slice(0, drop), final=False)
+        tot = np.asarray(prompts, dtype=np.int64) + np.asarray(outputs, dtype=np.int64)
+        cumtok = self.w_cumtok[-1] + np.cumsum(tot)
+        cump = self.w_cump[-1] + np.cumsum(prompts)
+        self.w_arr = np.concatenate([self.w_arr[drop:], times])
+        self.w_p = self.w_p[drop:] + prompts.tolist()
+        self.w_d = self.w_d[drop:] + outputs.tolist()
+        self.w_pn = np.concatenate([self.w_pn[drop:], prompts])
+        self.w_dn = np.concatenate([self.w_dn[drop:], outputs])
+        self.w_cumtok = np.concatenate([self.w_cumtok[drop:], cumtok])
+        self.w_cump = np.concatenate([self.w_cump[drop:], cump])
+        self.w_ftok = np.concatenate([self.w_ftok[drop:], np.full(len(times), np.nan)])
+        self.w_fin = np.concatenate([self.w_fin[drop:], np.full(len(times), np.nan)])
+        self.base += max(drop, 0)
+        self.generated += len(times)
+        self.last_arrival = float(times[-1])
+        return True
+
+    def _start_state(self, decoding: int, prefilled: int) -> None:
+        if decoding < 0 or prefilled < 0:
+            raise SpecError("start", "negative start state", "give counts >= 0")
+        if decoding > len(self.w_arr) or (decoding and self.w_arr[decoding - 1] > 0):
+            raise SpecError(
+                "start_decoding", "the requests decoding at time 0 must arrive at time 0", ""
+            )
+        for i in range(decoding):
+            self.dq_id[self.dq_n] = i
+            self.dq_key[self.dq_n] = self.w_d[i]
+            self.dq_n += 1
+            self.kv += self.w_p[i]
+        self.D = decoding
+        self.s_pos = 0
+        if decoding:
+            self.next_finish = int(self.dq_key[: self.dq_n].min())
+        self.pf = decoding
+        self.n_vis = decoding
+        if prefilled:
+            if not self.scheduler.chunks:
+                raise SpecError(
+                    "start_prefilled",
+                    f"scheduler {self.scheduler.label!r} cannot hold a half-prefilled prompt",
+                    "start with 0 prefilled tokens",
+                )
+            if decoding >= len(self.w_arr) or prefilled >= self.w_p[decoding]:
+                raise SpecError("start_prefilled", "must be below the head's prompt length", "")
+            self.pf_done = prefilled
+            self.kv += prefilled
+        self.processed = int(self.w_cump[decoding] + prefilled)
+
+    # ------------------------------------------------------------------ main loop
+    def run(
+        self,
+        until: float | None = None,
+        max_batches: int | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> EngineSimulator:
+        """Advance until ``until`` seconds (default the horizon) or ``max_batches`` batches.
+
+        ``progress`` is called now and then with the simulated time reached.
+        """
+        stop = self.horizon if until is None else min(float(until), self.horizon)
+        left = BIG if max_batches is None else int(max_batches)
+        sched = self.scheduler
+        request_level = sched.request_level
+        mixes = sched.mixes
+        decode_first = sched.decode_first
+        chunked = sched.chunks
+        b, kmax = self.b, self.k
+        table = self.table
+        affine = self.affine
+        kv_matters = affine is not None and affine.ckv_ms > 0
+        record = self.record
+        warmup = self.warmup
+        fin_ptr = self.first_token_at_prefill
+        sample_t = self.sample_t
+        n_samples = self.samples
+
+        now = self.now
+        n_vis, pf, pf_done, G = self.n_vis, self.pf, self.pf_done, self.G
+        D, dq_n, s_pos, next_finish = self.D, self.dq_n, self.s_pos, self.next_finish
+        dq_id, dq_key = self.dq_id, self.dq_key
+        kv, processed, completed = self.kv, self.processed, self.completed
+        c = self.counters
+        batches, tokens_c, full_c, nwc_c = c.batches, c.tokens, c.full, c.not_work_conserving
+        oor_c, busy_c, kv_area = c.out_of_range, c.busy_time, c.kv_area
+        next_sample = self.next_sample
+        t_sample = sample_t[next_sample] if next_sample < n_samples else INF
+        base = self.base
+        w_arr, w_p, w_d = self.w_arr, self.w_p, self.w_d
+        w_cump, w_cumtok = self.w_cump, self.w_cumtok
+        w_ftok, w_fin = self.w_ftok, self.w_fin
+        L = len(w_arr)
+        warm = self.warm_counters is not None
+        tick = 0
+
+        def sync() -> None:
+            self.now, self.n_vis, self.pf, self.pf_done, self.G = now, n_vis, pf, pf_done, G
+            self.D, self.dq_n, self.s_pos, self.next_finish = D, dq_n, s_pos, next_finish
+            self.dq_id, self.dq_key = dq_id, dq_key
+            self.kv, self.processed, self.completed = kv, processed, completed
+            c.batches, c.tokens, c.full, c.not_work_conserving = batches, tokens_c, full_c, nwc_c
+            c.out_of_range, c.busy_time, c.kv_area = oor_c, busy_c, kv_area
+            self.next_sample = next_sample
+
+        def reload() -> None:
+            nonlocal base, w_arr, w_p, w_d, w_cump, w_cumtok, w_ftok, w_fin, L
+            base, w_arr, w_p, w_d = self.base, self.w_arr, self.w_p, self.w_d
+            w_cump, w_cumtok, w_ftok, w_fin = self.w_cump, self.w_cumtok, self.w_ftok, self.w_fin
+            L = len(w_arr)
+
+        while left > 0 and now < stop:
+            # ---- arrivals that happened by now become visible
+            j = n_vis - base
+            if j >= L or w_arr[j] <= now:
+                while True:
+                    j = n_vis - base
+                    if j < L:
+                        if w_arr[j] > now:
+                            break
+                        n_vis = base + int(np.searchsorted(w_arr, now, side="right"))
+                        if n_vis - base < L:
+                            break
+                    sync()
+                    if not self._extend():
+                        break
+                    reload()
+            # ---- warm-up boundary
+            if not warm and now >= warmup:
+                warm = True
+                sync()
+                self.warm_counters = c.copy()
+                self.processed_at_warmup = processed
+            Q = n_vis - pf
+            # ---- time-series samples (state at the start of the batch)
+            if now >= t_sample:
+                nsys = n_vis - completed
+                backlog = int(w_cumtok[n_vis - base]) - processed
+                while next_sample < n_samples and sample_t[next_sample] <= now:
+                    self.sample_n[next_sample] = nsys
+                    self.sample_backlog[next_sample] = backlog
+                    self.sample_kv[next_sample] = kv
+                    next_sample += 1
+                t_sample = sample_t[next_sample] if next_sample < n_samples else INF
+            # ---- idle engine: jump to the next arrival
+            if D == 0 and Q == 0:
+                j = n_vis - base
+                if j >= L:
+                    sync()
+                    if not self._extend():
+                        now = stop
+                        break
+                    reload()
+                    j = n_vis - base
+                ta = float(w_arr[j])
+                if ta >= stop:
+                    now = stop
+                    break
+                nsys = n_vis - completed
+                while next_sample < n_samples and sample_t[next_sample] < ta:
+                    self.sample_n[next_sample] = nsys
+                    self.sample_backlog[next_sample] = 0
+                    self.sample_kv[next_sample] = kv
+                    next_sample += 1
+                t_sample = sample_t[next_sample] if next_sample < n_samples else INF
+                now = ta
+                continue
+
+            # ---- a run of identical decode-only batches
+            if Q == 0 and D <= b and D <= kmax and next_finish - G > 1 and not kv_matters:
+                tau = table[D] if table is not None else affine.seconds(0, D, 0)  # type: ignore[union-attr]
+                j = n_vis - base
+                ta = float(w_arr[j]) if j < L else INF  # j >= L only once exhausted
+                edge = min(ta, stop, t_sample, INF if warm else warmup)
+                k = next_finish - G - 1
+                if edge < INF:
+                    k = min(k, int((edge - now) / tau))
+                    while k > 0 and now + k * tau >= edge:
+                        k -= 1
+                k = min(k, left - 1)
+                if k >= 1:
+                    # k batches after which nothing has changed but decode progress
+                    if record:
+                        ids = dq_id[:dq_n][dq_key[:dq_n] < BIG].tolist()
+                        for q in range(k):
+                            self.batches.append(
+                                BatchRecord(now + q * tau, now + (q + 1) * tau, [], ids)
+                            )
+                    if s_pos < dq_n:
+                        w_ftok[dq_id[s_pos:dq_n] - base] = now + tau
+                        s_pos = dq_n
+                    kv_area += tau * (k * kv + D * k * (k - 1) / 2)
+                    kv += k * D
+                    if kv > self.kv_max:
+                        self.kv_max = kv
+                    G += k
+                    processed += k * D
+                    batches += k
+                    tokens_c += k * D
+                    if D == b:
+                        full_c += k
+                    if affine is not None and not affine.in_range(D, 0):
+                        oor_c += k
+                    busy_c += k * tau
+                    now += k * tau
+                    left -= k
+                    continue
+
+            # ---- form one batch
+            A = D + int(w_cump[n_vis - base] - w_cump[pf - base]) - pf_done  # work available
+            pf0, pf_done0 = pf, pf_done
+            x = r = m = 0
+            chunks: list[tuple[int, int]] | None = [] if record else None
+            entrants: list[int] = []
+            do_prefill = False
+            budget = b
+            slots = kmax
+            if request_level:
+                if D:
+                    m = D
+                else:
+                    do_prefill = True
+            elif not mixes:
+                if Q:
+                    do_prefill = True
+                else:
+                    m = D if D <= b and D <= kmax else min(D, b, kmax)
+            elif decode_first:
+                m = D if D <= b and D <= kmax else min(D, b, kmax)
+                budget -= m
+                slots -= m
+                do_prefill = Q > 0 and budget > 0 and slots > 0
+            else:
+                do_prefill = Q > 0
+            if do_prefill:
+                i = pf
+                done = pf_done
+                jb = i - base
+                while i < n_vis and budget > 0 and slots > 0:
+                    rem = w_p[jb] - done
+                    if rem <= budget:
+                        if chunks is not None:
+                            chunks.append((i, rem))
+                        budget -= rem
+                        x += rem
+                        r += 1
+                        slots -= 1
+                        entrants.append(i)
+                        i += 1
+                        jb += 1
+                        done = 0
+                    elif chunked:
+                        if chunks is not None:
+                            chunks.append((i, budget))
+                        x += budget
+                        done += budget
+                        r += 1
+                        budget = 0
+                    else:
+                        break
+                pf, pf_done = i, done
+            if mixes and not decode_first:
+                m = min(D, budget, slots)
+            n = x + m
+            if n == 0:  # cannot happen with work present; guard against a frozen clock
+                raise RuntimeError(f"empty batch at t={now} with D={D}, Q={Q}")
+            # ---- batch time
+            if table is not None:
+                dt = table[n]
+            else:
+                kv_read = 0
+                if kv_matters:
+                    kv_read = _kv_read(dq_id, dq_key, dq_n, m, G, w_p, w_d, base)
+                    kv_read += pf_done0 if x else 0
+                dt = affine.seconds(x, m, kv_read)  # type: ignore[union-attr]
+                if not affine.in_range(n, kv_read):  # type: ignore[union-attr]
+                    oor_c += 1
+            t_end = now + dt
+            # ---- work conservation: the largest feasible batch
+            if n != b and n != A:
+                if kmax == BIG or D + Q <= kmax:
+                    nwc_c += 1
+                elif n < self._largest_batch(D, pf0, n_vis, pf_done0):
+                    nwc_c += 1
+            # ---- decode tokens to the oldest m decoders
+            if m:
+                if m == D:
+                    pos = dq_n
+                else:
+                    pos = m if dq_n == D else int(
+                        np.searchsorted(np.cumsum(dq_key[:dq_n] < BIG), m) + 1
+                    )
+                    dq_key[pos:dq_n] += 1
+                if record:
+                    dec = dq_id[:pos][dq_key[:pos] < BIG].tolist()
+                G += 1
+                if pos > s_pos:
+                    if not fin_ptr:
+                        w_ftok[dq_id[s_pos:pos] - base] = t_end
+                    s_pos = pos
+                if m != D:
+                    next_finish = int(dq_key[:dq_n].min())
+                if next_finish == G:
+                    keys = dq_key[:dq_n]
+                    idx = np.flatnonzero(keys == G)
+                    ids = dq_id[idx]
+                    dq_key[idx] = BIG
+                    loc = ids - base
+                    w_fin[loc] = t_end
+                    nd = len(idx)
+                    D -= nd
+                    completed += nd
+                    # a finished request frees its whole context: prompt + output tokens
+                    kv -= int((w_cumtok[loc + 1] - w_cumtok[loc]).sum())
+                    next_finish = int(keys.min()) if D else BIG
+                    if dq_n - D > D + 64:
+                        live = dq_key[:dq_n] < BIG
+                        before = int(live[:s_pos].sum())
+                        nlive = int(live.sum())
+                        dq_id[:nlive] = dq_id[:dq_n][live]
+                        dq_key[:nlive] = dq_key[:dq_n][live]
+                        dq_key[nlive:dq_n] = BIG
+                        dq_n, s_pos = nlive, before
+            elif record:
+                dec = []
+            # ---- requests whose prefill finished join the decode queue
+            if entrants:
+                ne = len(entrants)
+                if dq_n + ne > len(dq_key):
+                    live = dq_key[:dq_n] < BIG
+                    nlive = int(live.sum())
+                    before = int(live[:s_pos].sum())
+                    cap = max(256, 2 * (nlive + ne))
+                    new_id = np.zeros(cap, dtype=np.int64)
+                    new_key = np.full(cap, BIG, dtype=np.int64)
+                    new_id[:nlive] = dq_id[:dq_n][live]
+                    new_key[:nlive] = dq_key[:dq_n][live]
+                    dq_id, dq_key, dq_n, s_pos = new_id, new_key, nlive, before
+                for e in entrants:
+                    key = G + w_d[e - base]
+                    dq_id[dq_n] = e
+                    dq_key[dq_n] = key
+                    dq_n += 1
+                    if key < next_finish:
+                        next_finish = key
+                D += ne
+                if fin_ptr:
+                    w_ftok[np.asarray(entrants) - base] = t_end
+            # ---- bookkeeping
+            kv_area += kv * dt
+            kv += n
+            if kv > self.kv_max:
+                self.kv_max = kv
+            if record:
+                self.batches.append(BatchRecord(now, t_end, chunks or [], dec))
+            processed += n
+            batches += 1
+            tokens_c += n
+            if n == b:
+                full_c += 1
+            busy_c += dt
+            now = t_end
+            left -= 1
+            tick += 1
+            if progress is not None and tick >= 2048:
+                tick = 0
+                progress(now)
+        sync()
+        return self
+
+    def _largest_batch(self, D: int, pf: int, n_vis: int, head_done: int) -> int:
+        """Largest batch any scheduler could form now, with the request-slot limit."""
+        rem = np.asarray(self.w_p[pf - self.base : n_vis - self.base], dtype=np.int64)
+        if len(rem):
+            rem[0] -= head_done
+        k = self.k
+        if len(rem) >= k:
+            best = int(np.sort(rem)[-k:].sum())
+        else:
+            best = int(rem.sum()) + min(D, k - len(rem))
+        return min(self.b, best)
+
+    # ------------------------------------------------------------------ statistics
+    def _fold(self, sl: slice, final: bool) -> None:
+        """Fold requests of the window slice ``sl`` into the streaming statistics."""
+        a = self.w_arr[sl]
+        if a.size == 0:
+            return
+        f = self.w_ftok[sl]
+        e = self.w_fin[sl]
+        d = self.w_dn[sl]
+        end = self.now if final else math.inf
+        # time in system inside the measured windows (Little's law, exact)
+        ends = np.where(np.isnan(e), end, e)
+        self.n_windows_area += overlap_by_window(a, np.minimum(ends, self.horizon), self.win)
+        done = ~np.isnan(e)
+        self.done_windows.add(e[done])
+        meas = done & (a >= self.warmup)
+        if not meas.any():
+            return
+        lat = e[meas] - a[meas]
+        ttft = f[meas] - a[meas]
+        dd = d[meas]
+        multi = dd > 1
+        tpot = (e[meas][multi] - f[meas][multi]) / (dd[multi] - 1)
+        rs = self.req
+        rs.latency.add(lat)
+        rs.ttft.add(ttft)
+        rs.tpot.add(tpot)
+        rs.sums["latency"] += float(lat.sum())
+        rs.sums["ttft"] += float(ttft.sum())
+        rs.sums["tpot"] += float(tpot.sum())
+        rs.sums["n_tpot"] += float(tpot.size)
+        rs.completed += int(meas.sum())
+        self.lat_windows.add(a[meas], lat)
+
+    def finish(self) -> None:
+        """Fold every request still in the window (call once, after the last :meth:`run`)."""
+        if self.finished:
+            return
+        self.finished = True
+        vis = self.n_vis - self.base
+        # arrivals after the last batch began but before the end are in the system too
+        upto = int(np.searchsorted(self.w_arr, self.now, side="right"))
+        self._fold(slice(0, max(vis, upto)), final=True)
