@@ -18,7 +18,7 @@ import csv
 import math
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -64,7 +64,7 @@ class TraceArrivals(_Spec):
 
 
 Arrivals = Annotated[
-    Union[PoissonArrivals, DeterministicArrivals, TraceArrivals], Field(discriminator="kind")
+    PoissonArrivals | DeterministicArrivals | TraceArrivals, Field(discriminator="kind")
 ]
 
 
@@ -107,7 +107,7 @@ def _read_trace_cached(path: str, mtime: float) -> tuple[np.ndarray, np.ndarray,
                     "sort the trace by arrival_s",
                 )
             for name, val in (("prompt_len", p), ("output_len", d)):
-                if val < 1 or val != int(val):
+                if not math.isfinite(val) or val < 1 or val != int(val):
                     raise SpecError(
                         f"{path} line {lineno}",
                         f"{name}={val:g} is not a whole number of tokens >= 1",
@@ -132,6 +132,16 @@ def read_trace(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not p.is_file():
         raise SpecError(str(path), "no such file", "give the path of a trace CSV")
     return _read_trace_cached(str(p), p.stat().st_mtime)
+
+
+class RequestStreams:
+    """Independent random streams for arrival times, prompt and output lengths, from one seed."""
+
+    def __init__(self, seed: int) -> None:
+        arrivals, prompts, outputs = np.random.SeedSequence(seed).spawn(3)
+        self.arrivals = np.random.default_rng(arrivals)
+        self.prompts = np.random.default_rng(prompts)
+        self.outputs = np.random.default_rng(outputs)
 
 
 DEFAULT_PROMPT = LogNormal(mean=129, sigma=0.7)
@@ -164,7 +174,10 @@ class Workload(_Spec):
                         "not used with a trace arrival (the trace gives the lengths)",
                         f"remove {name}",
                     )
-            _, prompts, outputs = read_trace(self.arrival.path)
+            try:
+                _, prompts, outputs = read_trace(self.arrival.path)
+            except SpecError as err:  # name the config key, keep the file location in the text
+                raise SpecError("arrival.path", f"{err.field}: {err.problem}", err.fix) from None
             for name, arr, cap in (
                 ("prompt_len", prompts, self.max_prompt_len),
                 ("output_len", outputs, self.max_output_len),
@@ -238,13 +251,14 @@ class Workload(_Spec):
         return self.model_copy(update={"arrival": new})
 
     def sample_block(
-        self, rng: np.random.Generator, start_time: float, start_index: int, n: int
+        self, rngs: RequestStreams, start_time: float, start_index: int, n: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The next ``n`` requests after ``start_time`` (the previous arrival, s).
 
         Returns arrival times (s, nondecreasing), prompt and output lengths (int64). A trace
         returns fewer than ``n`` (possibly none) when it runs out; ``start_index`` is the
-        number of requests already drawn.
+        number of requests already drawn. Arrivals, prompts and outputs come from three
+        separate streams, so the requests do not depend on how they are cut into blocks.
         """
         arr = self.arrival
         if isinstance(arr, TraceArrivals):
@@ -252,9 +266,9 @@ class Workload(_Spec):
             sl = slice(start_index, start_index + n)
             return times[sl] * arr.time_scale, prompts[sl], outputs[sl]
         if isinstance(arr, PoissonArrivals):
-            times = start_time + np.cumsum(rng.exponential(1.0 / arr.rate, n))
+            times = start_time + np.cumsum(rngs.arrivals.exponential(1.0 / arr.rate, n))
         else:
             times = (start_index + 1 + np.arange(n, dtype=np.float64)) / arr.rate
-        prompts = self.prompt_dist.sample(rng, n, self.max_prompt_len)
-        outputs = self.output_dist.sample(rng, n, self.max_output_len)
+        prompts = self.prompt_dist.sample(rngs.prompts, n, self.max_prompt_len)
+        outputs = self.output_dist.sample(rngs.outputs, n, self.max_output_len)
         return times, prompts, outputs

@@ -11,12 +11,14 @@ How it stays fast (no per-token Python work):
 
 * Requests are numbered in arrival order. All four schedulers prefill first-come first-served,
   so the requests still waiting for prefill are the contiguous range ``[pf, n_visible)`` and at
-  most the head ``pf`` is partly prefilled. Prefill work is read off cumulative sums.
-* Decoding requests sit in arrival order in a numpy buffer; a batch serves the oldest ``m``
-  of them (every scheduler serves decodes oldest first). Each holds a key with
-  ``remaining decode tokens = key - G`` where ``G`` counts decode batches; a batch that serves
-  all decoders only increments ``G`` (O(1)); one that serves a prefix adds one to the keys of
-  the rest. A request finishes when its key equals ``G``.
+  most the head ``pf`` is partly prefilled; the prefill work waiting is one running sum.
+* Decoding requests sit in arrival order in an insertion-ordered dict; a batch serves the
+  oldest ``m`` of them (every scheduler serves decodes oldest first). Each has a finish key
+  with ``remaining decode tokens = key - G``, where ``G`` counts decode batches, kept in a
+  min-heap. A batch that serves every decoder only increments ``G`` and pops the requests
+  whose key is ``G``. A batch that serves a prefix also delays the unserved suffix by one:
+  a range add on a Fenwick tree indexed by request, O(log n); heap keys are lower bounds,
+  corrected lazily when they reach the top.
 * Runs of identical decode-only batches (no prefill waiting, no arrival, no completion) are
   advanced in one step.
 * Requests are generated in blocks; finished blocks are folded into streaming statistics and
@@ -25,8 +27,11 @@ How it stays fast (no per-token Python work):
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,30 +40,28 @@ from policyopt.errors import SpecError
 from policyopt.model.batch_time import AffineBatchTime
 from policyopt.model.engine import EngineSpec
 from policyopt.model.scheduler import SchedulerSpec
+from policyopt.model.workload import RequestStreams
 from policyopt.sim.stats import LogHistogram, WindowMeans, overlap_by_window
 
 BIG = 1 << 62
 INF = math.inf
 
 
-def _kv_read(
-    dq_id: np.ndarray,
-    dq_key: np.ndarray,
-    dq_n: int,
-    m: int,
-    G: int,
-    w_p: list[int],
-    w_d: list[int],
-    base: int,
-) -> int:
-    """Context (prompt + decoded tokens) held by the oldest ``m`` decoding requests."""
-    if not m:
-        return 0
-    live = np.flatnonzero(dq_key[:dq_n] < BIG)[:m]
-    ids = dq_id[live] - base
-    p = np.asarray(w_p, dtype=np.int64)[ids]
-    d = np.asarray(w_d, dtype=np.int64)[ids]
-    return int((p + d - (dq_key[live] - G)).sum())
+def _fw_add(tree: list[int], j: int, v: int) -> None:
+    """Add ``v`` at 1-based position ``j`` of a Fenwick tree."""
+    n = len(tree)
+    while j < n:
+        tree[j] += v
+        j += j & -j
+
+
+def _fw_sum(tree: list[int], j: int) -> int:
+    """Sum of positions ``1..j`` of a Fenwick tree."""
+    total = 0
+    while j > 0:
+        total += tree[j]
+        j &= j - 1
+    return total
 
 
 class RequestList:
@@ -81,7 +84,7 @@ class RequestList:
             raise SpecError("requests", "lengths must be >= 1 token", "fix the lengths")
 
     def sample_block(
-        self, rng: np.random.Generator, start_time: float, start_index: int, n: int
+        self, rngs: RequestStreams, start_time: float, start_index: int, n: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         sl = slice(start_index, start_index + n)
         return self.arrivals[sl], self.prompts[sl], self.outputs[sl]
@@ -146,7 +149,9 @@ class EngineSimulator:
     ``first_token`` (``"decode"`` or ``"prefill"``); ``record_batches`` to keep every batch's
     composition; ``start_decoding`` (the first requests of the source that are already
     prefilled and decoding at time 0) and ``start_prefilled`` (tokens of the next request
-    already prefilled) to start from a given state.
+    already prefilled) to start from a given state. ``coalesce=False`` forms every batch one
+    by one instead of advancing runs of identical decode-only batches in one step (the same
+    batches; for testing that shortcut).
     """
 
     def __init__(
@@ -165,6 +170,7 @@ class EngineSimulator:
         start_prefilled: int = 0,
         block: int = 16384,
         windows: int = 20,
+        coalesce: bool = True,
     ) -> None:
         if not horizon > 0:
             raise SpecError("run.horizon_s", f"{horizon} is not > 0", "give a positive horizon")
@@ -173,11 +179,12 @@ class EngineSimulator:
         self.source = source
         self.horizon = float(horizon)
         self.warmup = float(warmup)
-        self.rng = np.random.default_rng(seed)
+        self.rngs = RequestStreams(seed)
         self.first_token_at_prefill = first_token == "prefill"
         self.record = record_batches
         self.batches: list[BatchRecord] = []
         self.block = int(block)
+        self.coalesce = bool(coalesce)
 
         bt = engine.batch_time
         self.b = int(engine.token_budget)
@@ -190,34 +197,33 @@ class EngineSimulator:
         else:
             self.table = None
 
-        # request window: global ids [base, base + len(w_arr))
+        # request window: global ids [base, base + len(w_arr)); lists for the hot loop
         self.base = 0
         self.generated = 0
         self.exhausted = False
         self.last_arrival = 0.0
         self.w_arr = np.zeros(0)
+        self.w_arr_l: list[float] = []
         self.w_p: list[int] = []
         self.w_d: list[int] = []
         self.w_pn = np.zeros(0, dtype=np.int64)
         self.w_dn = np.zeros(0, dtype=np.int64)
         self.w_cumtok = np.zeros(1, dtype=np.int64)  # tokens of global ids < base + i
-        self.w_cump = np.zeros(1, dtype=np.int64)  # prompt tokens of global ids < base + i
-        self.w_ftok = np.zeros(0)
-        self.w_fin = np.zeros(0)
+        self.w_ftok: list[float] = []
+        self.w_fin: list[float] = []
 
         # engine state
         self.now = 0.0
-        self.n_vis = 0
-        self.pf = 0
-        self.pf_done = 0
-        self.G = 0
-        cap = 256
-        self.dq_id = np.zeros(cap, dtype=np.int64)
-        self.dq_key = np.full(cap, BIG, dtype=np.int64)
-        self.dq_n = 0
-        self.D = 0
-        self.s_pos = 0
-        self.next_finish = BIG
+        self.n_vis = 0  # requests seen (arrived by the last batch formation)
+        self.pf = 0  # oldest request whose prefill is unfinished
+        self.pf_done = 0  # tokens of it already prefilled
+        self.pf_backlog = 0  # prefill tokens waiting among seen requests
+        self.G = 0  # decode batches so far
+        self.alive: dict[int, int] = {}  # decoding request -> finish key before delays
+        self.heap: list[tuple[int, int]] = []  # (lower bound of finish key, request)
+        self.delay_tree: list[int] = [0]  # Fenwick tree over window positions: delays
+        self.delayed = False  # whether delay_tree holds anything
+        self.unstarted: deque[int] = deque()  # decoding requests with no decode token yet
         self.kv = 0
         self.processed = 0
         self.completed = 0
@@ -250,35 +256,42 @@ class EngineSimulator:
         if self.exhausted:
             return False
         times, prompts, outputs = self.source.sample_block(  # type: ignore[attr-defined]
-            self.rng, self.last_arrival, self.generated, self.block
+            self.rngs, self.last_arrival, self.generated, self.block
         )
         if len(times) < self.block:
             self.exhausted = True
         if len(times) == 0:
             return False
-        # the oldest request not yet finished
-        keep = self.pf
-        if self.D:
-            live = self.dq_key[: self.dq_n] < BIG
-            keep = min(keep, int(self.dq_id[: self.dq_n][live][0]))
+        keep = min(self.pf, next(iter(self.alive))) if self.alive else self.pf
         drop = keep - self.base
         if drop > 0:
             self._fold(slice(0, drop), final=False)
-        tot = np.asarray(prompts, dtype=np.int64) + np.asarray(outputs, dtype=np.int64)
-        cumtok = self.w_cumtok[-1] + np.cumsum(tot)
-        cump = self.w_cump[-1] + np.cumsum(prompts)
+        if self.delayed:  # fold the delays into the keys: the tree is rebuilt below
+            tree, base = self.delay_tree, self.base
+            for i in self.alive:
+                self.alive[i] += _fw_sum(tree, i - base + 1)
+            self.delayed = False
+            # heap keys were lower bounds: make them exact again (in place: run() holds it)
+            self.heap[:] = [(key, i) for i, key in self.alive.items()]
+            heapq.heapify(self.heap)
+        prompts = np.asarray(prompts, dtype=np.int64)
+        outputs = np.asarray(outputs, dtype=np.int64)
+        cumtok = self.w_cumtok[-1] + np.cumsum(prompts + outputs)
+        n = len(times)
+        nan = math.nan
         self.w_arr = np.concatenate([self.w_arr[drop:], times])
+        self.w_arr_l = self.w_arr_l[drop:] + np.asarray(times, dtype=float).tolist()
         self.w_p = self.w_p[drop:] + prompts.tolist()
         self.w_d = self.w_d[drop:] + outputs.tolist()
         self.w_pn = np.concatenate([self.w_pn[drop:], prompts])
         self.w_dn = np.concatenate([self.w_dn[drop:], outputs])
         self.w_cumtok = np.concatenate([self.w_cumtok[drop:], cumtok])
-        self.w_cump = np.concatenate([self.w_cump[drop:], cump])
-        self.w_ftok = np.concatenate([self.w_ftok[drop:], np.full(len(times), np.nan)])
-        self.w_fin = np.concatenate([self.w_fin[drop:], np.full(len(times), np.nan)])
+        self.w_ftok = self.w_ftok[drop:] + [nan] * n
+        self.w_fin = self.w_fin[drop:] + [nan] * n
         self.base += max(drop, 0)
-        self.generated += len(times)
+        self.generated += n
         self.last_arrival = float(times[-1])
+        self.delay_tree = [0] * (len(self.w_p) + 1)
         return True
 
     def _start_state(self, decoding: int, prefilled: int) -> None:
@@ -289,14 +302,8 @@ class EngineSimulator:
                 "start_decoding", "the requests decoding at time 0 must arrive at time 0", ""
             )
         for i in range(decoding):
-            self.dq_id[self.dq_n] = i
-            self.dq_key[self.dq_n] = self.w_d[i]
-            self.dq_n += 1
+            self._join_decode(i, self.w_d[i])
             self.kv += self.w_p[i]
-        self.D = decoding
-        self.s_pos = 0
-        if decoding:
-            self.next_finish = int(self.dq_key[: self.dq_n].min())
         self.pf = decoding
         self.n_vis = decoding
         if prefilled:
@@ -310,7 +317,21 @@ class EngineSimulator:
                 raise SpecError("start_prefilled", "must be below the head's prompt length", "")
             self.pf_done = prefilled
             self.kv += prefilled
-        self.processed = int(self.w_cump[decoding] + prefilled)
+        self.pf_backlog = -prefilled
+        self.processed = int(sum(self.w_p[:decoding]) + prefilled)
+
+    def _join_decode(self, i: int, key: int) -> None:
+        self.alive[i] = key
+        heapq.heappush(self.heap, (key, i))
+        if not self.first_token_at_prefill:
+            self.unstarted.append(i)
+
+    def remaining_decode(self, i: int) -> int:
+        """Decode tokens request ``i`` still needs (it must be decoding)."""
+        key = self.alive[i]
+        if self.delayed:
+            key += _fw_sum(self.delay_tree, i - self.base + 1)
+        return key - self.G
 
     # ------------------------------------------------------------------ main loop
     def run(
@@ -334,61 +355,66 @@ class EngineSimulator:
         table = self.table
         affine = self.affine
         kv_matters = affine is not None and affine.ckv_ms > 0
+        coalesce = self.coalesce and not kv_matters
         record = self.record
         warmup = self.warmup
-        fin_ptr = self.first_token_at_prefill
+        track_start = not self.first_token_at_prefill
         sample_t = self.sample_t
         n_samples = self.samples
+        alive, heap, unstarted = self.alive, self.heap, self.unstarted
+        heappush, heappop = heapq.heappush, heapq.heappop
+        tree, delayed = self.delay_tree, self.delayed
 
         now = self.now
-        n_vis, pf, pf_done, G = self.n_vis, self.pf, self.pf_done, self.G
-        D, dq_n, s_pos, next_finish = self.D, self.dq_n, self.s_pos, self.next_finish
-        dq_id, dq_key = self.dq_id, self.dq_key
+        n_vis, pf, pf_done, pf_backlog, G = self.n_vis, self.pf, self.pf_done, self.pf_backlog, self.G
+        D = len(alive)
         kv, processed, completed = self.kv, self.processed, self.completed
         c = self.counters
         batches, tokens_c, full_c, nwc_c = c.batches, c.tokens, c.full, c.not_work_conserving
         oor_c, busy_c, kv_area = c.out_of_range, c.busy_time, c.kv_area
+        kv_max = self.kv_max
         next_sample = self.next_sample
         t_sample = sample_t[next_sample] if next_sample < n_samples else INF
         base = self.base
-        w_arr, w_p, w_d = self.w_arr, self.w_p, self.w_d
-        w_cump, w_cumtok = self.w_cump, self.w_cumtok
+        w_arr, w_p, w_d, w_cumtok = self.w_arr_l, self.w_p, self.w_d, self.w_cumtok
         w_ftok, w_fin = self.w_ftok, self.w_fin
         L = len(w_arr)
         warm = self.warm_counters is not None
         tick = 0
+        dec: list[int] = []
 
         def sync() -> None:
             self.now, self.n_vis, self.pf, self.pf_done, self.G = now, n_vis, pf, pf_done, G
-            self.D, self.dq_n, self.s_pos, self.next_finish = D, dq_n, s_pos, next_finish
-            self.dq_id, self.dq_key = dq_id, dq_key
+            self.pf_backlog = pf_backlog
             self.kv, self.processed, self.completed = kv, processed, completed
             c.batches, c.tokens, c.full, c.not_work_conserving = batches, tokens_c, full_c, nwc_c
             c.out_of_range, c.busy_time, c.kv_area = oor_c, busy_c, kv_area
+            self.kv_max = kv_max
             self.next_sample = next_sample
+            self.delayed = delayed
 
         def reload() -> None:
-            nonlocal base, w_arr, w_p, w_d, w_cump, w_cumtok, w_ftok, w_fin, L
-            base, w_arr, w_p, w_d = self.base, self.w_arr, self.w_p, self.w_d
-            w_cump, w_cumtok, w_ftok, w_fin = self.w_cump, self.w_cumtok, self.w_ftok, self.w_fin
+            nonlocal base, w_arr, w_p, w_d, w_cumtok, w_ftok, w_fin, L, tree, delayed
+            base, w_arr, w_p, w_d = self.base, self.w_arr_l, self.w_p, self.w_d
+            w_cumtok, w_ftok, w_fin = self.w_cumtok, self.w_ftok, self.w_fin
+            tree, delayed = self.delay_tree, self.delayed
             L = len(w_arr)
 
         while left > 0 and now < stop:
             # ---- arrivals that happened by now become visible
             j = n_vis - base
-            if j >= L or w_arr[j] <= now:
-                while True:
-                    j = n_vis - base
-                    if j < L:
-                        if w_arr[j] > now:
-                            break
-                        n_vis = base + int(np.searchsorted(w_arr, now, side="right"))
-                        if n_vis - base < L:
-                            break
-                    sync()
-                    if not self._extend():
-                        break
-                    reload()
+            while True:
+                while j < L and w_arr[j] <= now:
+                    pf_backlog += w_p[j]
+                    j += 1
+                if j < L or self.exhausted:
+                    break
+                n_vis = base + j
+                sync()
+                self._extend()
+                reload()
+                j = n_vis - base
+            n_vis = base + j
             # ---- warm-up boundary
             if not warm and now >= warmup:
                 warm = True
@@ -408,15 +434,10 @@ class EngineSimulator:
                 t_sample = sample_t[next_sample] if next_sample < n_samples else INF
             # ---- idle engine: jump to the next arrival
             if D == 0 and Q == 0:
-                j = n_vis - base
-                if j >= L:
-                    sync()
-                    if not self._extend():
-                        now = stop
-                        break
-                    reload()
-                    j = n_vis - base
-                ta = float(w_arr[j])
+                if j >= L:  # no more requests
+                    now = stop
+                    break
+                ta = w_arr[j]
                 if ta >= stop:
                     now = stop
                     break
@@ -430,33 +451,34 @@ class EngineSimulator:
                 now = ta
                 continue
 
-            # ---- a run of identical decode-only batches
-            if Q == 0 and D <= b and D <= kmax and next_finish - G > 1 and not kv_matters:
-                tau = table[D] if table is not None else affine.seconds(0, D, 0)  # type: ignore[union-attr]
-                j = n_vis - base
-                ta = float(w_arr[j]) if j < L else INF  # j >= L only once exhausted
-                edge = min(ta, stop, t_sample, INF if warm else warmup)
-                k = next_finish - G - 1
-                if edge < INF:
-                    k = min(k, int((edge - now) / tau))
-                    while k > 0 and now + k * tau >= edge:
-                        k -= 1
-                k = min(k, left - 1)
+            # ---- a run of identical decode-only batches, advanced in one step
+            if coalesce and Q == 0 and D <= b and D <= kmax:
+                k = heap[0][0] - G - 1  # batches before the next completion (or a lower bound)
                 if k >= 1:
-                    # k batches after which nothing has changed but decode progress
+                    tau = table[D] if table is not None else affine.seconds(0, D, 0)  # type: ignore[union-attr]
+                    ta = w_arr[j] if j < L else INF
+                    edge = min(ta, stop, t_sample, INF if warm else warmup)
+                    if edge < INF:
+                        k = min(k, int((edge - now) / tau))
+                        while k > 0 and now + k * tau >= edge:
+                            k -= 1
+                    k = min(k, left - 1)
+                if k >= 1:
                     if record:
-                        ids = dq_id[:dq_n][dq_key[:dq_n] < BIG].tolist()
+                        ids = list(alive)
                         for q in range(k):
                             self.batches.append(
                                 BatchRecord(now + q * tau, now + (q + 1) * tau, [], ids)
                             )
-                    if s_pos < dq_n:
-                        w_ftok[dq_id[s_pos:dq_n] - base] = now + tau
-                        s_pos = dq_n
+                    if unstarted:
+                        t1 = now + tau
+                        for i in unstarted:
+                            w_ftok[i - base] = t1
+                        unstarted.clear()
                     kv_area += tau * (k * kv + D * k * (k - 1) / 2)
                     kv += k * D
-                    if kv > self.kv_max:
-                        self.kv_max = kv
+                    if kv > kv_max:
+                        kv_max = kv
                     G += k
                     processed += k * D
                     batches += k
@@ -471,7 +493,7 @@ class EngineSimulator:
                     continue
 
             # ---- form one batch
-            A = D + int(w_cump[n_vis - base] - w_cump[pf - base]) - pf_done  # work available
+            A = D + pf_backlog  # tokens of work available now
             pf0, pf_done0 = pf, pf_done
             x = r = m = 0
             chunks: list[tuple[int, int]] | None = [] if record else None
@@ -523,6 +545,7 @@ class EngineSimulator:
                     else:
                         break
                 pf, pf_done = i, done
+                pf_backlog -= x
             if mixes and not decode_first:
                 m = min(D, budget, slots)
             n = x + m
@@ -534,87 +557,78 @@ class EngineSimulator:
             else:
                 kv_read = 0
                 if kv_matters:
-                    kv_read = _kv_read(dq_id, dq_key, dq_n, m, G, w_p, w_d, base)
-                    kv_read += pf_done0 if x else 0
+                    kv_read = pf_done0 if x else 0  # context of a continued prompt chunk
+                    for i, key in islice(alive.items(), m):  # context of each decoder
+                        if delayed:
+                            key += _fw_sum(tree, i - base + 1)
+                        kv_read += w_p[i - base] + w_d[i - base] - (key - G)
                 dt = affine.seconds(x, m, kv_read)  # type: ignore[union-attr]
                 if not affine.in_range(n, kv_read):  # type: ignore[union-attr]
                     oor_c += 1
             t_end = now + dt
-            # ---- work conservation: the largest feasible batch
+            # ---- work conservation: was this the largest feasible batch?
             if n != b and n != A:
                 if kmax == BIG or D + Q <= kmax:
                     nwc_c += 1
                 elif n < self._largest_batch(D, pf0, n_vis, pf_done0):
                     nwc_c += 1
-            # ---- decode tokens to the oldest m decoders
+            # ---- one decode token to each of the oldest m decoding requests
             if m:
-                if m == D:
-                    pos = dq_n
-                else:
-                    pos = m if dq_n == D else int(
-                        np.searchsorted(np.cumsum(dq_key[:dq_n] < BIG), m) + 1
-                    )
-                    dq_key[pos:dq_n] += 1
                 if record:
-                    dec = dq_id[:pos][dq_key[:pos] < BIG].tolist()
+                    dec = list(islice(alive, m))
+                if m != D:  # the unserved suffix waits: its finish keys move up by one
+                    first = next(islice(alive, m, None))
+                    last = next(reversed(alive))
+                    _fw_add(tree, first - base + 1, 1)
+                    if last - base + 2 < len(tree):
+                        _fw_add(tree, last - base + 2, -1)
+                    delayed = True
                 G += 1
-                if pos > s_pos:
-                    if not fin_ptr:
-                        w_ftok[dq_id[s_pos:pos] - base] = t_end
-                    s_pos = pos
-                if m != D:
-                    next_finish = int(dq_key[:dq_n].min())
-                if next_finish == G:
-                    keys = dq_key[:dq_n]
-                    idx = np.flatnonzero(keys == G)
-                    ids = dq_id[idx]
-                    dq_key[idx] = BIG
-                    loc = ids - base
-                    w_fin[loc] = t_end
-                    nd = len(idx)
+                done_ids: list[int] = []
+                while heap and heap[0][0] <= G:
+                    key, i = heappop(heap)
+                    if delayed:  # add the delays of request i (a Fenwick prefix sum, inlined)
+                        key = alive[i]
+                        jf = i - base + 1
+                        while jf:
+                            key += tree[jf]
+                            jf &= jf - 1
+                        if key != G:
+                            heappush(heap, (key, i))
+                            continue
+                    done_ids.append(i)
+                if unstarted:
+                    started = D - len(unstarted)
+                    for _ in range(m - started):
+                        w_ftok[unstarted.popleft() - base] = t_end
+                if done_ids:
+                    for i in done_ids:
+                        del alive[i]
+                        ji = i - base
+                        w_fin[ji] = t_end
+                        # a finished request frees its whole context: prompt + output tokens
+                        kv -= w_p[ji] + w_d[ji]
+                    nd = len(done_ids)
                     D -= nd
                     completed += nd
-                    # a finished request frees its whole context: prompt + output tokens
-                    kv -= int((w_cumtok[loc + 1] - w_cumtok[loc]).sum())
-                    next_finish = int(keys.min()) if D else BIG
-                    if dq_n - D > D + 64:
-                        live = dq_key[:dq_n] < BIG
-                        before = int(live[:s_pos].sum())
-                        nlive = int(live.sum())
-                        dq_id[:nlive] = dq_id[:dq_n][live]
-                        dq_key[:nlive] = dq_key[:dq_n][live]
-                        dq_key[nlive:dq_n] = BIG
-                        dq_n, s_pos = nlive, before
             elif record:
                 dec = []
             # ---- requests whose prefill finished join the decode queue
             if entrants:
-                ne = len(entrants)
-                if dq_n + ne > len(dq_key):
-                    live = dq_key[:dq_n] < BIG
-                    nlive = int(live.sum())
-                    before = int(live[:s_pos].sum())
-                    cap = max(256, 2 * (nlive + ne))
-                    new_id = np.zeros(cap, dtype=np.int64)
-                    new_key = np.full(cap, BIG, dtype=np.int64)
-                    new_id[:nlive] = dq_id[:dq_n][live]
-                    new_key[:nlive] = dq_key[:dq_n][live]
-                    dq_id, dq_key, dq_n, s_pos = new_id, new_key, nlive, before
                 for e in entrants:
                     key = G + w_d[e - base]
-                    dq_id[dq_n] = e
-                    dq_key[dq_n] = key
-                    dq_n += 1
-                    if key < next_finish:
-                        next_finish = key
-                D += ne
-                if fin_ptr:
-                    w_ftok[np.asarray(entrants) - base] = t_end
+                    alive[e] = key
+                    heappush(heap, (key, e))
+                    if track_start:
+                        unstarted.append(e)
+                    else:
+                        w_ftok[e - base] = t_end
+                D += len(entrants)
             # ---- bookkeeping
             kv_area += kv * dt
             kv += n
-            if kv > self.kv_max:
-                self.kv_max = kv
+            if kv > kv_max:
+                kv_max = kv
             if record:
                 self.batches.append(BatchRecord(now, t_end, chunks or [], dec))
             processed += n
@@ -650,8 +664,8 @@ class EngineSimulator:
         a = self.w_arr[sl]
         if a.size == 0:
             return
-        f = self.w_ftok[sl]
-        e = self.w_fin[sl]
+        f = np.asarray(self.w_ftok[sl], dtype=float)
+        e = np.asarray(self.w_fin[sl], dtype=float)
         d = self.w_dn[sl]
         end = self.now if final else math.inf
         # time in system inside the measured windows (Little's law, exact)
