@@ -83,3 +83,28 @@ def test_light_load_throughput_and_little() -> None:
     res = simulate(scenario("sarathi", 0.3, FIXED, horizon=1800))
     assert res.throughput == pytest.approx(res.rate, rel=0.05)
     assert res.mean_in_system == pytest.approx(res.rate * res.latency_mean, rel=0.05)
+
+
+def test_kv_mean_closed_form_isolated_requests() -> None:
+    """Requests 10 s apart never overlap: each holds p + j tokens during its j-th decode batch."""
+    sc = Scenario(
+        workload={
+            "arrival": {"kind": "deterministic", "rate": 0.1},
+            "prompt": {"kind": "constant", "value": 100},
+            "output": {"kind": "constant", "value": 50},
+        },
+        run={"horizon_s": 1000, "warmup_s": 100},
+    )
+    res = simulate(sc)
+    t1 = sc.engine.batch_time.seconds(0, 1)
+    assert res.kv_mean == pytest.approx(0.1 * t1 * sum(100 + j for j in range(50)), rel=1e-9)
+    assert res.kv_max == 100 + 50
+
+
+def test_overload_never_beats_capacity() -> None:
+    """Utilization <= 1 and token throughput <= mu, the batch at the horizon pro rata."""
+    sc = Scenario(workload={"arrival": {"kind": "poisson", "rate": 40}},
+                  run={"horizon_s": 10, "warmup_s": 1})
+    res = simulate(sc)
+    assert res.utilization <= 1 + 1e-12
+    assert res.token_throughput <= res.mu * (1 + 1e-12)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -91,7 +91,11 @@ class AffineBatchTime(_Spec):
     @model_validator(mode="after")
     def _positive_time(self) -> AffineBatchTime:
         if self.c_ms <= 0 and min(self.cp_ms, self.cd_ms) <= 0:
-            raise ValueError("a batch of one token would take no time; c_ms must be > 0")
+            raise SpecError(
+                "c_ms",
+                "0 with cp_ms or cd_ms 0: a one-token batch would take no time",
+                "use c_ms > 0",
+            )
         return self
 
     @property
@@ -117,7 +121,7 @@ class AffineBatchTime(_Spec):
 
 
 BatchTime = Annotated[
-    Union[StaircaseBatchTime, PiecewiseBatchTime, AffineBatchTime],
+    StaircaseBatchTime | PiecewiseBatchTime | AffineBatchTime,
     Field(discriminator="kind"),
 ]
 
@@ -183,7 +187,9 @@ def fit_affine(path: str | Path) -> tuple[AffineBatchTime, dict[str, float]]:
     ss_tot = float(np.sum((data[:, 3] - data[:, 3].mean()) ** 2))
     r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else 1.0
     clipped = [float(max(0.0, c)) for c in coef]
-    negative = [n for n, c in zip(["c_ms", "cp_ms", "cd_ms", "ckv_ms"], coef) if c < 0]
+    negative = [
+        n for n, c in zip(["c_ms", "cp_ms", "cd_ms", "ckv_ms"], coef, strict=False) if c < 0
+    ]
     model = AffineBatchTime(
         c_ms=clipped[0] if clipped[0] > 0 else 1e-6,
         cp_ms=clipped[1],

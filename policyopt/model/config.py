@@ -27,7 +27,7 @@ M = TypeVar("M", bound=BaseModel)
 
 _FIXES = {
     "extra_forbidden": "unknown key; remove it or fix its spelling",
-    "missing": "this field is required; add it",
+    "missing": "add it",
     "greater_than": "use a larger value",
     "greater_than_equal": "use a larger value",
     "less_than_equal": "use a smaller value",
@@ -113,7 +113,9 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         where = getattr(err, "problem_mark", None)
         line = f" line {where.line + 1}" if where is not None else ""
         problem = str(err).splitlines()[0]
-        raise SpecError(f"{path}{line}", f"not valid {p.suffix[1:]}: {problem}", "fix the syntax")
+        raise SpecError(
+            f"{path}{line}", f"not valid {p.suffix[1:]}: {problem}", "fix the syntax"
+        ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

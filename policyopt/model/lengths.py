@@ -16,11 +16,11 @@ import csv
 import math
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy import optimize, stats
+from scipy import optimize, special
 
 from policyopt.errors import SpecError
 
@@ -81,14 +81,12 @@ class Uniform(_Length):
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
         if self.high < self.low:
-            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+            raise SpecError("high", f"{self.high} is below low ({self.low})", "give high >= low")
         return self
 
     def pmf(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
         if self.low > max_len:
-            raise SpecError(
-                "low", f"{self.low} exceeds the maximum length {max_len}", "lower it"
-            )
+            raise SpecError("low", f"{self.low} exceeds the maximum length {max_len}", "lower it")
         values = np.arange(self.low, min(self.high, max_len) + 1, dtype=np.int64)
         return values, np.full(len(values), 1.0 / len(values))
 
@@ -113,8 +111,32 @@ def _geometric_pmf(mean: float, max_len: int) -> tuple[np.ndarray, np.ndarray]:
         w = np.exp(logp - logp.max())
         return w / w.sum()
 
-    q = optimize.brentq(lambda q: values @ probs_for(q) - mean, 1e-12, 1 - 1e-12, xtol=1e-14)
+    try:
+        q = optimize.brentq(lambda q: values @ probs_for(q) - mean, 1e-12, 1 - 1e-12, xtol=1e-14)
+    except ValueError:  # the mean is within rounding of an end of the reachable range
+        raise SpecError(
+            "mean",
+            f"{mean:g} is too close to the largest mean ({upper:g}) of a geometric length "
+            f"truncated to {max_len} tokens",
+            f"lower the mean or raise the maximum length above {2 * mean - 1:.0f}",
+        ) from None
     return values, probs_for(q)
+
+
+def _log_bin_masses(z: np.ndarray) -> np.ndarray:
+    """``log(Phi(z[i+1]) - Phi(z[i]))`` for increasing ``z``, accurate in both tails.
+
+    A bin above the median is computed from the upper tail (``Phi(-a) - Phi(-b)``), one below
+    it from the lower tail, so nothing cancels and nothing underflows to a wrong 0.
+    """
+    a, b = z[:-1], z[1:]
+    upper = a > 0
+    lo = np.where(upper, -b, a)  # the bin as an interval of the lower tail: Phi(hi) - Phi(lo)
+    hi = np.where(upper, -a, b)
+    log_hi = special.log_ndtr(hi)
+    log_lo = special.log_ndtr(lo)
+    with np.errstate(divide="ignore"):
+        return log_hi + np.log1p(-np.exp(log_lo - log_hi))
 
 
 @lru_cache(maxsize=256)
@@ -126,20 +148,32 @@ def _lognormal_pmf(mean: float, sigma: float, max_len: int) -> tuple[np.ndarray,
             f"{mean:g} is not strictly between 1 and the maximum length {max_len}",
             "choose a mean inside that range",
         )
+    log_edges = np.log(np.concatenate([[0.5], values + 0.5]))
 
     def probs_for(mu: float) -> np.ndarray:
-        dist = stats.lognorm(s=sigma, scale=math.exp(mu))
-        edges = np.concatenate([[0.5], values + 0.5])
-        w = np.diff(dist.cdf(edges))
-        total = w.sum()
-        if total <= 0:
-            w = np.zeros(max_len)
-            w[0 if mu < math.log(max_len) else -1] = 1.0
-            return w
-        return w / total
+        # bin masses in log space, normalized there: exact even when the total mass is tiny
+        logw = _log_bin_masses((log_edges - mu) / sigma)
+        w = np.exp(logw - logw.max())
+        return w / w.sum()
 
-    lo, hi = math.log(0.5) - 8 * sigma, math.log(max_len) + 8 * sigma
-    mu = optimize.brentq(lambda m: values @ probs_for(m) - mean, lo, hi, xtol=1e-12)
+    def gap(mu: float) -> float:
+        return float(values @ probs_for(mu)) - mean
+
+    lo, hi = float(log_edges[0]) - 8 * sigma, float(log_edges[-1]) + 8 * sigma
+    # a mean near 1 or max_len needs mu further out, where all the mass sits on 1 or max_len
+    if gap(lo) > 0:
+        lo, hi = lo - 60 * sigma**2, lo
+    elif gap(hi) < 0:
+        lo, hi = hi, hi + 60 * sigma**2 * max_len
+    try:
+        mu = optimize.brentq(gap, lo, hi, xtol=1e-12)
+    except ValueError:  # the mean is within rounding of 1 or max_len
+        raise SpecError(
+            "mean",
+            f"{mean:g} is too close to 1 or to the maximum length {max_len} for a lognormal "
+            f"with sigma {sigma:g}",
+            "choose a mean further inside that range",
+        ) from None
     return values, probs_for(mu)
 
 
@@ -179,21 +213,34 @@ class Empirical(_Length):
     @model_validator(mode="after")
     def _one_source(self) -> Empirical:
         if (self.values is None) == (self.path is None):
-            raise ValueError("give exactly one of values (a list) or path (a CSV file)")
+            raise SpecError(
+                "values" if self.values is not None else "path",
+                "give exactly one of values (a list) or path (a CSV file)",
+                "remove one" if self.values is not None else "add one",
+            )
         if self.path is not None and not self.column:
-            raise ValueError("with path, name the CSV column holding the lengths")
+            raise SpecError(
+                "column", "with path, name the CSV column holding the lengths", "add column"
+            )
         if self.values is not None:
             if not self.values:
-                raise ValueError("values is empty; list at least one length")
+                raise SpecError("values", "empty", "list at least one length")
             if min(self.values) < 1:
-                raise ValueError("values must all be >= 1 token")
+                raise SpecError(
+                    "values",
+                    f"{min(self.values)} is not a length of >= 1 token",
+                    "give whole numbers of tokens >= 1",
+                )
         return self
 
     def observed(self) -> np.ndarray:
         """The observed lengths (int64), read from the CSV if given by path."""
         if self.values is not None:
             return np.asarray(self.values, dtype=np.int64)
-        return read_length_column(Path(str(self.path)), str(self.column))
+        try:
+            return read_length_column(Path(str(self.path)), str(self.column))
+        except SpecError as err:  # name the config key, keep the file location in the text
+            raise SpecError("path", f"{err.field}: {err.problem}", err.fix) from None
 
     def pmf(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
         obs = self.observed()
@@ -241,11 +288,9 @@ def read_length_column(path: Path, column: str) -> np.ndarray:
     """Whole-token lengths from one CSV column; bad rows raise with their line number."""
     if not path.is_file():
         raise SpecError(str(path), "no such file", "give the path of an existing CSV")
-    return np.asarray(
-        _read_column_cached(str(path), path.stat().st_mtime, column), dtype=np.int64
-    )
+    return np.asarray(_read_column_cached(str(path), path.stat().st_mtime, column), dtype=np.int64)
 
 
 LengthDist = Annotated[
-    Union[Constant, Uniform, Geometric, LogNormal, Empirical], Field(discriminator="kind")
+    Constant | Uniform | Geometric | LogNormal | Empirical, Field(discriminator="kind")
 ]

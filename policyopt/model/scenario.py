@@ -52,8 +52,10 @@ class RunSpec(BaseModel):
     @model_validator(mode="after")
     def _warmup_inside(self) -> RunSpec:
         if self.warmup_s is not None and self.warmup_s >= self.horizon_s:
-            raise ValueError(
-                f"warmup_s ({self.warmup_s}) must be below horizon_s ({self.horizon_s})"
+            raise SpecError(
+                "warmup_s",
+                f"{self.warmup_s:g} s is not below horizon_s ({self.horizon_s:g} s)",
+                "shorten the warm-up or lengthen the horizon",
             )
         return self
 

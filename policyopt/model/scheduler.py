@@ -21,6 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from policyopt.errors import SpecError
+
 SCHEDULER_NAMES = ("fastertransformer", "vllm", "orca", "sarathi")
 SchedulerName = Literal["fastertransformer", "vllm", "orca", "sarathi"]
 
@@ -36,8 +38,10 @@ class SchedulerSpec(BaseModel):
     @model_validator(mode="after")
     def _chunk_option(self) -> SchedulerSpec:
         if self.chunked and self.name in ("fastertransformer", "vllm"):
-            raise ValueError(
-                f"{self.name} has no chunked prefill; drop chunked or use orca or sarathi"
+            raise SpecError(
+                "chunked",
+                f"{self.name} has no chunked prefill",
+                "drop chunked, or use orca or sarathi",
             )
         return self
 
@@ -79,6 +83,8 @@ def scheduler_spec(value: str | SchedulerSpec | dict) -> SchedulerSpec:
         return SchedulerSpec(**value)
     name, _, option = value.partition(":")
     if option not in ("", "whole", "chunked"):
-        raise ValueError(f"unknown scheduler option {option!r}; use NAME, NAME:whole or NAME:chunked")
+        raise SpecError(
+            "", f"unknown scheduler option {option!r}", "use NAME, NAME:whole or NAME:chunked"
+        )
     chunked = None if not option else option == "chunked"
     return SchedulerSpec(name=name, chunked=chunked)  # type: ignore[arg-type]

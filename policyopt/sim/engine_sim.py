@@ -246,6 +246,7 @@ class EngineSimulator:
         self.sample_kv = np.full(self.samples, np.nan)
         self.next_sample = 0
         self.finished = False
+        self.last_batch = (0.0, 0.0, 0)  # (start s, end s, tokens) of the latest batch
 
         self._extend()
         self._start_state(int(start_decoding), int(start_prefilled))
@@ -488,6 +489,7 @@ class EngineSimulator:
                     if affine is not None and not affine.in_range(D, 0):
                         oor_c += k
                     busy_c += k * tau
+                    self.last_batch = (now + (k - 1) * tau, now + k * tau, D)
                     now += k * tau
                     left -= k
                     continue
@@ -566,6 +568,11 @@ class EngineSimulator:
                 if not affine.in_range(n, kv_read):  # type: ignore[union-attr]
                     oor_c += 1
             t_end = now + dt
+            # ---- KV cache: context held during the batch, then the batch's new tokens
+            kv_area += kv * dt
+            kv += n
+            if kv > kv_max:
+                kv_max = kv
             # ---- work conservation: was this the largest feasible batch?
             if n != b and n != A:
                 if kmax == BIG or D + Q <= kmax:
@@ -625,10 +632,6 @@ class EngineSimulator:
                         w_ftok[e - base] = t_end
                 D += len(entrants)
             # ---- bookkeeping
-            kv_area += kv * dt
-            kv += n
-            if kv > kv_max:
-                kv_max = kv
             if record:
                 self.batches.append(BatchRecord(now, t_end, chunks or [], dec))
             processed += n
@@ -637,6 +640,7 @@ class EngineSimulator:
             if n == b:
                 full_c += 1
             busy_c += dt
+            self.last_batch = (now, t_end, n)
             now = t_end
             left -= 1
             tick += 1
@@ -678,9 +682,10 @@ class EngineSimulator:
             return
         lat = e[meas] - a[meas]
         ttft = f[meas] - a[meas]
-        dd = d[meas]
-        multi = dd > 1
-        tpot = (e[meas][multi] - f[meas][multi]) / (dd[multi] - 1)
+        # decode batches after the first token: d - 1, or d when prefill emits the first token
+        after = d[meas] - (0 if self.first_token_at_prefill else 1)
+        multi = after > 0
+        tpot = (e[meas][multi] - f[meas][multi]) / after[multi]
         rs = self.req
         rs.latency.add(lat)
         rs.ttft.add(ttft)

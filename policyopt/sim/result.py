@@ -94,6 +94,10 @@ def collect(
     warm = sim.warm_counters
     meas = c.minus(warm) if warm is not None else Counters()
     processed_warm = sim.processed_at_warmup if sim.processed_at_warmup >= 0 else sim.processed
+    # the batch running at the horizon counts pro rata, so busy time and tokens stay in the window
+    start, stop, tokens = sim.last_batch
+    over = max(0.0, stop - sim.horizon) if stop > start else 0.0
+    over_tokens = tokens * over / (stop - start) if over else 0.0
     rs = sim.req
     n = rs.completed
     done_per_window = sim.done_windows.sums
@@ -121,7 +125,7 @@ def collect(
         completed=sim.completed,
         throughput=thr,
         throughput_ci=(thr_lo, thr_hi),
-        token_throughput=(sim.processed - processed_warm) / span,
+        token_throughput=(sim.processed - over_tokens - processed_warm) / span,
         mean_in_system=float(area.sum()) / span,
         mean_in_system_ci=(n_lo, n_hi),
         latency_mean=rs.sums["latency"] / n if n else nan,
@@ -143,7 +147,7 @@ def collect(
         non_work_conserving_share=meas.not_work_conserving / meas.batches
         if meas.batches
         else nan,
-        utilization=meas.busy_time / span,
+        utilization=(meas.busy_time - over) / span,
         kv_mean=meas.kv_area / span,
         kv_max=sim.kv_max,
         out_of_range_batches=meas.out_of_range,
