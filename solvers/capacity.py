@@ -96,6 +96,7 @@ def budget_sweep(
     Default budgets: powers of two from 64 up to 4x the engine's budget, plus the budget.
     """
     if budgets is None:
-        budgets = sorted({2**k for k in range(6, 15) if 2**k <= 4 * engine.token_budget}
-                         | {engine.token_budget})
+        budgets = sorted(
+            {2**k for k in range(6, 15) if 2**k <= 4 * engine.token_budget} | {engine.token_budget}
+        )
     return [capacity(engine.model_copy(update={"token_budget": int(b)}), workload) for b in budgets]

@@ -39,9 +39,12 @@ def test_fig8(scheduler: str, budget: int) -> None:
     )
     got = [render(r) for r in sim.batches]
     # the engine-level view in DESIGN lists decode tokens before prefill tokens in each batch
-    want = [" ".join(sorted(b.split(), key=lambda s: (s[1] != "d", s))) for b in EXPECTED[(scheduler, budget)]]
+    want = [
+        " ".join(sorted(b.split(), key=lambda s: (s[1] != "d", s)))
+        for b in EXPECTED[(scheduler, budget)]
+    ]
     assert got == want
     assert sim.completed == 5
     # batches follow each other without gaps: the engine never idles with work present
-    for prev, nxt in zip(sim.batches, sim.batches[1:]):
+    for prev, nxt in zip(sim.batches, sim.batches[1:], strict=False):
         assert nxt.start == pytest.approx(prev.end)

@@ -99,7 +99,7 @@ def test_coalesced_runs_match_batch_by_batch(scheduler: str) -> None:
     fast = random_run(scheduler, seed=5, max_seqs=None, coalesce=True)
     slow = random_run(scheduler, seed=5, max_seqs=None, coalesce=False)
     assert len(fast.batches) == len(slow.batches)
-    for a, b in zip(fast.batches, slow.batches):
+    for a, b in zip(fast.batches, slow.batches, strict=True):
         assert (a.prefill, a.decode) == (b.prefill, b.decode)
         assert a.end == pytest.approx(b.end, rel=1e-9)
     assert fast.counters.not_work_conserving == slow.counters.not_work_conserving
@@ -118,8 +118,11 @@ def test_block_size_does_not_change_the_run(scheduler: str) -> None:
 
 
 def test_same_seed_same_result() -> None:
-    sc = Scenario(scheduler="orca", workload={"arrival": {"kind": "poisson", "rate": 12}},
-                  run={"horizon_s": 300, "seed": 11})
+    sc = Scenario(
+        scheduler="orca",
+        workload={"arrival": {"kind": "poisson", "rate": 12}},
+        run={"horizon_s": 300, "seed": 11},
+    )
     a, b = simulate(sc), simulate(sc)
     assert a.summary() == b.summary()
     for key in a.series:
@@ -128,8 +131,14 @@ def test_same_seed_same_result() -> None:
     assert c.summary() != a.summary()
 
 
-def one_batch(scheduler: str, budget: int, dec_left: list[int], waiting: list[int],
-              head_done: int, max_seqs: int | None = None) -> EngineSimulator:
+def one_batch(
+    scheduler: str,
+    budget: int,
+    dec_left: list[int],
+    waiting: list[int],
+    head_done: int,
+    max_seqs: int | None = None,
+) -> EngineSimulator:
     nd = len(dec_left)
     return run_requests(
         scheduler,
@@ -250,9 +259,14 @@ def test_first_token_at_prefill_option() -> None:
     p, d = 50, 3
     eng = EngineSpec(token_budget=512)
     sim = EngineSimulator(
-        eng, scheduler_spec("orca"), RequestList([0.0], [p], [d]), horizon=100.0,
+        eng,
+        scheduler_spec("orca"),
+        RequestList([0.0], [p], [d]),
+        horizon=100.0,
         first_token="prefill",
     )
     sim.run()
     assert sim.w_ftok[0] == pytest.approx(eng.batch_time.seconds(p, 0))
-    assert sim.w_fin[0] == pytest.approx(eng.batch_time.seconds(p, 0) + d * eng.batch_time.seconds(0, 1))
+    assert sim.w_fin[0] == pytest.approx(
+        eng.batch_time.seconds(p, 0) + d * eng.batch_time.seconds(0, 1)
+    )

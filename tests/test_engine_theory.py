@@ -16,8 +16,9 @@ from policyopt.solvers.capacity import capacity
 FIXED = {"prompt": {"kind": "constant", "value": 100}, "output": {"kind": "constant", "value": 100}}
 
 
-def scenario(scheduler: str, load: float, workload: dict | None = None, horizon: float = 1800,
-             seed: int = 0) -> Scenario:
+def scenario(
+    scheduler: str, load: float, workload: dict | None = None, horizon: float = 1800, seed: int = 0
+) -> Scenario:
     wl = dict(workload or {})
     lam = capacity(Scenario().engine, Scenario(workload=wl).workload).lambda_star
     wl["arrival"] = {"kind": "poisson", "rate": load * lam}
@@ -103,8 +104,9 @@ def test_kv_mean_closed_form_isolated_requests() -> None:
 
 def test_overload_never_beats_capacity() -> None:
     """Utilization <= 1 and token throughput <= mu, the batch at the horizon pro rata."""
-    sc = Scenario(workload={"arrival": {"kind": "poisson", "rate": 40}},
-                  run={"horizon_s": 10, "warmup_s": 1})
+    sc = Scenario(
+        workload={"arrival": {"kind": "poisson", "rate": 40}}, run={"horizon_s": 10, "warmup_s": 1}
+    )
     res = simulate(sc)
     assert res.utilization <= 1 + 1e-12
     assert res.token_throughput <= res.mu * (1 + 1e-12)

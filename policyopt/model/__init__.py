@@ -10,6 +10,20 @@ from policyopt.model.batch_time import (
 from policyopt.model.config import build, load_scenario
 from policyopt.model.engine import EngineSpec
 from policyopt.model.lengths import Constant, Empirical, Geometric, LogNormal, Uniform
+from policyopt.model.network import (
+    ClassSpec,
+    ForkNext,
+    LLMEngine,
+    NetworkSpec,
+    RandomNext,
+    ServiceTime,
+    Station,
+    Step,
+    Topology,
+    WorkflowSpec,
+    load_network,
+)
+from policyopt.model.networks_library import NETWORKS, get_network, resolve_network
 from policyopt.model.scenario import RunSpec, Scenario, check_fits
 from policyopt.model.scheduler import SCHEDULER_NAMES, SchedulerSpec, scheduler_spec
 from policyopt.model.workload import (
@@ -20,27 +34,41 @@ from policyopt.model.workload import (
 )
 
 __all__ = [
+    "NETWORKS",
     "SCHEDULER_NAMES",
     "AffineBatchTime",
     "BatchTime",
+    "ClassSpec",
     "Constant",
     "DeterministicArrivals",
     "Empirical",
     "EngineSpec",
+    "ForkNext",
     "Geometric",
+    "LLMEngine",
     "LogNormal",
+    "NetworkSpec",
     "PiecewiseBatchTime",
     "PoissonArrivals",
+    "RandomNext",
     "RunSpec",
     "Scenario",
     "SchedulerSpec",
+    "ServiceTime",
     "StaircaseBatchTime",
+    "Station",
+    "Step",
+    "Topology",
     "TraceArrivals",
     "Uniform",
+    "WorkflowSpec",
     "Workload",
     "build",
     "check_fits",
     "fit_affine",
+    "get_network",
+    "load_network",
     "load_scenario",
+    "resolve_network",
     "scheduler_spec",
 ]

@@ -31,8 +31,8 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Callable
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
 
@@ -191,9 +191,10 @@ class EngineSimulator:
         self.k = int(engine.max_seqs) if engine.max_seqs is not None else BIG
         self.affine = bt if isinstance(bt, AffineBatchTime) else None
         if self.affine is None:
-            self.table: list[float] | None = [0.0] + bt.seconds_for_tokens(
-                np.arange(1, self.b + 1)
-            ).tolist()
+            self.table: list[float] | None = [
+                0.0,
+                *bt.seconds_for_tokens(np.arange(1, self.b + 1)).tolist(),
+            ]
         else:
             self.table = None
 
@@ -367,7 +368,13 @@ class EngineSimulator:
         tree, delayed = self.delay_tree, self.delayed
 
         now = self.now
-        n_vis, pf, pf_done, pf_backlog, G = self.n_vis, self.pf, self.pf_done, self.pf_backlog, self.G
+        n_vis, pf, pf_done, pf_backlog, G = (
+            self.n_vis,
+            self.pf,
+            self.pf_done,
+            self.pf_backlog,
+            self.G,
+        )
         D = len(alive)
         kv, processed, completed = self.kv, self.processed, self.completed
         c = self.counters
@@ -453,7 +460,7 @@ class EngineSimulator:
                 continue
 
             # ---- a run of identical decode-only batches, advanced in one step
-            if coalesce and Q == 0 and D <= b and D <= kmax:
+            if coalesce and Q == 0 and b >= D and kmax >= D:
                 k = heap[0][0] - G - 1  # batches before the next completion (or a lower bound)
                 if k >= 1:
                     tau = table[D] if table is not None else affine.seconds(0, D, 0)  # type: ignore[union-attr]
@@ -484,7 +491,7 @@ class EngineSimulator:
                     processed += k * D
                     batches += k
                     tokens_c += k * D
-                    if D == b:
+                    if b == D:
                         full_c += k
                     if affine is not None and not affine.in_range(D, 0):
                         oor_c += k
@@ -512,9 +519,9 @@ class EngineSimulator:
                 if Q:
                     do_prefill = True
                 else:
-                    m = D if D <= b and D <= kmax else min(D, b, kmax)
+                    m = D if b >= D and kmax >= D else min(D, b, kmax)
             elif decode_first:
-                m = D if D <= b and D <= kmax else min(D, b, kmax)
+                m = D if b >= D and kmax >= D else min(D, b, kmax)
                 budget -= m
                 slots -= m
                 do_prefill = Q > 0 and budget > 0 and slots > 0
@@ -574,11 +581,14 @@ class EngineSimulator:
             if kv > kv_max:
                 kv_max = kv
             # ---- work conservation: was this the largest feasible batch?
-            if n != b and n != A:
-                if kmax == BIG or D + Q <= kmax:
-                    nwc_c += 1
-                elif n < self._largest_batch(D, pf0, n_vis, pf_done0):
-                    nwc_c += 1
+            if (
+                n != b
+                and n != A
+                and (
+                    kmax == BIG or kmax >= D + Q or n < self._largest_batch(D, pf0, n_vis, pf_done0)
+                )
+            ):
+                nwc_c += 1
             # ---- one decode token to each of the oldest m decoding requests
             if m:
                 if record:

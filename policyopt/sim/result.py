@@ -144,9 +144,7 @@ def collect(
         mean_batch_tokens=meas.tokens / meas.batches if meas.batches else nan,
         batch_fill=meas.tokens / (meas.batches * sim.b) if meas.batches else nan,
         full_batch_share=meas.full / meas.batches if meas.batches else nan,
-        non_work_conserving_share=meas.not_work_conserving / meas.batches
-        if meas.batches
-        else nan,
+        non_work_conserving_share=meas.not_work_conserving / meas.batches if meas.batches else nan,
         utilization=(meas.busy_time - over) / span,
         kv_mean=meas.kv_area / span,
         kv_max=sim.kv_max,

@@ -43,7 +43,7 @@ class Verdict:
 def window_slopes(t: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     """Least-squares slope of ``y`` on ``t`` in each of ``k`` consecutive windows."""
     slopes = []
-    for tw, yw in zip(np.array_split(t, k), np.array_split(y, k)):
+    for tw, yw in zip(np.array_split(t, k), np.array_split(y, k), strict=True):
         if len(tw) < 2 or np.ptp(tw) == 0:
             continue
         tc = tw - tw.mean()

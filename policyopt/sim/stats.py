@@ -98,9 +98,7 @@ class WindowMeans:
         return t_interval(self.sums / self.width)
 
 
-def overlap_by_window(
-    starts: np.ndarray, ends: np.ndarray, windows: WindowMeans
-) -> np.ndarray:
+def overlap_by_window(starts: np.ndarray, ends: np.ndarray, windows: WindowMeans) -> np.ndarray:
     """Total length of ``[starts_i, ends_i)`` falling in each window (for time averages)."""
     s = np.asarray(starts, dtype=float)
     e = np.asarray(ends, dtype=float)

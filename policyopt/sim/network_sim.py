@@ -1,0 +1,765 @@
+"""Event-driven simulator of a network of LLM engines (or classic single-server stations).
+
+It follows a :class:`~policyopt.model.network.NetworkSpec`: workflows arrive (Poisson or
+deterministic), visit classes, fork into parallel branches and join, and leave. Each class is
+served at one engine (or at one of an eligible set, chosen when the job is created by the
+class's routing rule: join-shortest-queue by remaining work, round robin, or random).
+
+**LLM engines** batch as in the single-engine model (DESIGN section 2): a batch is formed when
+the previous one ends, or when work reaches an idle engine; the network policy orders the
+classes present (:mod:`policyopt.policies`) and the engine's scheduler fills the token budget
+in that order, first-come first-served within a class (decode first or prefill first, chunked
+or whole prompts, mixed or not, request-level groups, ``max_seqs`` slots). Requests that
+arrive during a batch are seen when the next batch is formed. A job's tokens are processed
+when its batch is formed; its completion (and the next step of its workflow) happens when the
+batch ends.
+
+**Stations** serve one job at a time, preemptive-resume: at every arrival and completion the
+policy's first class with a waiting job is served (FCFS within a class).
+
+Events at the same instant are processed before any engine decides, so jobs created together
+(a fork's branches) are seen together. All randomness flows from the seed through separate
+streams (one per workflow's arrivals, one per class's work, one for routing), so two policies
+see the same arrivals and the same work per job (common random numbers).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import islice
+
+import numpy as np
+
+from policyopt.model.network import EXIT, JOIN, LLMEngine, NetworkSpec
+from policyopt.policies import NetworkView, Policy, make_policy
+from policyopt.sim.stability import DRIFT_TOLERANCE, verdict
+from policyopt.sim.stats import LogHistogram, WindowMeans, t_interval
+from policyopt.solvers.traffic import traffic
+
+ARRIVAL, DONE, DECIDE = 0, 1, 2  # event kinds; DECIDE sorts after the others at one instant
+INF = math.inf
+
+
+class DecodeQueue:
+    """Decoding jobs of one class at one engine, oldest first; serves prefixes in O(min(m, D-m)).
+
+    ``alive[job] = key`` with ``remaining decode tokens = key - G``; a heap of keys finds the
+    finished jobs. Serving the oldest ``m`` of ``D`` either raises the keys of the ``D - m``
+    youngest (and increments ``G``) or lowers the keys of the ``m`` oldest, whichever is fewer;
+    heap entries are corrected lazily when they reach the top.
+    """
+
+    __slots__ = ("G", "alive", "heap")
+
+    def __init__(self) -> None:
+        self.alive: dict[Job, int] = {}
+        self.heap: list[tuple[int, int, Job]] = []
+        self.G = 0
+
+    def __len__(self) -> int:
+        return len(self.alive)
+
+    def add(self, job: Job, tokens: int) -> None:
+        key = self.G + tokens
+        self.alive[job] = key
+        heapq.heappush(self.heap, (key, job.id, job))
+
+    def remaining(self, job: Job) -> int:
+        return self.alive[job] - self.G
+
+    def serve(self, m: int) -> list[Job]:
+        """One decode token to each of the ``m`` oldest jobs; the jobs that finish."""
+        alive, heap = self.alive, self.heap
+        D = len(alive)
+        if m <= 0:
+            return []
+        if m >= D:
+            self.G += 1
+        elif m <= D - m:
+            for job in list(islice(alive, m)):
+                key = alive[job] - 1
+                alive[job] = key
+                heapq.heappush(heap, (key, job.id, job))
+        else:
+            for job in list(islice(reversed(alive), D - m)):
+                alive[job] += 1
+            self.G += 1
+        G = self.G
+        done: list[Job] = []
+        while heap and heap[0][0] <= G:
+            key, _, job = heapq.heappop(heap)
+            cur = alive.get(job)
+            if cur is None or cur < key:
+                continue  # finished already, or a stale entry of a lowered key
+            if cur == G:
+                del alive[job]
+                done.append(job)
+            else:  # the key was raised: re-file it
+                heapq.heappush(heap, (cur, job.id, job))
+        return done
+
+
+class Job:
+    """One visit of a workflow to a class."""
+
+    __slots__ = (
+        "arrived",
+        "cls",
+        "dec_tokens",
+        "engine",
+        "fork",
+        "id",
+        "pre_left",
+        "work",
+        "workflow",
+    )
+
+    def __init__(
+        self, jid: int, cls: int, engine: int, arrived: float, workflow: int, fork: int
+    ) -> None:
+        self.id = jid
+        self.cls = cls
+        self.engine = engine
+        self.arrived = arrived
+        self.workflow = workflow
+        self.fork = fork
+        self.pre_left = 0  # prefill tokens left (LLM), or service seconds left (station)
+        self.work = 0.0  # total work: tokens (LLM) or seconds (station)
+        self.dec_tokens = 0  # decode tokens (LLM)
+
+    def __lt__(self, other: Job) -> bool:
+        return self.id < other.id
+
+
+@dataclass
+class EngineStats:
+    """Per-engine counts over the measured period."""
+
+    batches: int = 0
+    tokens: int = 0
+    full: int = 0
+    not_work_conserving: int = 0
+    busy: float = 0.0
+
+
+class _Engine:
+    """State of one engine during a run."""
+
+    def __init__(self, index: int, spec: object, classes: tuple[int, ...]) -> None:
+        self.index = index
+        self.llm = isinstance(spec, LLMEngine)
+        self.classes = classes
+        self.wait: dict[int, deque[Job]] = {k: deque() for k in classes}
+        self.dec: dict[int, DecodeQueue] = {k: DecodeQueue() for k in classes}
+        self.busy = False
+        self.decide_pending = False
+        self.backlog = 0.0  # remaining work at this engine: tokens, or seconds at a station
+        self.n_wait = 0  # jobs whose prefill (or service) has not finished
+        self.n_dec = 0  # decoding jobs
+        self.pre_backlog = 0  # prefill tokens waiting
+        self.arrived_work = 0.0
+        self.done_work = 0.0
+        self.stats = EngineStats()
+        self.warm_stats = EngineStats()
+        self.current: Job | None = None  # station: the job in service
+        self.started = 0.0
+        self.version = 0
+        self.rr = 0
+        if self.llm:
+            assert isinstance(spec, LLMEngine)
+            sched = spec.scheduler
+            self.b = spec.token_budget
+            self.kmax = spec.max_seqs if spec.max_seqs is not None else 1 << 62
+            self.bt = spec.batch_time
+            self.decode_first = sched.decode_first
+            self.mixes = sched.mixes
+            self.chunks = sched.chunks
+            self.request_level = sched.request_level
+
+
+@dataclass
+class NetworkResult:
+    """Metrics of one network run over the measured period ``[warmup, horizon]``.
+
+    Rates per second, times in seconds. ``classes``/``engines``/``workflows`` hold per-item
+    dicts; ``series`` the sampled time series (``t``, ``jobs``, and ``backlog_<engine>``).
+    """
+
+    network: str
+    policy: str
+    horizon: float
+    warmup: float
+    seed: int
+    mean_jobs: float
+    mean_jobs_ci: tuple[float, float]
+    holding_cost: float
+    jobs_drift: float
+    jobs_drift_ci: tuple[float, float]
+    verdict: str
+    classes: dict[str, dict[str, float]]
+    engines: dict[str, dict[str, float | str]]
+    workflows: dict[str, dict[str, float]]
+    series: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        """JSON-ready scalars and per-item tables (no series)."""
+
+        def clean(v: object) -> object:
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            if isinstance(v, tuple):
+                return [clean(x) for x in v]
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            return v
+
+        out = {k: v for k, v in self.__dict__.items() if k != "series"}
+        return {k: clean(v) for k, v in out.items()}
+
+
+class NetworkSimulator:
+    """Simulate ``net`` under ``policy`` for ``horizon`` seconds (see the module docstring)."""
+
+    def __init__(
+        self,
+        net: NetworkSpec,
+        policy: str | Policy = "fcfs",
+        *,
+        horizon: float,
+        warmup: float | None = None,
+        seed: int = 0,
+        samples: int = 1000,
+        windows: int = 20,
+        trace: bool = False,
+    ) -> None:
+        self.net = net
+        self.trace: list[tuple[float, str, int, int, int]] | None = [] if trace else None
+        self.topo = topo = net.topology
+        self.policy = make_policy(policy)
+        self.policy.bind(net)
+        self.horizon = float(horizon)
+        self.warmup = 0.1 * self.horizon if warmup is None else float(warmup)
+        self.seed = seed
+        K, J = topo.n_classes, topo.n_engines
+        seqs = np.random.SeedSequence(seed).spawn(len(net.workflows) + K + 1)
+        self.arrival_rng = [np.random.default_rng(s) for s in seqs[: len(net.workflows)]]
+        self.work_rng = [np.random.default_rng(s) for s in seqs[len(net.workflows) : -1]]
+        self.route_rng = np.random.default_rng(seqs[-1])
+        self.class_specs = [net.classes[name] for name in topo.classes]
+        self.workloads = [
+            c.workload() if topo.engine_kind[c_eng] == "llm" else None
+            for c, c_eng in zip(self.class_specs, [e[0] for e in topo.eligible], strict=True)
+        ]
+        classes_at: list[list[int]] = [[] for _ in range(J)]
+        for k in range(K):
+            for j in topo.eligible[k]:
+                classes_at[j].append(k)
+        self.engines = [
+            _Engine(j, net.engines[name], tuple(classes_at[j]))
+            for j, name in enumerate(topo.engines)
+        ]
+        P = topo.routing_matrix().toarray()
+        rate = np.array([1.0 / w if w > 0 else 0.0 for w in topo.work])
+        self.jobs = np.zeros(K)
+        self.view = NetworkView(topo, self.jobs, tuple(map(tuple, classes_at)), P, rate)
+        self.events: list[tuple[float, int, int, int, object]] = []
+        self.seq = 0
+        self.next_id = 0
+        self.now = 0.0
+        self.forks: dict[int, list[int]] = {}  # fork id -> [branches left, join class, parent]
+        self.flows: dict[int, tuple[float, int]] = {}  # workflow instance -> (arrival, index)
+        self.buffers: list[list[tuple[int, int] | float]] = [[] for _ in range(K)]
+        # statistics
+        self.area = np.zeros(K)  # job-seconds per class inside [warmup, horizon]
+        self.last_change = np.zeros(K)
+        self.done_class = np.zeros(K, dtype=np.int64)
+        w = max(1, len(net.workflows))
+        self.flow_hist = [LogHistogram() for _ in range(w)]
+        self.flow_sum = np.zeros(w)
+        self.flow_n = np.zeros(w, dtype=np.int64)
+        end = max(self.horizon, self.warmup + 1e-9)
+        self.flow_done = [WindowMeans(self.warmup, end, windows) for _ in range(w)]
+        self.jobs_windows = WindowMeans(self.warmup, end, windows)
+        self.window_edges = self.warmup + self.jobs_windows.width * np.arange(1, windows + 1)
+        self.window_area = np.zeros(windows + 1)  # total job-seconds at each window edge
+        self.next_edge = 0
+        self.flow_log: list[tuple[int, float, float]] = []
+        self.samples = int(samples)
+        self.sample_t = np.linspace(0.0, self.horizon, self.samples, endpoint=False)
+        self.sample_jobs = np.full(self.samples, np.nan)
+        self.sample_backlog = np.full((J, self.samples), np.nan)
+        self.next_sample = 0
+        self.warm = self.warmup <= 0
+        for i in range(len(net.workflows)):
+            self._push(self._interarrival(i), ARRIVAL, i, None)
+
+    # ------------------------------------------------------------------ events
+    def _push(self, t: float, kind: int, a: int, payload: object) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (t, kind, self.seq, a, payload))
+
+    def _interarrival(self, i: int) -> float:
+        arr = self.net.workflows[i].arrival
+        if arr.kind == "deterministic":
+            return self.now + 1.0 / arr.rate
+        return self.now + float(self.arrival_rng[i].exponential(1.0 / arr.rate))
+
+    def _draw_work(self, k: int) -> tuple[int, int] | float:
+        buf = self.buffers[k]
+        if not buf:
+            rng = self.work_rng[k]
+            wl = self.workloads[k]
+            if wl is not None:
+                p = wl.prompt_dist.sample(rng, 1024, wl.max_prompt_len).tolist()
+                d = wl.output_dist.sample(rng, 1024, wl.max_output_len).tolist()
+                buf.extend(zip(reversed(p), reversed(d), strict=True))
+            else:
+                svc = self.class_specs[k].service
+                assert svc is not None
+                buf.extend(reversed(svc.sample(rng, 1024).tolist()))
+        return buf.pop()
+
+    def _count(self, k: int, delta: int) -> None:
+        """Change the job count of class ``k`` at the current time (time-average bookkeeping)."""
+        t = self.now
+        lo = self.last_change[k]
+        if lo < self.warmup:
+            lo = self.warmup
+        hi = t if t < self.horizon else self.horizon
+        if hi > lo:
+            self.area[k] += self.jobs[k] * (hi - lo)
+        self.last_change[k] = t
+        self.jobs[k] += delta
+
+    def _area_at(self, t: float) -> float:
+        """Job-seconds of all classes accumulated in ``[warmup, t]``."""
+        lo = np.maximum(self.last_change, self.warmup)
+        return float(self.area.sum() + (self.jobs * np.clip(t - lo, 0.0, None)).sum())
+
+    # ------------------------------------------------------------------ jobs
+    def _new_job(self, k: int, workflow: int, fork: int) -> None:
+        topo = self.topo
+        elig = topo.eligible[k]
+        if len(elig) == 1:
+            j = elig[0]
+        else:
+            rule = topo.routing[k]
+            if rule == "round_robin":
+                eng = self.engines[elig[0]]
+                j = elig[eng.rr % len(elig)]
+                eng.rr += 1
+            elif rule == "random":
+                j = elig[int(self.route_rng.integers(len(elig)))]
+            else:  # jsq: least remaining work
+                j = min(elig, key=lambda e: (self.engines[e].backlog, e))
+        job = Job(self.next_id, k, j, self.now, workflow, fork)
+        self.next_id += 1
+        if self.trace is not None:
+            self.trace.append((self.now, "start", k, workflow, fork))
+        eng = self.engines[j]
+        w = self._draw_work(k)
+        if eng.llm:
+            p, d = w  # type: ignore[misc]
+            job.pre_left = p
+            job.work = float(p + d)
+            job.dec_tokens = d
+        else:
+            job.pre_left = w  # type: ignore[assignment]
+            job.work = float(w)  # type: ignore[arg-type]
+        eng.backlog += job.work
+        eng.arrived_work += job.work
+        eng.wait[k].append(job)
+        eng.n_wait += 1
+        if eng.llm:
+            eng.pre_backlog += job.pre_left
+        self._count(k, +1)
+        if not eng.decide_pending and (not eng.busy or not eng.llm):
+            eng.decide_pending = True
+            self._push(self.now, DECIDE, j, None)
+
+    def _complete(self, job: Job) -> None:
+        """Route a finished job to its workflow's next step."""
+        k = job.cls
+        self._count(k, -1)
+        if self.trace is not None:
+            self.trace.append((self.now, "done", k, job.workflow, job.fork))
+        if self.now >= self.warmup:
+            self.done_class[k] += 1
+        step = self.topo.steps[k]
+        if step.kind == "random":
+            u = float(self.route_rng.random())
+            acc = 0.0
+            target = step.targets[-1]
+            for t, p in zip(step.targets, step.probs, strict=True):
+                acc += p
+                if u < acc:
+                    target = t
+                    break
+        elif step.kind == "fork":
+            fid = self.next_id
+            self.next_id += 1
+            self.forks[fid] = [len(step.targets), int(step.join_class), job.fork]  # type: ignore[arg-type]
+            for t in step.targets:
+                self._new_job(t, job.workflow, fid)
+            return
+        else:
+            target = step.targets[0]
+        if target == EXIT:
+            self._finish_flow(job.workflow)
+        elif target == JOIN:
+            rec = self.forks[job.fork]
+            rec[0] -= 1
+            if rec[0] == 0:
+                del self.forks[job.fork]
+                self._new_job(rec[1], job.workflow, rec[2])
+        else:
+            self._new_job(target, job.workflow, job.fork)
+
+    def _finish_flow(self, flow: int) -> None:
+        t0, w = self.flows.pop(flow)
+        self.flow_log.append((w, t0, self.now))
+        if len(self.flow_log) >= 65536:
+            self._fold_flows()
+
+    def _fold_flows(self) -> None:
+        """Fold finished workflows into the streaming statistics."""
+        if not self.flow_log:
+            return
+        arr = np.array(self.flow_log)
+        self.flow_log.clear()
+        for w in range(len(self.flow_hist)):
+            rows = arr[arr[:, 0] == w]
+            self.flow_done[w].add(rows[:, 2])
+            meas = rows[rows[:, 1] >= self.warmup]
+            lat = meas[:, 2] - meas[:, 1]
+            self.flow_hist[w].add(lat)
+            self.flow_sum[w] += float(lat.sum())
+            self.flow_n[w] += len(lat)
+
+    # ------------------------------------------------------------------ engines
+    def _decide(self, eng: _Engine) -> None:
+        eng.decide_pending = False
+        self.view.now = self.now
+        if eng.llm:
+            if not eng.busy:
+                self._form_batch(eng)
+        else:
+            self._station_decide(eng)
+
+    def _order(self, eng: _Engine) -> list[int]:
+        order = self.policy.order(eng.index, self.view)
+        if order is not None:
+            return order
+
+        def oldest(k: int) -> float:
+            heads = [q[0].arrived for q in (eng.wait[k],) if q]
+            if eng.llm and eng.dec[k].alive:
+                heads.append(next(iter(eng.dec[k].alive)).arrived)
+            return min(heads) if heads else INF
+
+        return sorted(eng.classes, key=lambda k: (oldest(k), k))
+
+    def _form_batch(self, eng: _Engine) -> None:
+        D, Q = eng.n_dec, eng.n_wait
+        if D == 0 and Q == 0:
+            eng.busy = False
+            return
+        order = self._order(eng)
+        b, kmax = eng.b, eng.kmax
+        budget, slots = b, kmax
+        served: list[tuple[int, int]] = []  # (class, decode tokens)
+        chunks: list[tuple[Job, int]] = []
+        A = D + eng.pre_backlog  # tokens of work available now
+
+        def decode(budget: int, slots: int) -> tuple[int, int]:
+            for k in order:
+                n = len(eng.dec[k])
+                if n and budget > 0 and slots > 0:
+                    m = min(n, budget, slots)
+                    served.append((k, m))
+                    budget -= m
+                    slots -= m
+            return budget, slots
+
+        def prefill(budget: int, slots: int) -> tuple[int, int]:
+            for k in order:
+                for job in eng.wait[k]:
+                    if budget <= 0 or slots <= 0:
+                        return budget, slots
+                    if job.pre_left <= budget:
+                        chunks.append((job, job.pre_left))
+                        budget -= job.pre_left
+                        slots -= 1
+                    elif eng.chunks:
+                        chunks.append((job, budget))
+                        return 0, slots - 1
+                    else:
+                        return budget, slots  # no skipping ahead of a prompt that does not fit
+            return budget, slots
+
+        if eng.request_level:
+            if D:
+                budget, slots = decode(budget, slots)
+            else:
+                budget, slots = prefill(budget, slots)
+        elif not eng.mixes:
+            if Q:
+                budget, slots = prefill(budget, slots)
+            else:
+                budget, slots = decode(budget, slots)
+        elif eng.decode_first:
+            budget, slots = decode(budget, slots)
+            budget, slots = prefill(budget, slots)
+        else:
+            budget, slots = prefill(budget, slots)
+            budget, slots = decode(budget, slots)
+        x = sum(c for _, c in chunks)
+        m = sum(c for _, c in served)
+        n = x + m
+        dt = eng.bt.seconds(x, m, 0)
+        t_end = self.now + dt
+        # tokens processed now; completions take effect when the batch ends
+        finished: list[Job] = []
+        for k, mk in served:
+            finished.extend(eng.dec[k].serve(mk))
+        eng.n_dec -= len(finished)
+        for job, c in chunks:
+            job.pre_left -= c
+            if job.pre_left == 0:
+                q = eng.wait[job.cls]
+                q.popleft() if q[0] is job else q.remove(job)
+                eng.dec[job.cls].add(job, job.dec_tokens)
+                eng.n_wait -= 1
+                eng.n_dec += 1
+        eng.pre_backlog -= x
+        eng.backlog -= n
+        eng.done_work += n
+        st = eng.stats
+        st.batches += 1
+        st.tokens += n
+        st.full += n == b
+        st.busy += dt
+        if n != b and n != A and (kmax >= 1 << 62 or kmax >= D + Q):
+            st.not_work_conserving += 1
+        eng.busy = True
+        self._push(t_end, DONE, eng.index, finished)
+
+    def _station_decide(self, eng: _Engine) -> None:
+        order = self._order(eng)
+        chosen = None
+        for k in order:
+            if eng.wait[k]:
+                chosen = eng.wait[k][0]
+                break
+        cur = eng.current
+        if chosen is cur:
+            if cur is None:
+                eng.busy = False
+            return
+        if cur is not None:  # preempt
+            used = self.now - eng.started
+            cur.pre_left -= used
+            eng.backlog -= used
+            eng.done_work += used
+            eng.stats.busy += used
+        eng.version += 1
+        eng.current = chosen
+        if chosen is None:
+            eng.busy = False
+            return
+        eng.busy = True
+        eng.started = self.now
+        self._push(self.now + chosen.pre_left, DONE, eng.index, (eng.version, chosen))
+
+    def _station_done(self, eng: _Engine, payload: tuple[int, Job]) -> None:
+        version, job = payload
+        if version != eng.version:
+            return  # preempted
+        used = self.now - eng.started
+        eng.backlog -= used
+        eng.done_work += used
+        eng.stats.busy += used
+        eng.stats.batches += 1
+        eng.current = None
+        eng.wait[job.cls].popleft()
+        eng.n_wait -= 1
+        self._complete(job)
+        if not eng.decide_pending:
+            eng.decide_pending = True
+            self._push(self.now, DECIDE, eng.index, None)
+
+    # ------------------------------------------------------------------ main loop
+    def run(self, progress: Callable[[float], None] | None = None) -> NetworkSimulator:
+        """Run to the horizon; ``progress`` is called now and then with the time reached."""
+        events = self.events
+        engines = self.engines
+        horizon = self.horizon
+        tick = 0
+        while events:
+            t, kind, _, a, payload = events[0]
+            if t >= horizon and kind != DONE:
+                break
+            if t >= horizon and kind == DONE:
+                break
+            heapq.heappop(events)
+            if not self.warm and t >= self.warmup:
+                self.warm = True
+                for e in engines:
+                    e.warm_stats = EngineStats(**e.stats.__dict__)
+            while self.next_sample < self.samples and self.sample_t[self.next_sample] < t:
+                i = self.next_sample
+                self.sample_jobs[i] = self.jobs.sum()
+                for e in engines:
+                    self.sample_backlog[e.index, i] = e.backlog
+                self.next_sample += 1
+            while (
+                self.next_edge < len(self.window_edges) and self.window_edges[self.next_edge] <= t
+            ):
+                self.window_area[self.next_edge + 1] = self._area_at(
+                    self.window_edges[self.next_edge]
+                )
+                self.next_edge += 1
+            self.now = t
+            if kind == ARRIVAL:
+                fid = self.next_id
+                self.next_id += 1
+                self.flows[fid] = (t, a)
+                self._new_job(self.topo.entries[a], fid, -1)
+                self._push(self._interarrival(a), ARRIVAL, a, None)
+            elif kind == DONE:
+                eng = engines[a]
+                if eng.llm:
+                    eng.busy = False
+                    for job in payload:  # type: ignore[union-attr]
+                        self._complete(job)
+                    self._form_batch(eng)
+                else:
+                    self._station_done(eng, payload)  # type: ignore[arg-type]
+            else:
+                self._decide(engines[a])
+            tick += 1
+            if progress is not None and tick >= 4096:
+                tick = 0
+                progress(t)
+        self.now = horizon
+        while self.next_edge < len(self.window_edges):
+            self.window_area[self.next_edge + 1] = self._area_at(self.window_edges[self.next_edge])
+            self.next_edge += 1
+        for k in range(self.topo.n_classes):
+            self._count(k, 0)
+        self._fold_flows()
+        return self
+
+    # ------------------------------------------------------------------ results
+    def result(self) -> NetworkResult:
+        """The metrics of the run (call after :meth:`run`)."""
+        topo, net = self.topo, self.net
+        span = max(self.horizon - self.warmup, 1e-12)
+        filled = ~np.isnan(self.sample_jobs)
+        t = self.sample_t[filled]
+        flow = traffic(net)
+        # the jobs in the network: unstable when they grow by more than 2% of the job rate
+        job_rate = float(flow.rates.sum())
+        jobs_v = verdict(t, self.sample_jobs[filled], job_rate, job_rate)
+        classes: dict[str, dict[str, float]] = {}
+        for k, name in enumerate(topo.classes):
+            classes[name] = {
+                "mean_jobs": float(self.area[k] / span),
+                "throughput": float(self.done_class[k] / span),
+                "holding_cost": float(topo.holding_cost[k] * self.area[k] / span),
+            }
+        engines: dict[str, dict[str, float | str]] = {}
+        any_unstable = False
+        for e in self.engines:
+            name = topo.engines[e.index]
+            cap = float(flow.mu[e.index])
+            offered = float(flow.loads[e.index]) * cap
+            v = verdict(t, self.sample_backlog[e.index][filled], offered, cap)
+            any_unstable |= v.verdict == "unstable"
+            st = e.stats
+            w = e.warm_stats if self.warm else EngineStats()
+            batches = st.batches - w.batches
+            row: dict[str, float | str] = {
+                "nominal_load": offered / cap,
+                "utilization": (st.busy - w.busy) / span,
+                "backlog_end": e.backlog,
+                "drift": v.drift,
+                "drift_low": v.drift_low,
+                "drift_high": v.drift_high,
+                "fluid_drift": v.fluid_drift,
+                "verdict": v.verdict,
+                "work_conserved": e.arrived_work - e.done_work - e.backlog,
+            }
+            if e.llm:
+                row["batches"] = batches
+                row["batch_fill"] = (
+                    (st.tokens - w.tokens) / (batches * e.b) if batches else math.nan
+                )
+                row["non_work_conserving_share"] = (
+                    (st.not_work_conserving - w.not_work_conserving) / batches
+                    if batches
+                    else math.nan
+                )
+            engines[name] = row
+        workflows: dict[str, dict[str, float]] = {}
+        for i, wf in enumerate(net.workflows):
+            n = int(self.flow_n[i])
+            _, lo, hi = self.flow_done[i].interval_of_rates()
+            workflows[wf.name] = {
+                "rate": wf.rate,
+                "throughput": float(self.flow_done[i].sums.sum() / span),
+                "throughput_low": lo,
+                "throughput_high": hi,
+                "latency_mean": float(self.flow_sum[i] / n) if n else math.nan,
+                "latency_p50": self.flow_hist[i].quantile(0.5),
+                "latency_p99": self.flow_hist[i].quantile(0.99),
+                "completed": n,
+            }
+        _, j_lo, j_hi = t_interval(np.diff(self.window_area) / self.jobs_windows.width)
+        # a workflow whose throughput interval lies below its arrival rate is not carried
+        short = any(
+            w["throughput_high"] < (1 - DRIFT_TOLERANCE) * w["rate"] for w in workflows.values()
+        )
+        if any_unstable or short or jobs_v.verdict == "unstable":
+            word = "unstable"
+        else:
+            word = jobs_v.verdict
+        series = {"t": t, "jobs": self.sample_jobs[filled]}
+        for e in self.engines:
+            series[f"backlog_{topo.engines[e.index]}"] = self.sample_backlog[e.index][filled]
+        return NetworkResult(
+            network=net.name,
+            policy=self.policy.name,
+            horizon=self.horizon,
+            warmup=self.warmup,
+            seed=self.seed,
+            mean_jobs=float(self.area.sum() / span),
+            mean_jobs_ci=(j_lo, j_hi),
+            holding_cost=float(np.dot(topo.holding_cost, self.area) / span),
+            jobs_drift=jobs_v.drift,
+            jobs_drift_ci=(jobs_v.drift_low, jobs_v.drift_high),
+            verdict=word,
+            classes=classes,
+            engines=engines,
+            workflows=workflows,
+            series=series,
+        )
+
+
+def simulate_network(
+    net: NetworkSpec,
+    policy: str | Policy = "fcfs",
+    *,
+    horizon: float = 3600.0,
+    warmup: float | None = None,
+    seed: int = 0,
+    progress: Callable[[float], None] | None = None,
+) -> NetworkResult:
+    """Simulate ``net`` under ``policy`` and return its metrics."""
+    sim = NetworkSimulator(net, policy, horizon=horizon, warmup=warmup, seed=seed)
+    sim.run(progress=progress)
+    return sim.result()
