@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -90,14 +89,20 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"runs": rows, "memory": mem}, indent=2))
         return 0
     print(f"{args.hours:g} engine hour(s) at {args.load:g} lambda*, best of {args.repeat}")
-    print(f"{'scheduler':<18} {'requests':>9} {'wall s':>8} {'batches/s':>10} "
-          f"{'requests/s':>11}  verdict")
+    print(
+        f"{'scheduler':<18} {'requests':>9} {'wall s':>8} {'batches/s':>10} "
+        f"{'requests/s':>11}  verdict"
+    )
     for r in rows:
-        print(f"{r['scheduler']:<18} {r['requests']:>9} {r['wall_s']:>8.3f} "
-              f"{r['batches_per_s']:>10.0f} {r['requests_per_s']:>11.0f}  {r['verdict']}")
+        print(
+            f"{r['scheduler']:<18} {r['requests']:>9} {r['wall_s']:>8.3f} "
+            f"{r['batches_per_s']:>10.0f} {r['requests_per_s']:>11.0f}  {r['verdict']}"
+        )
     if mem:
-        print(f"\n1,000,000 requests (sarathi): {mem['wall_s']:.2f} s wall, "
-              f"peak RSS {mem['peak_rss_mb']:.0f} MB")
+        print(
+            f"\n1,000,000 requests (sarathi): {mem['wall_s']:.2f} s wall, "
+            f"peak RSS {mem['peak_rss_mb']:.0f} MB"
+        )
     return 0
 
 

@@ -269,6 +269,7 @@ class NetworkSimulator:
         self.events: list[tuple[float, int, int, int, object]] = []
         self.seq = 0
         self.next_id = 0
+        self.jobs_created = 0  # class visits started (for benchmarks)
         self.now = 0.0
         self.forks: dict[int, list[int]] = {}  # fork id -> [branches left, join class, parent]
         self.flows: dict[int, tuple[float, int]] = {}  # workflow instance -> (arrival, index)
@@ -358,6 +359,7 @@ class NetworkSimulator:
                 j = min(elig, key=lambda e: (self.engines[e].backlog, e))
         job = Job(self.next_id, k, j, self.now, workflow, fork)
         self.next_id += 1
+        self.jobs_created += 1
         if self.trace is not None:
             self.trace.append((self.now, "start", k, workflow, fork))
         eng = self.engines[j]

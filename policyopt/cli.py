@@ -1,0 +1,791 @@
+"""The ``policyopt`` command line.
+
+Subcommands (``policyopt COMMAND --help`` shows options and examples):
+
+* ``capacity``: the engine's token capacity ``mu`` (tokens/s), the boundary ``lambda*``
+  (requests/s) and what other token budgets would give.
+* ``simulate``: one simulation run; its metrics as text or JSON, optional files.
+* ``compare``: every scheduler at every load (multiples of ``lambda*``); a table, a CSV, a
+  JSON file and a figure of the number in system.
+* ``fit-batch-time``: fit the affine batch-time model to a profile CSV.
+
+A configuration is a YAML or TOML scenario file (engine, scheduler, workload, run); without
+one the defaults apply (the paper's engine, staircase batch time with ``b = 512``, lognormal
+lengths with means 129/112 tokens). Command-line options override the file.
+
+Exit codes: 0 success; 1 some simulation runs failed or a file could not be written; 2 a bad
+configuration or command line (one line ``policyopt: error: <field>: <problem>; <fix>`` on
+stderr); 130 interrupted (Ctrl-C), keeping what was already written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from policyopt import __version__
+from policyopt.cli_network import (
+    DEFAULT_POLICIES,
+    cmd_networks,
+    network_arg,
+    network_capacity,
+    network_compare,
+    network_simulate,
+)
+from policyopt.compare import (
+    DEFAULT_LOADS,
+    DEFAULT_SCHEDULERS,
+    RunFailure,
+    Sweep,
+    SweepInterrupted,
+    plan_sweep,
+    run_sweep,
+    scenario_for,
+)
+from policyopt.errors import SpecError
+from policyopt.model import EngineSpec, Scenario, build, fit_affine
+from policyopt.model.batch_time import AffineBatchTime
+from policyopt.model.config import read_mapping, spec_error
+from policyopt.report import (
+    TABLE_NOTES,
+    CsvAppender,
+    compare_table,
+    describe_engine,
+    flat_summary,
+    fmt,
+    format_pairs,
+    format_table,
+    pct,
+    plot_n_system,
+    sweep_header,
+    to_json,
+    write_batches_csv,
+    write_compare,
+    write_json,
+    write_series_csv,
+)
+from policyopt.sim import EngineResult, simulate
+from policyopt.solvers.capacity import batch_seconds, budget_sweep, capacity
+
+PROG = "policyopt"
+
+COMPARE_HORIZON_S = 7200.0
+"""Default horizon of ``policyopt compare``, simulated seconds (2 h).
+
+Long enough for clear verdicts at the default loads (the drift interval near the boundary is
+about +-10 tokens/s, against a 2% threshold of about 60 tokens/s), short enough that the
+default sweep of 24 runs takes well under a minute or two on one core.
+"""
+
+DEFAULT_COMPARE_OUT = Path("policyopt-results") / "compare"
+"""Where ``policyopt compare`` writes its files unless ``--out`` says otherwise."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _error(message: str) -> None:
+    """Print ``policyopt: error: <message>`` as one line on stderr."""
+    print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr, flush=True)
+
+
+def _warn(message: str) -> None:
+    """Print ``policyopt: warning: <message>`` on stderr without breaking a progress bar."""
+    tqdm.write(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def _info(message: str, json_mode: bool) -> None:
+    """A message for the user: stdout normally, stderr when stdout carries JSON."""
+    print(message, file=sys.stderr if json_mode else sys.stdout, flush=True)
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    """argparse type: a finite number (its range is checked with the config)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
+def _list_of(item: Callable[[str], Any], what: str) -> Callable[[str], list[Any]]:
+    """argparse type: a comma-separated list of ``item``."""
+
+    def parse(text: str) -> list[Any]:
+        parts = [p.strip() for p in text.split(",")]
+        if not parts or any(not p for p in parts):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a comma-separated list of {what} (e.g. {_EXAMPLES[what]})"
+            )
+        try:
+            return [item(p) for p in parts]
+        except argparse.ArgumentTypeError as err:
+            raise argparse.ArgumentTypeError(f"in {text!r}: {err}") from None
+
+    return parse
+
+
+_EXAMPLES = {
+    "loads": "0.8,0.9,1.1",
+    "token budgets": "256,512,1024",
+    "scheduler names": "orca,sarathi",
+    "policy names": "fcfs,max-pressure",
+}
+
+
+def load_config(
+    path: str | None,
+    *,
+    scheduler: str | None = None,
+    horizon: float | None = None,
+    seed: int | None = None,
+    default_horizon: float | None = None,
+) -> Scenario:
+    """The scenario of a config file (or the defaults), with command-line overrides.
+
+    ``horizon`` (simulated seconds) and ``seed`` replace ``run.horizon_s`` and ``run.seed``;
+    ``default_horizon`` applies when neither the command line nor the file sets a horizon.
+    Raises :class:`SpecError` naming the offending field.
+    """
+    data: dict[str, Any] = read_mapping(path) if path else {}
+    if scheduler is not None:
+        data["scheduler"] = scheduler
+    run = data.get("run")
+    if run is None:
+        run = {}
+    if isinstance(run, dict):
+        run = dict(run)
+        if horizon is not None:
+            run["horizon_s"] = horizon
+        elif default_horizon is not None and "horizon_s" not in run:
+            run["horizon_s"] = default_horizon
+        if seed is not None:
+            run["seed"] = seed
+        if run:
+            data["run"] = run
+    return build(Scenario, data)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and shows defaults where given."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30, width=100)
+
+
+# ----------------------------------------------------------------------------- capacity
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    """``policyopt capacity``: capacity, boundary and a budget sweep."""
+    net = network_arg(args.config)
+    if net is not None:
+        return network_capacity(net, args)
+    scen = load_config(args.config)
+    engine = scen.engine
+    if args.budget is not None:
+        data = engine.model_dump()
+        data["token_budget"] = args.budget
+        engine = build(EngineSpec, data, prefix="engine")
+    workload = scen.workload
+    cap = capacity(engine, workload)
+    share = cap.mean_prompt / cap.mean_tokens
+    budgets = args.budgets
+    sweep = budget_sweep(engine, workload, budgets)
+    rows = []
+    for c in sweep:
+        t_b = 1000.0 * float(batch_seconds(engine, np.array([c.token_budget]), share)[0])
+        rows.append({**c.to_dict(), "t_b_ms": t_b})
+    if args.json:
+        print(
+            to_json(
+                {
+                    "engine": engine.model_dump(mode="json"),
+                    "capacity": cap.to_dict(),
+                    "budget_sweep": rows,
+                }
+            )
+        )
+        return 0
+    pairs = [
+        ("engine", describe_engine(engine)),
+        (
+            "workload",
+            f"m_p = {cap.mean_prompt:.2f}, m_d = {cap.mean_output:.2f} tokens per request "
+            f"(m_p + m_d = {cap.mean_tokens:.2f})",
+        ),
+        (
+            "mu",
+            f"{cap.mu:.1f} tokens/s (best batch {cap.best_batch} tokens, "
+            f"{cap.batch_ms:.2f} ms each)",
+        ),
+        ("lambda*", f"{cap.lambda_star:.3f} req/s = mu / (m_p + m_d)"),
+        (
+            "rate",
+            f"{cap.rate:.3f} req/s in the config = load {cap.load:.3f} x lambda* "
+            + (
+                "(every work-conserving scheduler is stable)"
+                if cap.load < 1
+                else "(no scheduler is stable)"
+            ),
+        ),
+    ]
+    print(format_pairs(pairs))
+    if isinstance(engine.batch_time, AffineBatchTime):
+        print(
+            "note: affine batch time; the capacity uses the workload's prefill share "
+            f"({share:.3f}) and no KV-read term (an upper bound when ckv_ms > 0)"
+        )
+    print()
+    print("budget sweep (what another token budget b would give):")
+    table = [
+        [
+            str(r["token_budget"]),
+            fmt(r["t_b_ms"], 2),
+            str(r["best_batch"]),
+            fmt(r["mu"], 1),
+            fmt(r["lambda_star"], 3),
+        ]
+        for r in rows
+    ]
+    print(format_table(["b", "t(b) ms", "best n", "mu tokens/s", "lambda* req/s"], table))
+    return 0
+
+
+# ----------------------------------------------------------------------------- simulate
+
+
+def _simulate_pairs(r: EngineResult) -> list[tuple[str, str]]:
+    """``key: value`` lines describing one run."""
+
+    def ci(pair: tuple[float, float], digits: int | None = None) -> str:
+        return f"[{fmt(pair[0], digits)}, {fmt(pair[1], digits)}]"
+
+    pairs = [
+        ("scheduler", r.scheduler),
+        (
+            "rate",
+            f"{r.rate:.3f} req/s = load {r.load:.3f} x lambda* ({r.lambda_star:.3f} req/s; "
+            f"mu = {r.mu:.1f} tokens/s)",
+        ),
+        ("horizon", f"{r.horizon:g} s (warm-up {r.warmup:g} s), seed {r.seed}"),
+        ("arrived / completed", f"{r.arrived} / {r.completed} requests"),
+        (
+            "throughput",
+            f"{fmt(r.throughput, 3)} req/s {ci(r.throughput_ci, 3)}, "
+            f"{fmt(r.token_throughput, 1)} tokens/s",
+        ),
+        ("mean in system", f"{fmt(r.mean_in_system)} requests {ci(r.mean_in_system_ci)}"),
+        (
+            "latency s",
+            f"mean {fmt(r.latency_mean)} {ci(r.latency_mean_ci)}, p50 {fmt(r.latency_p50)}, "
+            f"p90 {fmt(r.latency_p90)}, p99 {fmt(r.latency_p99)}",
+        ),
+        (
+            "TTFT s",
+            f"mean {fmt(r.ttft_mean)}, p50 {fmt(r.ttft_p50)}, p90 {fmt(r.ttft_p90)}, "
+            f"p99 {fmt(r.ttft_p99)}",
+        ),
+        (
+            "TPOT s",
+            f"mean {fmt(r.tpot_mean)}, p50 {fmt(r.tpot_p50)}, p99 {fmt(r.tpot_p99)}",
+        ),
+        (
+            "batches",
+            f"{r.batches}, mean {fmt(r.mean_batch_tokens, 1)} tokens, fill {pct(r.batch_fill)}%, "
+            f"full {pct(r.full_batch_share)}%, not work-conserving "
+            f"{pct(r.non_work_conserving_share)}%",
+        ),
+        ("utilization", f"{pct(r.utilization)}% of the time busy"),
+        ("KV cache tokens", f"mean {fmt(r.kv_mean, 0)}, max {r.kv_max}"),
+        ("backlog at end", f"{r.backlog_end} tokens"),
+        (
+            "backlog drift",
+            f"{fmt(r.drift, 1)} tokens/s {ci(r.drift_ci, 1)} (fluid prediction "
+            f"{fmt(r.fluid_drift, 1)}, threshold {fmt(r.drift_threshold, 1)})",
+        ),
+        ("verdict", r.verdict),
+    ]
+    if r.out_of_range_batches:
+        pairs.append(
+            (
+                "warning",
+                f"{r.out_of_range_batches} batches outside the profiled batch-time range",
+            )
+        )
+    return pairs
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """``policyopt simulate``: one run."""
+    net = network_arg(args.config)
+    if net is not None:
+        return network_simulate(net, args)
+    if args.policy is not None:
+        raise SpecError("--policy", "network policies need a network as CONFIG", "use --scheduler")
+    scen = load_config(args.config, scheduler=args.scheduler, horizon=args.horizon, seed=args.seed)
+    if args.rate is not None:
+        scen = scenario_for(scen, scen.scheduler, args.rate)
+    elif args.load is not None:
+        cap = capacity(scen.engine, scen.workload)
+        scen = scenario_for(scen, scen.scheduler, args.load * cap.lambda_star)
+    horizon = scen.run.horizon_s
+    bar = tqdm(
+        total=horizon,
+        desc=f"simulate {scen.scheduler.label}",
+        disable=not sys.stderr.isatty(),
+        delay=1.0,
+        file=sys.stderr,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} simulated s [{elapsed}<{remaining}]",
+    )
+
+    def progress(sim_time: float) -> None:
+        bar.update(max(0.0, min(sim_time, horizon) - bar.n))
+
+    try:
+        result = simulate(scen, record_batches=bool(args.trace_batches), progress=progress)
+        progress(horizon)
+    finally:
+        bar.close()
+    written: list[Path] = []
+    if args.trace_batches:
+        written.append(write_batches_csv(args.trace_batches, result.batch_records))
+    if args.out:
+        out = Path(args.out)
+        written.append(write_json(out / "summary.json", result.summary()))
+        written.append(write_series_csv(out / "series.csv", result))
+        written.append(
+            plot_n_system(
+                [result],
+                out / "n_system.png",
+                title=f"{result.scheduler}, seed {result.seed}, horizon {result.horizon:g} s",
+            )
+        )
+    if args.json:
+        print(to_json(result.summary()))
+    else:
+        print(format_pairs(_simulate_pairs(result)))
+    for path in written:
+        _info(f"wrote {path}", args.json)
+    return 0
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``policyopt compare``: schedulers x loads, table and files."""
+    net = network_arg(args.config)
+    if net is not None:
+        if args.schedulers:
+            raise SpecError(
+                "--schedulers", "a network's schedulers are set per engine", "use --policies"
+            )
+        return network_compare(net, args)
+    if args.policies:
+        raise SpecError(
+            "--policies", "network policies need a network as CONFIG", "use --schedulers"
+        )
+    base = load_config(
+        args.config, horizon=args.horizon, seed=args.seed, default_horizon=COMPARE_HORIZON_S
+    )
+    schedulers = args.schedulers or list(DEFAULT_SCHEDULERS)
+    loads = args.loads or list(DEFAULT_LOADS)
+    _, plan = plan_sweep(base, schedulers, loads)  # every spec error before anything runs
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("compare.csv", "compare.json", "n_system.png"):
+        (out / stale).unlink(missing_ok=True)
+    if not args.json:
+        print(f"{len(plan)} runs, horizon {base.run.horizon_s:g} s, jobs {args.jobs}", flush=True)
+    appender = CsvAppender(out / "compare.csv")
+
+    def failed(f: RunFailure) -> None:
+        _warn(f"run {f.scheduler} at load {f.load:g} failed: {f.error}")
+
+    code = 0
+    try:
+        sweep: Sweep = run_sweep(
+            base,
+            schedulers,
+            loads,
+            jobs=args.jobs,
+            progress=not args.no_progress,
+            on_result=lambda r: appender.write(flat_summary(r)),
+            on_failure=failed,
+        )
+    except SweepInterrupted as stop:
+        sweep = stop.sweep
+        code = 130
+    finally:
+        appender.close()
+    if code == 0 and sweep.failures:
+        code = 1
+    paths = write_compare(sweep, out)
+    if args.json:
+        print(to_json(sweep.to_dict()))
+    else:
+        print(sweep_header(sweep))
+        print()
+        print(compare_table(sweep.results))
+        print()
+        print(TABLE_NOTES)
+        print()
+    for f in sweep.failures:
+        _info(f"failed: {f.scheduler} at load {f.load:g}: {f.error}", args.json)
+    for path in paths:
+        _info(f"wrote {path}", args.json)
+    if code == 130:
+        print(
+            f"{PROG}: interrupted after {len(sweep.results)} of {sweep.planned} runs; "
+            f"kept them in {out}",
+            file=sys.stderr,
+        )
+    return code
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    return value
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """``policyopt fit-batch-time``: least-squares affine batch-time model."""
+    model, diag = fit_affine(args.profile)
+    fields = {k: _rounded(v) for k, v in model.model_dump(exclude_none=True).items()}
+    snippet = yaml.safe_dump(
+        {"engine": {"batch_time": fields}}, sort_keys=False, default_flow_style=False
+    )
+    if args.json:
+        print(to_json({"batch_time": model.model_dump(), "diagnostics": diag, "yaml": snippet}))
+        return 0
+    kv_range = f"; KV reads up to {model.max_kv} tokens" if model.max_kv is not None else ""
+    pairs = [
+        ("rows", f"{int(diag['rows'])} profiled batches from {args.profile}"),
+        ("c", f"{model.c_ms:.4g} ms per batch"),
+        ("cp", f"{model.cp_ms:.4g} ms per prefill token"),
+        ("cd", f"{model.cd_ms:.4g} ms per decode token"),
+        ("ckv", f"{model.ckv_ms:.4g} ms per KV-cache token read"),
+        ("R^2", f"{diag['r2']:.5f}"),
+        ("RMSE", f"{diag['rmse_ms']:.4g} ms"),
+        ("profiled range", f"batches up to {model.max_tokens} tokens{kv_range}"),
+    ]
+    print(format_pairs(pairs))
+    clipped = int(diag.get("negative_coefficients_set_to_zero", 0))
+    if clipped:
+        print(
+            f"warning: {clipped} fitted coefficient(s) came out negative and were set to 0; "
+            "profile a wider range of batches"
+        )
+    print()
+    print("for the engine config (YAML):")
+    print(snippet.rstrip())
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+_MAIN_EPILOG = """\
+examples:
+  policyopt capacity                         # the paper's engine: mu, lambda*, budget sweep
+  policyopt simulate --scheduler vllm --load 0.9
+  policyopt compare                          # 4 schedulers x 6 loads, table + CSV/JSON/PNG
+  policyopt compare my.yaml --schedulers orca,sarathi --loads 0.9,1.1 --jobs 2
+  policyopt fit-batch-time profile.csv
+  policyopt networks                         # the library of agent networks
+  policyopt capacity rybko-stolyar           # traffic, nominal loads, capacity LP, duals
+  policyopt compare rybko-stolyar --policies priority:exit,max-pressure
+
+CONFIG is a scenario file (one engine), or a network: a library name or a network file.
+Without CONFIG the defaults apply: token budget 512, the paper's staircase batch time
+(CodeLlama-34B on an A100), lognormal prompt/output lengths with means 129/112 tokens.
+Exit codes: 0 ok, 1 runs failed, 2 bad config or arguments, 130 interrupted.
+"""
+
+_CAPACITY_EPILOG = """\
+examples:
+  policyopt capacity
+  policyopt capacity scenario.yaml --budget 1024
+  policyopt capacity --budgets 128,256,512,1024,2048 --json
+
+  policyopt capacity rybko-stolyar            # a network: traffic, loads, capacity LP
+
+mu = max over n <= b of n / t(n) tokens/s; lambda* = mu / (m_p + m_d) requests/s is the
+largest arrival rate any scheduler can carry (Theorem 2 of Li, Dai, Peng). For a network,
+theta* of the static planning LP is how far every arrival rate can grow.
+"""
+
+_SIMULATE_EPILOG = """\
+examples:
+  policyopt simulate                                  # sarathi, the config's rate
+  policyopt simulate scenario.yaml --scheduler orca:whole --rate 12
+  policyopt simulate --scheduler vllm --load 0.9 --horizon 7200 --json
+  policyopt simulate --load 1.05 --out results/run1
+  policyopt simulate --horizon 60 --trace-batches batches.csv
+
+  policyopt simulate rybko-stolyar --policy max-pressure --horizon 3600
+
+Schedulers: fastertransformer, vllm, orca, sarathi (orca and sarathi take :whole for
+whole-prompt admission). --load X sets the rate to X * lambda*. With a network as CONFIG,
+--policy picks the network policy and --load X scales the rates to X * theta* (the LP
+boundary).
+"""
+
+_COMPARE_EPILOG = f"""\
+examples:
+  policyopt compare                        # {len(DEFAULT_SCHEDULERS)} schedulers x \
+{len(DEFAULT_LOADS)} loads, horizon {COMPARE_HORIZON_S:g} s
+  policyopt compare --jobs 2 --out results/cmp
+  policyopt compare scenario.yaml --schedulers orca,sarathi --loads 0.9,1.0,1.1
+  policyopt compare --horizon 600 --json > compare.json
+  policyopt compare rybko-stolyar --policies priority:exit,priority:entry,max-pressure,fluid
+  policyopt compare fork-join --policies fcfs --loads 0.9,1.1
+
+Defaults: schedulers {",".join(DEFAULT_SCHEDULERS)};
+loads {",".join(f"{x:g}" for x in DEFAULT_LOADS)} (multiples of lambda*);
+horizon: --horizon, else run.horizon_s of CONFIG, else {COMPARE_HORIZON_S:g} s.
+All runs use the same seed (the same request stream). Writes compare.csv (one row per
+run, appended as runs finish), compare.json and n_system.png into --out.
+"""
+
+_FIT_EPILOG = """\
+examples:
+  policyopt fit-batch-time profile.csv
+  policyopt fit-batch-time profile.csv --json
+
+The CSV has a header with prefill_tokens, decode_tokens, time_ms and optionally kv_tokens
+(KV-cache tokens read by the batch); one row per profiled batch. The model is
+t = c + cp * prefill + cd * decode + ckv * kv milliseconds.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``policyopt`` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Capacity, scheduling policies and simulation of LLM inference engines.",
+        epilog=_MAIN_EPILOG,
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "config",
+            nargs="?",
+            metavar="CONFIG",
+            help="scenario file (.yaml or .toml); default: the built-in defaults",
+        )
+
+    p = sub.add_parser(
+        "capacity",
+        help="token capacity mu, boundary lambda*, budget sweep",
+        description="Capacity of the engine for the workload, and what other budgets give.",
+        epilog=_CAPACITY_EPILOG,
+        formatter_class=_Formatter,
+    )
+    config_arg(p)
+    p.add_argument("--budget", type=_positive_int, metavar="B", help="token budget b to use")
+    p.add_argument(
+        "--budgets",
+        type=_list_of(_positive_int, "token budgets"),
+        metavar="B1,B2,...",
+        help="budgets of the sweep (default: powers of two from 64 to 4b, and b)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON to stdout")
+    p.set_defaults(func=cmd_capacity)
+
+    p = sub.add_parser(
+        "simulate",
+        help="simulate one scenario and print its metrics",
+        description="Simulate one engine with one scheduler and print its metrics.",
+        epilog=_SIMULATE_EPILOG,
+        formatter_class=_Formatter,
+    )
+    config_arg(p)
+    p.add_argument("--scheduler", metavar="NAME", help="scheduler (overrides the config)")
+    p.add_argument(
+        "--policy",
+        metavar="NAME",
+        help="network policy (CONFIG a network): fcfs, priority:exit, priority:A>B, "
+        "max-pressure, fluid; default fcfs",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--rate", type=_finite_float, metavar="R", help="arrival rate, requests/s")
+    group.add_argument(
+        "--load", type=_positive_float, metavar="X", help="arrival rate as X * lambda*"
+    )
+    p.add_argument("--horizon", type=_finite_float, metavar="S", help="simulated seconds")
+    p.add_argument("--seed", type=int, metavar="N", help="random seed")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON to stdout")
+    p.add_argument(
+        "--out", metavar="DIR", help="write summary.json, series.csv and n_system.png here"
+    )
+    p.add_argument(
+        "--trace-batches",
+        metavar="FILE.csv",
+        help="write every batch's composition to this CSV (keeps all batches in memory: "
+        "use a short horizon)",
+    )
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare schedulers over a sweep of loads",
+        description="Simulate every scheduler at every load and compare them.",
+        epilog=_COMPARE_EPILOG,
+        formatter_class=_Formatter,
+    )
+    config_arg(p)
+    p.add_argument(
+        "--schedulers",
+        type=_list_of(str, "scheduler names"),
+        metavar="A,B,...",
+        help=f"schedulers (default {','.join(DEFAULT_SCHEDULERS)})",
+    )
+    p.add_argument(
+        "--policies",
+        type=_list_of(str, "policy names"),
+        metavar="P1,P2,...",
+        help=f"network policies (CONFIG a network; default {','.join(DEFAULT_POLICIES)})",
+    )
+    p.add_argument(
+        "--loads",
+        type=_list_of(_positive_float, "loads"),
+        metavar="X1,X2,...",
+        help="loads as multiples of lambda* (default "
+        + ",".join(f"{x:g}" for x in DEFAULT_LOADS)
+        + ")",
+    )
+    p.add_argument("--horizon", type=_finite_float, metavar="S", help="simulated seconds per run")
+    p.add_argument("--seed", type=int, metavar="N", help="random seed shared by all runs")
+    p.add_argument(
+        "--jobs",
+        type=_nonnegative_int,
+        default=1,
+        metavar="N",
+        help="parallel processes (default 1; 0 = one per CPU); same numbers either way",
+    )
+    p.add_argument(
+        "--out",
+        default=str(DEFAULT_COMPARE_OUT),
+        metavar="DIR",
+        help=f"output directory (default {DEFAULT_COMPARE_OUT})",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "networks",
+        help="list the library of named networks",
+        description="The library of agent networks and classic queueing networks.",
+        epilog="examples:\n  policyopt networks\n  policyopt capacity fork-join\n"
+        "  policyopt simulate rybko-stolyar --policy max-pressure --horizon 3600\n",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--json", action="store_true", help="print JSON to stdout")
+    p.set_defaults(func=cmd_networks)
+
+    p = sub.add_parser(
+        "fit-batch-time",
+        help="fit the affine batch-time model to a profile CSV",
+        description="Least-squares fit of t = c + cp*prefill + cd*decode + ckv*kv (ms).",
+        epilog=_FIT_EPILOG,
+        formatter_class=_Formatter,
+    )
+    p.add_argument("profile", metavar="PROFILE.csv", help="profile CSV")
+    p.add_argument("--json", action="store_true", help="print JSON to stdout")
+    p.set_defaults(func=cmd_fit)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, usage errors
+        code = stop.code
+        return code if isinstance(code, int) else (0 if code is None else 2)
+    if getattr(args, "jobs", 1) == 0:
+        args.jobs = os.cpu_count() or 1
+    try:
+        return int(args.func(args))
+    except SpecError as err:
+        _error(str(err))
+        return 2
+    except ValidationError as err:
+        _error(str(spec_error(err)))
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader of stdout went away (e.g. `| head`): stop quietly, and keep Python's
+        # final flush of stdout from failing again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        _error(f"{where}{err.strerror or err}")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,271 @@
+"""Compare schedulers over a sweep of loads on one engine (common random numbers).
+
+A sweep runs every ``(scheduler, load)`` pair of a base :class:`~policyopt.model.Scenario`.
+The load is a multiple of the engine's capacity boundary
+``lambda* = mu / (m_p + m_d)`` requests/s (:func:`policyopt.solvers.capacity.capacity`), so
+the arrival rate of a run is ``load * lambda*`` requests/s. Every run uses the base scenario's
+seed: all schedulers see the same request stream (common random numbers), which makes their
+differences sharper than independent runs would.
+
+Runs are independent and deterministic, so ``jobs > 1`` (a process pool) gives exactly the
+numbers of ``jobs = 1``. Finished runs are kept when a run fails (the failure is recorded and
+the sweep goes on) or when the user presses Ctrl-C (:class:`SweepInterrupted` carries the
+partial :class:`Sweep`); ``on_result`` sees each result as it arrives, e.g. to append it to
+a CSV file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm import tqdm
+
+from policyopt.errors import SpecError
+from policyopt.model import SchedulerSpec, build
+from policyopt.model.scenario import Scenario
+from policyopt.sim import EngineResult, simulate
+from policyopt.solvers.capacity import Capacity, capacity
+
+DEFAULT_SCHEDULERS: tuple[str, ...] = ("fastertransformer", "vllm", "orca", "sarathi")
+"""The four schedulers of the paper (DESIGN 2.1)."""
+
+DEFAULT_LOADS: tuple[float, ...] = (0.6, 0.8, 0.9, 0.95, 1.05, 1.1)
+"""Default loads, multiples of ``lambda*``: four below the boundary, two above it."""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep: its position, scheduler label, load (x lambda*) and scenario."""
+
+    index: int
+    scheduler: str
+    load: float
+    rate: float
+    scenario: Scenario
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """A run that raised: which one, and the error as one line (``Type: message``)."""
+
+    scheduler: str
+    load: float
+    rate: float
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "scheduler": self.scheduler,
+            "load": self.load,
+            "rate": self.rate,
+            "error": self.error,
+        }
+
+
+@dataclass
+class Sweep:
+    """What a sweep produced so far.
+
+    ``results`` holds the finished runs in plan order (scheduler by scheduler, loads
+    ascending as given), ``failures`` the runs that raised; ``complete`` is true when every
+    planned run finished or failed (false after an interrupt). ``capacity`` is the engine's
+    capacity for the base workload (``mu`` tokens/s, ``lambda_star`` requests/s).
+    """
+
+    base: Scenario
+    capacity: Capacity
+    schedulers: list[str]
+    loads: list[float]
+    results: list[EngineResult] = field(default_factory=list)
+    failures: list[RunFailure] = field(default_factory=list)
+    complete: bool = False
+
+    @property
+    def planned(self) -> int:
+        """Number of runs in the plan."""
+        return len(self.schedulers) * len(self.loads)
+
+    def settings(self) -> dict[str, Any]:
+        """The sweep's settings, JSON-ready (horizon and warm-up in seconds)."""
+        run = self.base.run
+        return {
+            "schedulers": list(self.schedulers),
+            "loads": list(self.loads),
+            "horizon_s": run.horizon_s,
+            "warmup_s": run.warmup,
+            "seed": run.seed,
+            "engine": self.base.engine.model_dump(mode="json"),
+            "workload": self.base.workload.model_dump(mode="json"),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Settings, capacity, run summaries and failures as one JSON-ready dict."""
+        return {
+            "settings": self.settings(),
+            "capacity": self.capacity.to_dict(),
+            "complete": self.complete,
+            "runs": [r.summary() for r in self.results],
+            "failures": [f.to_dict() for f in self.failures],
+        }
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; ``sweep`` holds the runs that had finished."""
+
+    def __init__(self, sweep: Sweep) -> None:
+        super().__init__("sweep interrupted")
+        self.sweep = sweep
+
+
+def scenario_for(base: Scenario, scheduler: str | SchedulerSpec, rate: float) -> Scenario:
+    """``base`` with another scheduler and arrival rate (requests/s), validated again.
+
+    Raises :class:`~policyopt.errors.SpecError` for an unknown scheduler, a rate that is not
+    positive, or a scheduler that cannot run the workload's longest prompt.
+    """
+    workload = base.workload.with_rate(rate)
+    return build(
+        Scenario,
+        {"engine": base.engine, "scheduler": scheduler, "workload": workload, "run": base.run},
+    )
+
+
+def plan_sweep(
+    base: Scenario, schedulers: Sequence[str | SchedulerSpec], loads: Sequence[float]
+) -> tuple[Capacity, list[PlannedRun]]:
+    """The capacity of ``base`` and every run of the sweep, validated before anything runs."""
+    if not schedulers:
+        raise SpecError("schedulers", "no scheduler given", "name at least one scheduler")
+    if not loads:
+        raise SpecError("loads", "no load given", "give at least one load (x lambda*)")
+    for load in loads:
+        if not 0 < float(load) < float("inf"):
+            raise SpecError("loads", f"{load} is not a load > 0", "give multiples of lambda* > 0")
+    if len(set(loads)) < len(loads):
+        raise SpecError("loads", "a load is listed twice", "list each load once")
+    cap = capacity(base.engine, base.workload)
+    plan: list[PlannedRun] = []
+    seen: set[str] = set()
+    for sched in schedulers:
+        label = ""
+        for load in loads:
+            rate = float(load) * cap.lambda_star
+            scen = scenario_for(base, sched, rate)
+            label = scen.scheduler.label
+            plan.append(PlannedRun(len(plan), label, float(load), rate, scen))
+        if label in seen:
+            raise SpecError("schedulers", f"{label!r} is listed twice", "list each scheduler once")
+        seen.add(label)
+    return cap, plan
+
+
+def _run_one(run: PlannedRun) -> tuple[int, EngineResult | None, str | None]:
+    """Simulate one planned run; an exception becomes a one-line error text."""
+    try:
+        return run.index, simulate(run.scenario), None
+    except Exception as err:  # recorded as a failure; the sweep goes on
+        text = " ".join(str(err).split()) or repr(err)
+        return run.index, None, f"{type(err).__name__}: {text}"
+
+
+def _ignore_sigint() -> None:
+    """Pool initializer: Ctrl-C is handled by the parent, which terminates the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Runner:
+    """Runs planned runs in this process (one job) or in a pool of processes.
+
+    The pool is created up front (before any progress-bar thread starts) and is terminated
+    by :meth:`close` if runs are still going, e.g. after Ctrl-C.
+    """
+
+    def __init__(self, plan: list[PlannedRun], jobs: int) -> None:
+        self.plan = plan
+        self.pool = None
+        if jobs > 1 and len(plan) > 1:
+            ctx = multiprocessing.get_context()
+            self.pool = ctx.Pool(min(jobs, len(plan)), initializer=_ignore_sigint)
+
+    def __iter__(self) -> Iterator[tuple[int, EngineResult | None, str | None]]:
+        """Outcomes in plan order for one job, in completion order for a pool."""
+        if self.pool is None:
+            return (_run_one(run) for run in self.plan)
+        return self.pool.imap_unordered(_run_one, self.plan, chunksize=1)
+
+    def close(self, finished: bool) -> None:
+        """Shut the pool down: wait for it when every run finished, else kill it."""
+        if self.pool is None:
+            return
+        if finished:
+            self.pool.close()
+        else:
+            self.pool.terminate()
+        self.pool.join()
+        self.pool = None
+
+
+def run_sweep(
+    base: Scenario,
+    schedulers: Sequence[str | SchedulerSpec],
+    loads: Sequence[float],
+    *,
+    progress: bool = True,
+    jobs: int = 1,
+    on_result: Callable[[EngineResult], None] | None = None,
+    on_failure: Callable[[RunFailure], None] | None = None,
+) -> Sweep:
+    """Run every ``(scheduler, load)`` pair on ``base`` and return the :class:`Sweep`.
+
+    ``schedulers`` are names (``orca``, ``orca:whole``) or specs; ``loads`` are multiples of
+    ``lambda*`` (rate = load * lambda* requests/s). Every run uses ``base.run`` (horizon,
+    seed, ...). ``jobs > 1`` runs that many processes; the numbers are the same as with one.
+    A progress bar over runs goes to stderr when ``progress`` is true and stderr is a
+    terminal.
+
+    ``on_result`` is called in this process with each finished result as it arrives (in
+    completion order when ``jobs > 1``), ``on_failure`` with each run that raised; a failed
+    run does not stop the sweep. Ctrl-C raises :class:`SweepInterrupted` whose ``sweep`` has
+    the finished runs. Configuration errors raise :class:`~policyopt.errors.SpecError` before
+    any run starts.
+    """
+    cap, plan = plan_sweep(base, schedulers, loads)
+    labels = list(dict.fromkeys(run.scheduler for run in plan))
+    sweep = Sweep(base, cap, labels, [float(x) for x in loads])
+    done: dict[int, EngineResult] = {}
+    failed: dict[int, RunFailure] = {}
+    runner = _Runner(plan, jobs)
+    show = progress and sys.stderr.isatty()
+    bar = tqdm(total=len(plan), desc="runs", unit="run", disable=not show, file=sys.stderr)
+    try:
+        for index, result, error in runner:
+            run = plan[index]
+            if result is not None:
+                # the planned load exactly (rate / lambda* can differ from it in the last bit)
+                result = dataclasses.replace(result, load=run.load)
+                done[index] = result
+                if on_result is not None:
+                    on_result(result)
+            else:
+                failure = RunFailure(run.scheduler, run.load, run.rate, error or "unknown error")
+                failed[index] = failure
+                if on_failure is not None:
+                    on_failure(failure)
+            bar.set_postfix_str(f"{run.scheduler} @ {run.load:g}", refresh=False)
+            bar.update(1)
+        sweep.complete = True
+    except KeyboardInterrupt:
+        raise SweepInterrupted(sweep) from None
+    finally:
+        bar.close()
+        runner.close(finished=sweep.complete)
+        sweep.results = [done[i] for i in sorted(done)]
+        sweep.failures = [failed[i] for i in sorted(failed)]
+    return sweep

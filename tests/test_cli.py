@@ -1,0 +1,431 @@
+"""The ``policyopt`` command line, run as a user runs it: in a subprocess.
+
+Numbers are checked against theory where it gives them: the paper's engine has
+``mu = 512 / 0.15316 s = 3342.9`` tokens/s; with 100 + 100 tokens per request
+``lambda* = mu / 200 = 16.71`` requests/s.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from policyopt.cli import main
+from policyopt.model import EngineSpec, build
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "experiments" / "configs"
+MU_PAPER = 512 / 0.15316  # tokens/s, t(512) = 11.28 + 4 * 35.47 ms
+
+
+def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m policyopt.cli ARGS`` with output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "policyopt.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def ok_json(*args: str | Path, cwd: Path | None = None) -> dict:
+    """Run a ``--json`` command, check it succeeded, and parse all of stdout as JSON."""
+    proc = run_cli(*args, "--json", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    """Exit code 2 and exactly one stderr line ``policyopt: error: ...`` naming ``words``."""
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("policyopt: error: "), lines[0]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert proc.stdout == ""
+
+
+# ----------------------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize("command", ["", "capacity", "simulate", "compare", "fit-batch-time"])
+def test_help_of_every_command_shows_examples(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [command, "--help"] if command else ["--help"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: policyopt {command}".rstrip())
+    examples = out.split("examples:\n", 1)[1]
+    assert f"  policyopt {command}".rstrip() in examples
+
+
+def test_console_script_and_usage_error() -> None:
+    script = Path(sys.executable).with_name("policyopt")
+    if not script.exists():
+        pytest.skip("the policyopt console script is not installed next to this Python")
+    proc = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("policyopt ")
+    proc = subprocess.run([script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "usage: policyopt" in proc.stderr and "required: COMMAND" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- capacity
+
+
+def test_capacity_of_the_paper_engine() -> None:
+    doc = ok_json("capacity", "--budgets", "128,512,1024")
+    cap = doc["capacity"]
+    assert cap["mu"] == pytest.approx(MU_PAPER, rel=1e-3)
+    assert cap["best_batch"] == 512
+    assert cap["mean_tokens"] == pytest.approx(241, rel=1e-9)
+    assert cap["lambda_star"] == pytest.approx(MU_PAPER / 241, rel=1e-3)
+    sweep = {row["token_budget"]: row for row in doc["budget_sweep"]}
+    assert sorted(sweep) == [128, 512, 1024]
+    assert sweep[512]["t_b_ms"] == pytest.approx(153.16, abs=1e-9)
+    assert sweep[128]["mu"] == pytest.approx(128 / 0.04675, rel=1e-9)
+    assert sweep[1024]["mu"] == pytest.approx(1024 / (0.01128 + 8 * 0.03547), rel=1e-9)
+
+
+def test_capacity_constant_lengths_and_budget_override() -> None:
+    doc = ok_json("capacity", CONFIGS / "constant_100_100.yaml")
+    assert doc["capacity"]["lambda_star"] == pytest.approx(16.71, rel=1e-3)
+    assert doc["capacity"]["load"] == pytest.approx(15.0 / (MU_PAPER / 200), rel=1e-6)
+    doc = ok_json("capacity", CONFIGS / "constant_100_100.yaml", "--budget", "256")
+    assert doc["capacity"]["token_budget"] == 256
+    assert doc["capacity"]["mu"] == pytest.approx(256 / (0.01128 + 2 * 0.03547), rel=1e-9)
+
+
+def test_capacity_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["capacity"]) == 0  # in-process: the subprocess path is tested above
+    out = capsys.readouterr().out
+    assert "mu:       3342.9 tokens/s" in out
+    assert "lambda*:  13.871 req/s" in out
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("b "))
+    assert header.split() == ["b", "t(b)", "ms", "best", "n", "mu", "tokens/s", "lambda*", "req/s"]
+
+
+# ----------------------------------------------------------------------------- simulate
+
+
+def test_simulate_json_below_capacity() -> None:
+    doc = ok_json("simulate", "--scheduler", "orca", "--load", "0.5", "--horizon", "600")
+    assert doc["scheduler"] == "orca"
+    assert doc["mu"] == pytest.approx(MU_PAPER, rel=1e-3)
+    assert doc["load"] == pytest.approx(0.5, rel=1e-9)
+    assert doc["rate"] == pytest.approx(0.5 * MU_PAPER / 241, rel=1e-3)
+    # stable: requests leave as fast as they come
+    assert doc["throughput"] == pytest.approx(doc["rate"], rel=0.03)
+    assert doc["verdict"] != "unstable"
+    assert doc["horizon"] == 600 and doc["seed"] == 0
+
+
+def test_simulate_json_above_capacity_follows_the_fluid_limit() -> None:
+    doc = ok_json("simulate", "--scheduler", "sarathi", "--load", "1.3", "--horizon", "600")
+    fluid = 0.3 * MU_PAPER
+    assert doc["fluid_drift"] == pytest.approx(fluid, rel=1e-3)
+    assert doc["verdict"] == "unstable"
+    assert doc["drift"] == pytest.approx(fluid, rel=0.25)
+    # a work-conserving scheduler in overload completes requests at about lambda*
+    assert doc["throughput"] == pytest.approx(MU_PAPER / 241, rel=0.03)
+
+
+def test_simulate_text_files_and_batch_trace(tmp_path: Path) -> None:
+    trace = tmp_path / "batches.csv"
+    out = tmp_path / "run"
+    proc = run_cli(
+        "simulate",
+        CONFIGS / "constant_100_100.yaml",
+        "--rate",
+        "12",
+        "--horizon",
+        "40",
+        "--seed",
+        "5",
+        "--out",
+        out,
+        "--trace-batches",
+        trace,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = dict(
+        line.split(":", 1) for line in proc.stdout.splitlines() if not line.startswith("wrote")
+    )
+    assert text["scheduler"].strip() == "sarathi"
+    assert text["rate"].strip().startswith("12.000 req/s")
+    assert text["verdict"].strip() in ("stable", "inconclusive", "unstable")
+    for name in ("summary.json", "series.csv", "n_system.png"):
+        assert (out / name).stat().st_size > 0
+        assert f"wrote {out / name}" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seed"] == 5 and summary["rate"] == 12.0
+    with trace.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) > 10
+    prev_end = 0.0
+    prefilled: dict[int, int] = {}  # request -> prompt tokens prefilled so far
+    for row in rows:
+        start, end = float(row["start_s"]), float(row["end_s"])
+        assert prev_end <= start < end
+        prev_end = end
+        chunks = [tuple(map(int, c.split(":"))) for c in row["prefill_chunks"].split(";") if c]
+        decodes = [int(d) for d in row["decode_ids"].split(";") if d]
+        prefill = sum(tokens for _, tokens in chunks)
+        assert prefill == int(row["prefill_tokens"])
+        assert len(decodes) == int(row["decode_tokens"]) == len(set(decodes))
+        tokens = int(row["tokens"])
+        assert 0 < prefill + len(decodes) == tokens <= 512
+        # the paper's staircase: t = 11.28 + 35.47 * ceil(tokens / 128) ms
+        assert (end - start) * 1000 == pytest.approx(11.28 + 35.47 * math.ceil(tokens / 128))
+        # a request decodes only after its whole prompt, and not in the batch that ends it
+        for rid in decodes:
+            assert prefilled.get(rid) == 100
+        for rid, n in chunks:
+            prefilled[rid] = prefilled.get(rid, 0) + n
+            assert prefilled[rid] <= 100
+    assert sum(n == 100 for n in prefilled.values()) > 10
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def test_compare_json_and_files(tmp_path: Path) -> None:
+    doc = ok_json(
+        "compare",
+        "--schedulers",
+        "vllm,sarathi",
+        "--loads",
+        "0.5,1.4",
+        "--horizon",
+        "300",
+        "--seed",
+        "2",
+        "--jobs",
+        "2",
+        "--out",
+        tmp_path,
+    )
+    lam = MU_PAPER / 241
+    assert doc["complete"] is True and doc["failures"] == []
+    assert doc["capacity"]["lambda_star"] == pytest.approx(lam, rel=1e-3)
+    assert doc["settings"]["horizon_s"] == 300 and doc["settings"]["seed"] == 2
+    runs = {(r["scheduler"], r["load"]): r for r in doc["runs"]}
+    assert sorted(runs) == [("sarathi", 0.5), ("sarathi", 1.4), ("vllm", 0.5), ("vllm", 1.4)]
+    for (_, load), r in runs.items():
+        assert r["rate"] == pytest.approx(load * lam, rel=1e-3)
+        assert r["seed"] == 2
+    assert runs[("sarathi", 1.4)]["verdict"] == "unstable"
+    assert runs[("vllm", 1.4)]["verdict"] == "unstable"
+    with (tmp_path / "compare.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["scheduler"], float(r["load"])) for r in rows] == [
+        ("vllm", 0.5),
+        ("vllm", 1.4),
+        ("sarathi", 0.5),
+        ("sarathi", 1.4),
+    ]
+    assert json.loads((tmp_path / "compare.json").read_text()) == doc
+    assert (tmp_path / "n_system.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_text_table(tmp_path: Path) -> None:
+    proc = run_cli(
+        "compare",
+        "--schedulers",
+        "orca:whole,fastertransformer",
+        "--loads",
+        "0.8",
+        "--horizon",
+        "120",
+        "--out",
+        tmp_path / "cmp",
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "2 runs, horizon 120 s, jobs 1"
+    rows = [line for line in lines if line.startswith(("orca(whole) ", "fastertransformer "))]
+    assert len(rows) == 2
+    assert rows[0].split()[1:3] == ["0.80", f"{0.8 * MU_PAPER / 241:.2f}"]
+    for name in ("compare.csv", "compare.json", "n_system.png"):
+        assert f"wrote {tmp_path / 'cmp' / name}" in proc.stdout
+
+
+def test_compare_ctrl_c_keeps_finished_rows(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "policyopt.cli",
+            "compare",
+            "--schedulers",
+            "fastertransformer,vllm,orca,sarathi",
+            "--loads",
+            "1.0,1.2",
+            "--horizon",
+            "20000",
+            "--jobs",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    csv_path = tmp_path / "compare.csv"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if csv_path.exists() and len(csv_path.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted after" in err
+    with csv_path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert 1 <= len(rows) < 8
+    doc = json.loads((tmp_path / "compare.json").read_text())
+    assert doc["complete"] is False
+    assert len(doc["runs"]) == len(rows)
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def test_fit_batch_time_recovers_the_coefficients(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profile = tmp_path / "profile.csv"
+    lines = ["prefill_tokens,decode_tokens,kv_tokens,time_ms"]
+    for i in range(40):
+        p, d, kv = (i * 37) % 900, (i * 13) % 120 + 1, (i * 911) % 20000
+        noise = 0.01 * ((i * 7) % 5 - 2)
+        lines.append(f"{p},{d},{kv},{12 + 0.05 * p + 0.2 * d + 0.001 * kv + noise:.4f}")
+    profile.write_text("\n".join(lines) + "\n")
+    doc = ok_json("fit-batch-time", profile)
+    bt = doc["batch_time"]
+    assert bt["kind"] == "affine"
+    assert bt["c_ms"] == pytest.approx(12, rel=0.01)
+    assert bt["cp_ms"] == pytest.approx(0.05, rel=0.01)
+    assert bt["cd_ms"] == pytest.approx(0.2, rel=0.01)
+    assert bt["ckv_ms"] == pytest.approx(0.001, rel=0.01)
+    assert bt["max_tokens"] == max(
+        int(a) + int(b) for a, b, *_ in (x.split(",") for x in lines[1:])
+    )
+    assert doc["diagnostics"]["r2"] > 0.999
+    assert doc["diagnostics"]["rows"] == 40
+    # the YAML snippet is a valid engine config
+    engine = yaml.safe_load(doc["yaml"])["engine"]
+    spec = build(EngineSpec, engine, prefix="engine")
+    assert spec.batch_time.cp_ms == pytest.approx(0.05, rel=0.01)
+
+    assert main(["fit-batch-time", str(profile)]) == 0  # the text form, in-process
+    out = capsys.readouterr().out
+    assert "R^2:" in out and "RMSE:" in out
+    snippet = out.split("for the engine config (YAML):\n", 1)[1]
+    assert yaml.safe_load(snippet)["engine"]["batch_time"]["kind"] == "affine"
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _bad_input(case: str, tmp_path: Path) -> list[str | Path]:
+    """The command line of one bad-input case, with its files written into ``tmp_path``."""
+    cfg = tmp_path / "cfg.yaml"
+    if case == "unknown_key":
+        return ["capacity", _write(cfg, "engine: {token_budgt: 512}\n")]
+    if case == "negative_rate_config":
+        return ["simulate", _write(cfg, "workload:\n  arrival: {kind: poisson, rate: -2}\n")]
+    if case == "negative_rate_flag":
+        return ["simulate", "--rate", "-1"]
+    if case == "negative_horizon":
+        return ["compare", "--horizon", "-5", "--out", tmp_path / "o"]
+    if case == "vllm_long_prompt":
+        text = "engine: {token_budget: 512}\nworkload: {max_prompt_len: 1024}\n"
+        return ["simulate", _write(cfg, text), "--scheduler", "vllm"]
+    if case == "unknown_scheduler":
+        return ["simulate", "--scheduler", "fifo"]
+    if case == "compare_unknown_scheduler":
+        return ["compare", "--schedulers", "orca,fifo", "--out", tmp_path / "o"]
+    if case == "compare_vllm_long_prompt":
+        text = "engine: {token_budget: 256}\n"
+        return ["compare", _write(cfg, text), "--schedulers", "orca,vllm", "--out", tmp_path / "o"]
+    if case == "bad_trace_line":
+        _write(tmp_path / "trace.csv", "arrival_s,prompt_len,output_len\n0.1,10,5\n0.2,x,5\n")
+        return ["simulate", _write(cfg, "workload:\n  arrival: {kind: trace, path: trace.csv}\n")]
+    if case == "bad_profile_line":
+        text = "prefill_tokens,decode_tokens,time_ms\n10,1,oops\n20,2,5\n30,3,6\n40,1,7\n"
+        return ["fit-batch-time", _write(tmp_path / "profile.csv", text)]
+    if case == "missing_config":
+        return ["compare", "nope.yaml", "--out", tmp_path / "o"]
+    assert case == "bad_yaml"
+    return ["capacity", _write(tmp_path / "broken.yaml", "engine: [1, 2\n")]
+
+
+BAD_INPUTS = {
+    "unknown_key": ["engine.token_budgt", "unknown key"],
+    "negative_rate_config": ["workload.arrival.rate", "-2"],
+    "negative_rate_flag": ["workload.arrival.rate", "-1"],
+    "negative_horizon": ["run.horizon_s", "-5"],
+    "vllm_long_prompt": ["engine.token_budget", "vllm", "1024"],
+    "unknown_scheduler": ["scheduler", "fifo"],
+    "compare_unknown_scheduler": ["scheduler", "fifo"],
+    "compare_vllm_long_prompt": ["engine.token_budget", "vllm", "512"],
+    "bad_trace_line": ["workload.arrival.path", "trace.csv line 3"],
+    "bad_profile_line": ["profile.csv line 2"],
+    "missing_config": ["nope.yaml", "no such file"],
+    "bad_yaml": ["broken.yaml", "line"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2(
+    case: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """In-process (fast); the subprocess test below checks the real streams and exit code."""
+    monkeypatch.chdir(tmp_path)
+    code = main([str(a) for a in _bad_input(case, tmp_path)])
+    captured = capsys.readouterr()
+    proc = subprocess.CompletedProcess([], code, captured.out, captured.err)
+    assert_one_line_error(proc, *BAD_INPUTS[case])
+    assert not (tmp_path / "o").exists()  # nothing written for a bad compare
+
+
+@pytest.mark.parametrize("case", ["vllm_long_prompt", "bad_trace_line"])
+def test_bad_input_in_a_subprocess(case: str, tmp_path: Path) -> None:
+    proc = run_cli(*_bad_input(case, tmp_path), cwd=tmp_path)
+    assert_one_line_error(proc, *BAD_INPUTS[case])
+    assert "Traceback" not in proc.stderr
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    proc = run_cli("compare", "--loads", "0.5,x")
+    assert proc.returncode == 2
+    assert "argument --loads" in proc.stderr and "'x' is not a number" in proc.stderr
+    assert main(["simulate", "--rate", "3", "--load", "0.5"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["compare", "--jobs", "-1"]) == 2
+    assert "argument --jobs" in capsys.readouterr().err
