@@ -118,10 +118,21 @@ class MaxPressure(Policy):
 
     name = "max-pressure"
 
+    def bind(self, net: NetworkSpec) -> None:
+        topo = net.topology
+        self.successors: list[list[tuple[int, float]]] = [[] for _ in topo.classes]
+        for k, l_, p in topo.edges:
+            self.successors[k].append((l_, p))
+
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
         z = view.jobs
-        pressure = view.rate * (z - view.P @ z)
-        return sorted(view.classes_at[engine], key=lambda k: (-pressure[k], k))
+        rate = view.rate
+        succ = self.successors
+        pressure = {
+            k: rate[k] * (z[k] - sum(p * z[l_] for l_, p in succ[k]))
+            for k in view.classes_at[engine]
+        }
+        return sorted(pressure, key=lambda k: (-pressure[k], k))
 
 
 class FluidTracking(Policy):

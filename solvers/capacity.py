@@ -11,7 +11,8 @@ rate ``lambda (m_p + m_d) - mu``.
 
 For the ``affine`` batch-time model ``t`` depends on the prefill/decode mix; the capacity uses
 the workload's mix (prefill share ``m_p / (m_p + m_d)``) and no KV-read term, which is an upper
-bound on the capacity when ``ckv > 0``.
+bound on the capacity when ``ckv > 0``. With ``max_seqs`` the capacity comes from the
+batch-size region LP along the workload's mix (:func:`capacity`).
 """
 
 from __future__ import annotations
@@ -69,10 +70,25 @@ def token_capacity(engine: EngineSpec, prefill_share: float = 0.5) -> tuple[floa
 
 
 def capacity(engine: EngineSpec, workload: Workload) -> Capacity:
-    """Capacity of ``engine`` for ``workload`` (see the module docstring)."""
+    """Capacity of ``engine`` for ``workload`` (see the module docstring).
+
+    With ``max_seqs`` the request-slot limit can bind: ``mu`` is then the largest token rate
+    along the workload's prefill/decode mix inside the batch-size capacity region (DESIGN
+    2.2; an LP over time-sharing of batch configurations, solved with CVXPY), and
+    ``best_batch``/``batch_ms`` describe the configuration the optimal time-sharing uses most.
+    """
     mp, md = workload.mean_prompt(), workload.mean_output()
-    mu, best = token_capacity(engine, mp / (mp + md))
-    t_best = float(batch_seconds(engine, np.array([best]), mp / (mp + md))[0])
+    share = mp / (mp + md)
+    if engine.max_seqs is not None:
+        from policyopt.solvers.static_planning import batch_region
+
+        point = batch_region(engine, share, 1.0 - share)
+        mu = float(point.theta)
+        x, y, _, ms, _ = max(point.corners, key=lambda c: c[4])
+        best, t_best = int(x + y), ms / 1000.0
+    else:
+        mu, best = token_capacity(engine, share)
+        t_best = float(batch_seconds(engine, np.array([best]), share)[0])
     lam_star = mu / (mp + md)
     return Capacity(
         token_budget=engine.token_budget,

@@ -110,3 +110,25 @@ def test_overload_never_beats_capacity() -> None:
     res = simulate(sc)
     assert res.utilization <= 1 + 1e-12
     assert res.token_throughput <= res.mu * (1 + 1e-12)
+
+
+def test_capacity_with_max_seqs_comes_from_the_region_lp() -> None:
+    from policyopt.model import EngineSpec
+
+    wl = Scenario().workload
+    free = capacity(EngineSpec(), wl)
+    assert capacity(EngineSpec(max_seqs=512), wl).mu == pytest.approx(free.mu, rel=1e-6)
+    tight = capacity(EngineSpec(max_seqs=32), wl)
+    # the decode tokens alone need lambda * m_d <= 32 / t(32) tokens/s
+    t32 = EngineSpec().batch_time.seconds(0, 32)
+    assert tight.lambda_star * tight.mean_output <= 32 / t32 * (1 + 1e-6)
+    assert tight.lambda_star < free.lambda_star / 2
+    # above the region's boundary no scheduler is stable
+    sc = Scenario(
+        engine={"max_seqs": 32},
+        workload={"arrival": {"kind": "poisson", "rate": 1.1 * tight.lambda_star}},
+        run={"horizon_s": 1800},
+    )
+    res = simulate(sc)
+    assert res.verdict == "unstable"
+    assert res.lambda_star == pytest.approx(tight.lambda_star)

@@ -34,6 +34,7 @@ from itertools import islice
 
 import numpy as np
 
+from policyopt.model.batch_time import AffineBatchTime
 from policyopt.model.network import EXIT, JOIN, LLMEngine, NetworkSpec
 from policyopt.policies import NetworkView, Policy, make_policy
 from policyopt.sim.stability import DRIFT_TOLERANCE, verdict
@@ -175,6 +176,11 @@ class _Engine:
             self.b = spec.token_budget
             self.kmax = spec.max_seqs if spec.max_seqs is not None else 1 << 62
             self.bt = spec.batch_time
+            self.table: list[float] | None = (
+                None
+                if isinstance(self.bt, AffineBatchTime)
+                else [0.0, *self.bt.seconds_for_tokens(np.arange(1, self.b + 1)).tolist()]
+            )
             self.decode_first = sched.decode_first
             self.mixes = sched.mixes
             self.chunks = sched.chunks
@@ -452,18 +458,27 @@ class NetworkSimulator:
         else:
             self._station_decide(eng)
 
-    def _order(self, eng: _Engine) -> list[int]:
+    def _order(self, eng: _Engine) -> list[int] | tuple[int, ...]:
+        if len(eng.classes) == 1:
+            return eng.classes  # nothing to order
         order = self.policy.order(eng.index, self.view)
         if order is not None:
             return order
+        # FCFS across classes: by the arrival time of each class's oldest job here
+        wait, dec, llm = eng.wait, eng.dec, eng.llm
 
-        def oldest(k: int) -> float:
-            heads = [q[0].arrived for q in (eng.wait[k],) if q]
-            if eng.llm and eng.dec[k].alive:
-                heads.append(next(iter(eng.dec[k].alive)).arrived)
-            return min(heads) if heads else INF
+        def oldest(k: int) -> tuple[float, int]:
+            q = wait[k]
+            t = q[0].arrived if q else INF
+            if llm:
+                alive = dec[k].alive
+                if alive:
+                    t2 = next(iter(alive)).arrived
+                    if t2 < t:
+                        t = t2
+            return t, k
 
-        return sorted(eng.classes, key=lambda k: (oldest(k), k))
+        return sorted(eng.classes, key=oldest)
 
     def _form_batch(self, eng: _Engine) -> None:
         D, Q = eng.n_dec, eng.n_wait
@@ -476,53 +491,52 @@ class NetworkSimulator:
         served: list[tuple[int, int]] = []  # (class, decode tokens)
         chunks: list[tuple[Job, int]] = []
         A = D + eng.pre_backlog  # tokens of work available now
-
-        def decode(budget: int, slots: int) -> tuple[int, int]:
-            for k in order:
-                n = len(eng.dec[k])
-                if n and budget > 0 and slots > 0:
-                    m = min(n, budget, slots)
-                    served.append((k, m))
-                    budget -= m
-                    slots -= m
-            return budget, slots
-
-        def prefill(budget: int, slots: int) -> tuple[int, int]:
-            for k in order:
-                for job in eng.wait[k]:
-                    if budget <= 0 or slots <= 0:
-                        return budget, slots
-                    if job.pre_left <= budget:
-                        chunks.append((job, job.pre_left))
-                        budget -= job.pre_left
-                        slots -= 1
-                    elif eng.chunks:
-                        chunks.append((job, budget))
-                        return 0, slots - 1
-                    else:
-                        return budget, slots  # no skipping ahead of a prompt that does not fit
-            return budget, slots
-
         if eng.request_level:
-            if D:
-                budget, slots = decode(budget, slots)
-            else:
-                budget, slots = prefill(budget, slots)
+            phases = "d" if D else "p"
         elif not eng.mixes:
-            if Q:
-                budget, slots = prefill(budget, slots)
-            else:
-                budget, slots = decode(budget, slots)
-        elif eng.decode_first:
-            budget, slots = decode(budget, slots)
-            budget, slots = prefill(budget, slots)
+            phases = "p" if Q else "d"
         else:
-            budget, slots = prefill(budget, slots)
-            budget, slots = decode(budget, slots)
-        x = sum(c for _, c in chunks)
-        m = sum(c for _, c in served)
+            phases = "dp" if eng.decode_first else "pd"
+        x = m = 0
+        dec, wait, chunked = eng.dec, eng.wait, eng.chunks
+        for phase in phases:
+            if phase == "d":  # one decode token per decoding job, classes in order
+                for k in order:
+                    if budget <= 0 or slots <= 0:
+                        break
+                    nk = len(dec[k])
+                    if nk:
+                        mk = min(nk, budget, slots)
+                        served.append((k, mk))
+                        m += mk
+                        budget -= mk
+                        slots -= mk
+                continue
+            for k in order:  # prefill, classes in order, FCFS within a class
+                q = wait[k]
+                if not q:
+                    continue
+                for job in q:
+                    if budget <= 0 or slots <= 0:
+                        break
+                    left = job.pre_left
+                    if left <= budget:
+                        chunks.append((job, left))
+                        x += left
+                        budget -= left
+                        slots -= 1
+                    elif chunked:
+                        chunks.append((job, budget))
+                        x += budget
+                        budget = 0
+                        slots -= 1
+                    else:
+                        budget = -1  # no skipping ahead of a prompt that does not fit
+                if budget <= 0 or slots <= 0:
+                    break
+            budget = max(budget, 0)
         n = x + m
-        dt = eng.bt.seconds(x, m, 0)
+        dt = eng.table[n] if eng.table is not None else eng.bt.seconds(x, m, 0)
         t_end = self.now + dt
         # tokens processed now; completions take effect when the batch ends
         finished: list[Job] = []
