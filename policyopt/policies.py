@@ -118,15 +118,25 @@ class MaxPressure(Policy):
 
     name = "max-pressure"
 
+    def __init__(self) -> None:
+        self.successors: list[list[tuple[int, float]]] | None = None
+
     def bind(self, net: NetworkSpec) -> None:
-        topo = net.topology
-        self.successors: list[list[tuple[int, float]]] = [[] for _ in topo.classes]
+        self.successors = self._successors(net.topology)
+
+    @staticmethod
+    def _successors(topo: Topology) -> list[list[tuple[int, float]]]:
+        """``succ[k]``: the ``(l, P_kl)`` with ``P_kl > 0`` (the routing matrix, sparse)."""
+        succ: list[list[tuple[int, float]]] = [[] for _ in topo.classes]
         for k, l_, p in topo.edges:
-            self.successors[k].append((l_, p))
+            succ[k].append((l_, p))
+        return succ
 
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
         z = view.jobs
         rate = view.rate
+        if self.successors is None:
+            self.successors = self._successors(view.topology)
         succ = self.successors
         pressure = {
             k: rate[k] * (z[k] - sum(p * z[l_] for l_, p in succ[k]))
