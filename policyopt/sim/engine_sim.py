@@ -239,7 +239,6 @@ class EngineSimulator:
         self.lat_windows = WindowMeans(self.warmup, end, windows)
         self.done_windows = WindowMeans(self.warmup, end, windows)
         self.n_windows_area = np.zeros(windows)
-        self.win = WindowMeans(self.warmup, end, windows)
         self.samples = int(samples)
         self.sample_t = np.linspace(0.0, self.horizon, self.samples, endpoint=False)
         self.sample_n = np.full(self.samples, np.nan)
@@ -684,7 +683,9 @@ class EngineSimulator:
         end = self.now if final else math.inf
         # time in system inside the measured windows (Little's law, exact)
         ends = np.where(np.isnan(e), end, e)
-        self.n_windows_area += overlap_by_window(a, np.minimum(ends, self.horizon), self.win)
+        self.n_windows_area += overlap_by_window(
+            a, np.minimum(ends, self.horizon), self.done_windows
+        )
         done = ~np.isnan(e)
         self.done_windows.add(e[done])
         meas = done & (a >= self.warmup)

@@ -104,7 +104,7 @@ def collect(
     thr = float(done_per_window.sum()) / span
     _, thr_lo, thr_hi = sim.done_windows.interval_of_rates()
     area = sim.n_windows_area
-    _, n_lo, n_hi = t_interval(area / sim.win.width)
+    _, n_lo, n_hi = t_interval(area / sim.done_windows.width)
     _, lat_lo, lat_hi = sim.lat_windows.interval_of_means()
     lam_star = mu / mean_tokens
     filled = ~np.isnan(sim.sample_n)
