@@ -57,6 +57,13 @@ def fmt(x: float | int | None, digits: int | None = None) -> str:
     return f"{x:.3g}" if ax < 0.001 else f"{x:.4f}"
 
 
+def fmt_load(x: float) -> str:
+    """A load (x lambda*) with two decimals, or more when needed: ``0.90``, ``0.875``."""
+    text = f"{x:.4f}".rstrip("0")
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return f"{x:.{max(2, decimals)}f}"
+
+
 def pct(x: float | None) -> str:
     """A fraction as a percentage with one decimal (``0.873`` -> ``87.3``)."""
     if x is None or not math.isfinite(x):
@@ -183,7 +190,7 @@ def compare_cells(result: EngineResult) -> list[str]:
     """One compare-table row (strings) for one run; columns as :data:`COMPARE_COLUMNS`."""
     return [
         result.scheduler,
-        fmt(result.load, 2),
+        fmt_load(result.load),
         fmt(result.rate, 2),
         fmt(result.throughput, 2),
         fmt(result.latency_mean),

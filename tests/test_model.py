@@ -665,3 +665,25 @@ def test_fit_affine_recovers_known_coefficients(tmp_path: Path, with_kv: bool) -
     assert model.max_kv == (20000 if with_kv else None)
     # the fitted model is a valid engine batch time
     assert EngineSpec(batch_time=model).batch_time == model
+
+
+def test_config_paths_are_relative_to_the_config_file(tmp_path, monkeypatch) -> None:
+    from policyopt.model import load_scenario
+
+    sub = tmp_path / "cfg"
+    sub.mkdir()
+    (sub / "trace.csv").write_text("arrival_s,prompt_len,output_len\n0.5,10,5\n1.0,20,6\n")
+    (sub / "s.yaml").write_text("workload:\n  arrival: {kind: trace, path: trace.csv}\n")
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    sc = load_scenario(sub / "s.yaml")
+    assert sc.workload.mean_prompt() == 15.0
+
+
+def test_infinite_numbers_are_refused() -> None:
+    from policyopt.errors import SpecError
+    from policyopt.model import Scenario, build
+
+    with pytest.raises(SpecError, match="run.horizon_s"):
+        build(Scenario, {"run": {"horizon_s": float("inf")}})
+    with pytest.raises(SpecError, match="workload.arrival.rate"):
+        build(Scenario, {"workload": {"arrival": {"kind": "poisson", "rate": float("nan")}}})

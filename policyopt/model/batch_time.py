@@ -27,7 +27,7 @@ from policyopt.errors import SpecError
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class StaircaseBatchTime(_Spec):

@@ -120,6 +120,20 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise SpecError(str(path), "the top level is not a mapping", "write key: value pairs")
+    return _resolve_paths(data, p.parent)
+
+
+def _resolve_paths(data: Any, folder: Path) -> Any:
+    """Relative ``path`` values (traces, CSV columns) are read from the config file's folder."""
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            if key == "path" and isinstance(value, str) and not Path(value).is_absolute():
+                value = str(folder / value)
+            out[key] = _resolve_paths(value, folder)
+        return out
+    if isinstance(data, list):
+        return [_resolve_paths(v, folder) for v in data]
     return data
 
 

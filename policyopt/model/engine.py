@@ -17,7 +17,7 @@ class EngineSpec(BaseModel):
     * ``batch_time``: how long a batch takes; default the paper's CodeLlama-34B/A100 staircase.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     token_budget: int = Field(512, ge=1, description="tokens per batch (b)")
     max_seqs: int | None = Field(None, ge=1, description="requests per batch (k_max)")

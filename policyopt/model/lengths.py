@@ -26,7 +26,7 @@ from policyopt.errors import SpecError
 
 
 class _Length(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     def pmf(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
         """Support (int64 token counts) and probabilities, truncated to ``1..max_len``."""

@@ -41,7 +41,7 @@ class RunSpec(BaseModel):
       batch, the paper's convention) or ``prefill`` (prefill emits it).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     horizon_s: float = Field(3600.0, gt=0, description="seconds")
     warmup_s: float | None = Field(None, ge=0, description="seconds")
@@ -83,7 +83,7 @@ def check_fits(engine: EngineSpec, scheduler: SchedulerSpec, workload: Workload)
 class Scenario(BaseModel):
     """Engine, scheduler, workload and run options, validated together."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     engine: EngineSpec = Field(default_factory=EngineSpec)
     scheduler: SchedulerSpec = Field(default_factory=lambda: SchedulerSpec(name="sarathi"))

@@ -30,7 +30,7 @@ SchedulerName = Literal["fastertransformer", "vllm", "orca", "sarathi"]
 class SchedulerSpec(BaseModel):
     """A batching scheduler: ``name`` and, for ``orca``/``sarathi``, ``chunked``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: SchedulerName
     chunked: bool | None = None

@@ -28,7 +28,7 @@ from policyopt.model.lengths import LengthDist, LogNormal
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PoissonArrivals(_Spec):
