@@ -683,7 +683,7 @@ def test_infinite_numbers_are_refused() -> None:
     from policyopt.errors import SpecError
     from policyopt.model import Scenario, build
 
-    with pytest.raises(SpecError, match="run.horizon_s"):
+    with pytest.raises(SpecError, match=r"run\.horizon_s"):
         build(Scenario, {"run": {"horizon_s": float("inf")}})
-    with pytest.raises(SpecError, match="workload.arrival.rate"):
+    with pytest.raises(SpecError, match=r"workload\.arrival\.rate"):
         build(Scenario, {"workload": {"arrival": {"kind": "poisson", "rate": float("nan")}}})
