@@ -18,7 +18,9 @@ How it stays fast (no per-token Python work):
   min-heap. A batch that serves every decoder only increments ``G`` and pops the requests
   whose key is ``G``. A batch that serves a prefix also delays the unserved suffix by one:
   a range add on a Fenwick tree indexed by request, O(log n); heap keys are lower bounds,
-  corrected lazily when they reach the top.
+  corrected lazily when they reach the top. Only the oldest ``min(b, max_seqs)`` decoders,
+  the only ones a batch can serve, are in the heap; the others wait outside it and enter as
+  older ones finish, so an overloaded engine's long decode queue costs nothing per batch.
 * Runs of identical decode-only batches (no prefill waiting, no arrival, no completion) are
   advanced in one step.
 * Requests are generated in blocks; finished blocks are folded into streaming statistics and
@@ -222,6 +224,7 @@ class EngineSimulator:
         self.G = 0  # decode batches so far
         self.alive: dict[int, int] = {}  # decoding request -> finish key before delays
         self.heap: list[tuple[int, int]] = []  # (lower bound of finish key, request)
+        self.cap = min(self.b, self.k)  # decoders a batch can serve: the heap holds the oldest
         self.delay_tree: list[int] = [0]  # Fenwick tree over window positions: delays
         self.delayed = False  # whether delay_tree holds anything
         self.unstarted: deque[int] = deque()  # decoding requests with no decode token yet
@@ -273,7 +276,7 @@ class EngineSimulator:
                 self.alive[i] += _fw_sum(tree, i - base + 1)
             self.delayed = False
             # heap keys were lower bounds: make them exact again (in place: run() holds it)
-            self.heap[:] = [(key, i) for i, key in self.alive.items()]
+            self.heap[:] = [(key, i) for i, key in islice(self.alive.items(), self.cap)]
             heapq.heapify(self.heap)
         prompts = np.asarray(prompts, dtype=np.int64)
         outputs = np.asarray(outputs, dtype=np.int64)
@@ -322,8 +325,9 @@ class EngineSimulator:
         self.processed = int(sum(self.w_p[:decoding]) + prefilled)
 
     def _join_decode(self, i: int, key: int) -> None:
+        if len(self.alive) < self.cap:
+            heapq.heappush(self.heap, (key, i))
         self.alive[i] = key
-        heapq.heappush(self.heap, (key, i))
         if not self.first_token_at_prefill:
             self.unstarted.append(i)
 
@@ -363,6 +367,7 @@ class EngineSimulator:
         sample_t = self.sample_t
         n_samples = self.samples
         alive, heap, unstarted = self.alive, self.heap, self.unstarted
+        cap = self.cap
         heappush, heappop = heapq.heappush, heapq.heappop
         tree, delayed = self.delay_tree, self.delayed
 
@@ -625,16 +630,24 @@ class EngineSimulator:
                         # a finished request frees its whole context: prompt + output tokens
                         kv -= w_p[ji] + w_d[ji]
                     nd = len(done_ids)
+                    waiting = D - cap  # decoders outside the heap before these finished
                     D -= nd
                     completed += nd
+                    if waiting > 0:  # the oldest of them take the freed places
+                        for i in islice(alive, cap - nd, cap - nd + min(nd, waiting)):
+                            key = alive[i]
+                            if delayed:
+                                key += _fw_sum(tree, i - base + 1)
+                            heappush(heap, (key, i))
             elif record:
                 dec = []
             # ---- requests whose prefill finished join the decode queue
             if entrants:
                 for e in entrants:
                     key = G + w_d[e - base]
+                    if len(alive) < cap:
+                        heappush(heap, (key, e))
                     alive[e] = key
-                    heappush(heap, (key, e))
                     if track_start:
                         unstarted.append(e)
                     else:
