@@ -21,6 +21,26 @@ Events at the same instant are processed before any engine decides, so jobs crea
 (a fork's branches) are seen together. All randomness flows from the seed through separate
 streams (one per workflow's arrivals, one per class's work, one for routing), so two policies
 see the same arrivals and the same work per job (common random numbers).
+
+**External mode** (``policy=None``): instead of asking a policy, the simulator stops at every
+point where policy mode would call ``policy.order`` and hands the decision to the caller (a
+Gymnasium environment, a replay, a test)::
+
+    sim = NetworkSimulator(net, None, horizon=600.0, seed=0)
+    while (j := sim.advance()) is not None:  # an engine index: engine j must decide
+        sim.decide(my_order(j, sim))          # an order of (some of) engine j's classes
+    result = sim.result()
+
+``advance()`` processes events until a decision is pending (it returns the engine index) or
+the horizon is reached (``None``, after the end-of-run bookkeeping). ``decide(order)`` forms
+the batch (LLM engine) or picks the job to serve (station) with that order, exactly as policy
+mode does with the order a policy returns (``decide(None)`` is FCFS across classes). Engines
+serving a single class never stop. Decision epochs: an LLM engine whose batch ended, or that
+is idle when work arrives, with some work present; a station at every arrival and completion
+(even with nothing waiting). The pending decision is described by :attr:`pending` (engine
+index), :meth:`classes_with_work`, :meth:`class_state` and :attr:`view` (what a policy sees).
+Replaying the orders a policy returned reproduces its run exactly
+(``tests/test_network_external.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +48,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -233,7 +253,7 @@ class NetworkSimulator:
     def __init__(
         self,
         net: NetworkSpec,
-        policy: str | Policy = "fcfs",
+        policy: str | Policy | None = "fcfs",
         *,
         horizon: float,
         warmup: float | None = None,
@@ -245,8 +265,15 @@ class NetworkSimulator:
         self.net = net
         self.trace: list[tuple[float, str, int, int, int]] | None = [] if trace else None
         self.topo = topo = net.topology
-        self.policy = make_policy(policy)
-        self.policy.bind(net)
+        # policy None: external mode (advance/decide; see the module docstring)
+        self.external = policy is None
+        self.policy: Policy | None = None if policy is None else make_policy(policy)
+        if self.policy is not None:
+            self.policy.bind(net)
+        self.policy_name = "external" if self.policy is None else self.policy.name
+        self.pending: int | None = None  # external mode: the engine whose decision is pending
+        self.finished = False  # the end-of-run bookkeeping is done
+        self.decisions = 0  # decisions with a choice: policy.order calls, or decide() calls
         self.horizon = float(horizon)
         self.warmup = 0.1 * self.horizon if warmup is None else float(warmup)
         self.seed = seed
@@ -272,6 +299,10 @@ class NetworkSimulator:
         rate = np.array([1.0 / w if w > 0 else 0.0 for w in topo.work])
         self.jobs = np.zeros(K)
         self.view = NetworkView(topo, self.jobs, tuple(map(tuple, classes_at)), P, rate)
+        self.class_sets = [frozenset(c) for c in classes_at]
+        # remaining work per class, all engines: tokens (LLM: prefill + decode not yet
+        # processed, as of the last batch formed) or seconds (station, as of the last start)
+        self.work_left = [0.0] * K
         self.events: list[tuple[float, int, int, int, object]] = []
         self.seq = 0
         self.next_id = 0
@@ -380,6 +411,7 @@ class NetworkSimulator:
             job.work = float(w)  # type: ignore[arg-type]
         eng.backlog += job.work
         eng.arrived_work += job.work
+        self.work_left[k] += job.work
         eng.wait[k].append(job)
         eng.n_wait += 1
         if eng.llm:
@@ -461,10 +493,14 @@ class NetworkSimulator:
     def _order(self, eng: _Engine) -> list[int] | tuple[int, ...]:
         if len(eng.classes) == 1:
             return eng.classes  # nothing to order
-        order = self.policy.order(eng.index, self.view)
+        self.decisions += 1
+        order = self.policy.order(eng.index, self.view)  # type: ignore[union-attr]
         if order is not None:
             return order
-        # FCFS across classes: by the arrival time of each class's oldest job here
+        return self._fcfs_order(eng)
+
+    def _fcfs_order(self, eng: _Engine) -> list[int]:
+        """FCFS across classes: by the arrival time of each class's oldest job here."""
         wait, dec, llm = eng.wait, eng.dec, eng.llm
 
         def oldest(k: int) -> tuple[float, int]:
@@ -480,12 +516,13 @@ class NetworkSimulator:
 
         return sorted(eng.classes, key=oldest)
 
-    def _form_batch(self, eng: _Engine) -> None:
+    def _form_batch(self, eng: _Engine, order: Sequence[int] | None = None) -> None:
         D, Q = eng.n_dec, eng.n_wait
         if D == 0 and Q == 0:
             eng.busy = False
             return
-        order = self._order(eng)
+        if order is None:
+            order = self._order(eng)
         b, kmax = eng.b, eng.kmax
         budget, slots = b, kmax
         served: list[tuple[int, int]] = []  # (class, decode tokens)
@@ -540,10 +577,13 @@ class NetworkSimulator:
         t_end = self.now + dt
         # tokens processed now; completions take effect when the batch ends
         finished: list[Job] = []
+        work_left = self.work_left
         for k, mk in served:
             finished.extend(eng.dec[k].serve(mk))
+            work_left[k] -= mk
         eng.n_dec -= len(finished)
         for job, c in chunks:
+            work_left[job.cls] -= c
             job.pre_left -= c
             if job.pre_left == 0:
                 q = eng.wait[job.cls]
@@ -564,8 +604,9 @@ class NetworkSimulator:
         eng.busy = True
         self._push(t_end, DONE, eng.index, finished)
 
-    def _station_decide(self, eng: _Engine) -> None:
-        order = self._order(eng)
+    def _station_decide(self, eng: _Engine, order: Sequence[int] | None = None) -> None:
+        if order is None:
+            order = self._order(eng)
         chosen = None
         for k in order:
             if eng.wait[k]:
@@ -579,6 +620,7 @@ class NetworkSimulator:
         if cur is not None:  # preempt
             used = self.now - eng.started
             cur.pre_left -= used
+            self.work_left[cur.cls] -= used
             eng.backlog -= used
             eng.done_work += used
             eng.stats.busy += used
@@ -596,6 +638,7 @@ class NetworkSimulator:
         if version != eng.version:
             return  # preempted
         used = self.now - eng.started
+        self.work_left[job.cls] -= used
         eng.backlog -= used
         eng.done_work += used
         eng.stats.busy += used
@@ -611,9 +654,19 @@ class NetworkSimulator:
     # ------------------------------------------------------------------ main loop
     def run(self, progress: Callable[[float], None] | None = None) -> NetworkSimulator:
         """Run to the horizon; ``progress`` is called now and then with the time reached."""
+        if self.external:
+            raise RuntimeError("external mode (policy=None): drive the run with advance()/decide()")
+        self._loop(progress)
+        self._finish()
+        return self
+
+    def _loop(self, progress: Callable[[float], None] | None) -> int | None:
+        """Process events up to the horizon (``None``), or, in external mode, until an engine
+        must decide (its index; the decision is always the last action of its event)."""
         events = self.events
         engines = self.engines
         horizon = self.horizon
+        ext = self.external
         tick = 0
         while events:
             t, kind, _, a, payload = events[0]
@@ -652,15 +705,30 @@ class NetworkSimulator:
                     eng.busy = False
                     for job in payload:  # type: ignore[union-attr]
                         self._complete(job)
+                    if ext and self._needs_decision(eng):
+                        self.pending = a
+                        return a
                     self._form_batch(eng)
                 else:
                     self._station_done(eng, payload)  # type: ignore[arg-type]
             else:
-                self._decide(engines[a])
+                eng = engines[a]
+                if ext:
+                    eng.decide_pending = False
+                    self.view.now = t
+                    if (not eng.llm or not eng.busy) and self._needs_decision(eng):
+                        self.pending = a
+                        return a
+                self._decide(eng)
             tick += 1
             if progress is not None and tick >= 4096:
                 tick = 0
                 progress(t)
+        return None
+
+    def _finish(self) -> None:
+        """End-of-run bookkeeping at the horizon (areas, windows, workflow statistics)."""
+        horizon = self.horizon
         self.now = horizon
         while self.next_edge < len(self.window_edges):
             self.window_area[self.next_edge + 1] = self._area_at(self.window_edges[self.next_edge])
@@ -668,7 +736,114 @@ class NetworkSimulator:
         for k in range(self.topo.n_classes):
             self._count(k, 0)
         self._fold_flows()
-        return self
+        self.finished = True
+
+    # ------------------------------------------------------------------ external mode
+    @staticmethod
+    def _needs_decision(eng: _Engine) -> bool:
+        """Would policy mode call ``policy.order`` for ``eng`` now (at its decision epoch)?"""
+        if len(eng.classes) == 1:
+            return False
+        return not eng.llm or eng.n_dec > 0 or eng.n_wait > 0
+
+    def advance(self) -> int | None:
+        """External mode: run until an engine must decide (returns its index) or the horizon.
+
+        At the horizon the end-of-run bookkeeping is done and ``None`` is returned (again on
+        every later call); :meth:`result` is then available. Raises ``RuntimeError`` in policy
+        mode or while a decision is pending.
+        """
+        if not self.external:
+            raise RuntimeError("advance() needs external mode: NetworkSimulator(net, None, ...)")
+        if self.pending is not None:
+            raise RuntimeError(f"engine {self.pending} must decide first: call decide(order)")
+        if self.finished:
+            return None
+        j = self._loop(None)
+        if j is None:
+            self._finish()
+        return j
+
+    def decide(self, order: Sequence[int] | None) -> None:
+        """External mode: apply ``order`` (class indices, first served first) at the pending
+        engine: form its batch (LLM) or pick the job it serves (station), as policy mode does.
+
+        Classes left out of ``order`` are not served by this batch (a way to study
+        non-work-conserving choices); ``None`` orders the classes FCFS (by their oldest job).
+        Raises ``RuntimeError`` when no decision is pending and ``ValueError`` for a class the
+        engine does not serve.
+        """
+        j = self.pending
+        if j is None:
+            raise RuntimeError("no decision is pending: call advance() first")
+        eng = self.engines[j]
+        if order is None:
+            order = self._fcfs_order(eng)
+        elif not self.class_sets[j].issuperset(order):
+            bad = sorted(set(order) - self.class_sets[j])
+            raise ValueError(
+                f"engine {self.topo.engines[j]!r} does not serve class(es) {bad}; "
+                f"its classes are {sorted(eng.classes)}"
+            )
+        self.pending = None
+        self.decisions += 1
+        if eng.llm:
+            self._form_batch(eng, order)
+        else:
+            self._station_decide(eng, order)
+
+    def classes_with_work(self, j: int) -> list[int]:
+        """Classes of engine ``j`` with work there: jobs waiting or decoding (LLM), waiting or
+        in service (station); in class-index order."""
+        eng = self.engines[j]
+        if eng.llm:
+            return [k for k in eng.classes if eng.wait[k] or eng.dec[k].alive]
+        return [k for k in eng.classes if eng.wait[k]]
+
+    def class_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per class, over all engines, at :attr:`now`: ``(waiting, in_service, work)``.
+
+        ``waiting``: jobs whose prefill has not finished (LLM; partly prefilled prompts
+        included) or that are not in service (station); ``in_service``: the other jobs of the
+        class: decoding, or finishing in the running batch (LLM), or the job in service
+        (station, 0 or 1); ``work``: remaining work, tokens (LLM: prefill and decode tokens
+        not yet processed, as of the last batch formed) or seconds (station).
+        """
+        waiting = np.zeros(self.topo.n_classes)
+        work = np.array(self.work_left)
+        for eng in self.engines:
+            wait = eng.wait
+            for k in eng.classes:
+                waiting[k] += len(wait[k])
+            if not eng.llm and eng.current is not None:
+                k = eng.current.cls
+                waiting[k] -= 1  # the job in service heads its queue
+                work[k] -= self.now - eng.started
+        return waiting, self.jobs - waiting, work
+
+    def job_seconds(self, t: float | None = None) -> np.ndarray:
+        """Job-seconds per class accumulated in ``[warmup, t]`` (``t``: now, capped at the
+        horizon); ``holding_cost . job_seconds()`` is the holding cost integral so far."""
+        t = min(self.now if t is None else t, self.horizon)
+        lo = np.maximum(self.last_change, self.warmup)
+        return self.area + self.jobs * np.maximum(t - lo, 0.0)
+
+    def add_jobs(self, counts: Sequence[int]) -> None:
+        """Put ``counts[k]`` jobs into class ``k`` now (an initial state; before advancing).
+
+        Each job starts a new instance of class ``k``'s workflow at ``k`` (its work drawn from
+        class ``k``'s stream) and follows the workflow from there. Classes inside a fork (a
+        branch waiting for a join) cannot be filled this way: ``ValueError``.
+        """
+        topo = self.topo
+        for k, n in enumerate(counts):
+            if n and topo.forks[k]:
+                raise ValueError(f"class {topo.classes[k]!r} is inside a fork: no initial jobs")
+            for _ in range(int(n)):
+                fid = self.next_id
+                self.next_id += 1
+                self.flows[fid] = (self.now, topo.workflow[k])
+                self._new_job(k, fid, -1)
 
     # ------------------------------------------------------------------ results
     def result(self) -> NetworkResult:
@@ -749,7 +924,7 @@ class NetworkSimulator:
             series[f"backlog_{topo.engines[e.index]}"] = self.sample_backlog[e.index][filled]
         return NetworkResult(
             network=net.name,
-            policy=self.policy.name,
+            policy=self.policy_name,
             horizon=self.horizon,
             warmup=self.warmup,
             seed=self.seed,

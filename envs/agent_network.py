@@ -1,0 +1,341 @@
+"""Gymnasium environments over the network simulator (DESIGN section 6, issue 4).
+
+:class:`AgentNetworkEnv` (``policyopt/AgentNetwork-v0``) lets an agent take the decisions of
+:class:`~policyopt.sim.network_sim.NetworkSimulator` in external mode;
+:class:`LLMEngineEnv` (``policyopt/LLMEngine-v0``) is the same environment on a one-engine
+network with two classes. The spaces, reward and options are in the class docstrings and in
+``docs/envs.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, SupportsFloat
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+from policyopt.model.config import build
+from policyopt.model.network import NetworkSpec
+from policyopt.model.networks_library import resolve_network
+from policyopt.policies import MaxPressure
+from policyopt.sim.network_sim import NetworkResult, NetworkSimulator
+from policyopt.solvers.static_planning import static_plan
+
+JOB_SCALE = 10.0
+"""``c`` (jobs) in the observation's ``x / (x + c)`` for job counts: 10 jobs map to 0.5."""
+
+WORK_SCALE = 10.0
+"""Work of class ``k`` is scaled with ``c_k = WORK_SCALE * w_k`` (``w_k``: mean work of one job
+of class ``k``, tokens or seconds), so ten jobs' worth of work maps to 0.5."""
+
+
+class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
+    """Schedule a network of LLM engines (or stations): which class fills a batch first.
+
+    The network (``network``: a library name such as ``rybko-stolyar``, a YAML/TOML network
+    file, or a :class:`~policyopt.model.network.NetworkSpec`) runs in the event-driven network
+    simulator. One step is one **decision epoch** of one engine with at least two classes: an
+    LLM engine whose batch just ended (or that was idle when work arrived), or a station at an
+    arrival or completion. With ``K`` classes and ``J`` engines:
+
+    **Action space** ``Discrete(K)``: the class served first at the deciding engine. The other
+    classes of that engine follow in maximum-pressure order, and the engine's batching rules
+    fill its token budget in that order, so every batch is work-conserving by construction
+    (at a station: the first class in the order with a waiting job is served).
+    :meth:`action_masks` marks the legal actions: the classes served at the deciding engine
+    that have work there (waiting, prefilling or decoding; at a station, waiting or in
+    service); if none has work, all of the engine's classes; if no engine decides (the episode
+    ended before any decision), every class. An illegal action is replaced by the legal class
+    of smallest index, and ``info["illegal_action"]`` is ``True`` (``info["action"]`` is the
+    class actually put first).
+
+    **Observation space** ``Box(0, 1, (3K + J + 1,), float32)``, with ``x -> x / (x + c)``
+    mapping counts into ``[0, 1)``:
+
+    ============  =============================================================  ============
+    index         observation                                                    ``c``
+    ============  =============================================================  ============
+    ``k``         jobs of class ``k`` waiting (LLM: prefill not finished)        10 jobs
+    ``K + k``     jobs of class ``k`` in service (LLM: decoding)                 10 jobs
+    ``2K + k``    remaining work of class ``k`` (tokens, or seconds)             ``10 w_k``
+    ``3K + j``    1 if engine ``j`` decides now, else 0                          (one-hot)
+    ``3K + J``    elapsed simulated time / horizon                               (fraction)
+    ============  =============================================================  ============
+
+    ``w_k`` is the mean work of one job of class ``k`` (tokens at an LLM engine, seconds at a
+    station), so ten jobs' worth of work maps to 0.5. Counts and work are summed over the
+    class's engines. "In service" at an LLM engine includes the jobs whose last token is in the
+    running batch; remaining work counts the tokens not yet put in a batch (at a station, the
+    seconds of service left). After the last step no engine decides and the time fraction is 1.
+
+    **Reward**: ``-reward_scale * sum_k h_k * integral of jobs_k(t) dt`` over the simulated
+    time from the previous decision to the next one (``h_k``: holding cost per job-second,
+    ``reward_scale`` default 1). The first step's reward also counts the cost accrued before
+    the first decision, so an episode's rewards sum to minus the holding cost integral over
+    ``[0, horizon]``: ``-reward_scale * horizon * result().holding_cost``.
+
+    **Episode end**: truncation when the simulated clock reaches ``horizon`` seconds; the
+    episode never terminates (the network has no terminal state).
+
+    **Arguments**: ``horizon`` (simulated seconds, default 600); ``load`` (``None``: the
+    network's own rates; else the fraction of the capacity boundary of the static planning LP:
+    rates times ``load * theta*``); ``random_init`` (start with ``init_jobs``-bounded random job
+    counts, uniform on ``0..init_jobs`` per class outside forks, default ``False``; also a
+    ``reset`` option); ``init_jobs`` (default 20); ``reward_scale`` (default 1);
+    ``skip_trivial`` (default ``True``: epochs where at most one class has work at the engine,
+    where every action gives the same batch, are taken automatically and are not steps).
+
+    **Randomness**: all from ``self.np_random``; ``reset(seed=s)`` draws the simulator's seed
+    (``info["sim_seed"]``) and the initial counts from it, so a seed fixes the episode given the
+    actions.
+
+    **Info** (after reset and every step): ``time`` (s), ``engine`` (deciding engine, -1 if
+    none), ``jobs`` (in the network now), ``holding_cost_rate`` (``sum_k h_k jobs_k`` now, per
+    second), ``mean_jobs`` and ``mean_holding_cost`` (time averages since 0), ``decisions``
+    (steps so far), ``action`` and ``illegal_action`` (the last step's), ``sim_seed``.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
+
+    def __init__(
+        self,
+        network: str | Path | NetworkSpec = "rybko-stolyar",
+        horizon: float = 600.0,
+        load: float | None = None,
+        random_init: bool = False,
+        init_jobs: int = 20,
+        reward_scale: float = 1.0,
+        skip_trivial: bool = True,
+        render_mode: str | None = None,
+    ) -> None:
+        if not (isinstance(horizon, (int, float)) and math.isfinite(horizon) and horizon > 0):
+            raise ValueError(f"horizon must be a positive number of seconds, got {horizon!r}")
+        if load is not None and not (math.isfinite(load) and load > 0):
+            raise ValueError(f"load must be a positive fraction of the LP boundary, got {load!r}")
+        if init_jobs < 0:
+            raise ValueError(f"init_jobs must be >= 0, got {init_jobs!r}")
+        if not (math.isfinite(reward_scale) and reward_scale > 0):
+            raise ValueError(f"reward_scale must be > 0, got {reward_scale!r}")
+        if render_mode is not None:
+            raise ValueError(f"render_mode {render_mode!r} is not supported (none is)")
+        net = resolve_network(network)
+        if load is not None:
+            net = net.scaled(load * static_plan(net).theta)
+        self.net = net
+        self.horizon = float(horizon)
+        self.load = load
+        self.random_init = bool(random_init)
+        self.init_jobs = int(init_jobs)
+        self.reward_scale = float(reward_scale)
+        self.skip_trivial = bool(skip_trivial)
+        self.render_mode = render_mode
+        topo = net.topology
+        self.n_classes = K = topo.n_classes
+        self.n_engines = J = topo.n_engines
+        self.holding_cost = np.asarray(topo.holding_cost, dtype=float)
+        self.work_scale = WORK_SCALE * np.maximum(np.asarray(topo.work, dtype=float), 1e-12)
+        # the c of x / (x + c) for the first 3K entries of the observation
+        self._scale = np.concatenate([np.full(2 * K, JOB_SCALE), self.work_scale])
+        self.in_fork = np.array([bool(f) for f in topo.forks])
+        self.action_space = spaces.Discrete(K)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(3 * K + J + 1,), dtype=np.float32)
+        self.max_pressure = MaxPressure()
+        self.max_pressure.bind(net)
+        self.sim: NetworkSimulator | None = None
+        self.engine: int | None = None
+        self._mask = np.ones(K, dtype=bool)
+        self._last_cost = 0.0
+        self._steps = 0
+        self._over = True
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode; ``options``: ``{"random_init": bool}`` overrides the argument."""
+        super().reset(seed=seed)
+        options = options or {}
+        random_init = bool(options.get("random_init", self.random_init))
+        sim_seed = int(self.np_random.integers(2**63 - 1))
+        self.sim = NetworkSimulator(self.net, None, horizon=self.horizon, warmup=0.0, seed=sim_seed)
+        if random_init:
+            counts = self.np_random.integers(0, self.init_jobs + 1, size=self.n_classes)
+            counts[self.in_fork] = 0
+            self.sim.add_jobs(counts.tolist())
+        self._last_cost = 0.0
+        self._steps = 0
+        self._over = False
+        self._advance()
+        seconds = self.sim.job_seconds()
+        return self._obs(), self._info(-1, False, seconds, float(self.holding_cost @ seconds))
+
+    def step(self, action: np.int64 | int) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict]:
+        """Apply ``action`` at the deciding engine and run to the next decision or the horizon."""
+        if self._over or self.sim is None:
+            raise RuntimeError("the episode is over (truncated at the horizon): call reset()")
+        sim = self.sim
+        j = self.engine
+        a = int(action)
+        illegal = not (0 <= a < self.n_classes and self._mask[a])
+        if illegal:
+            a = int(np.flatnonzero(self._mask)[0])
+        if j is not None:
+            rest = self.max_pressure.order(j, sim.view) or []
+            rest.remove(a)
+            rest.insert(0, a)
+            sim.decide(rest)
+        self._steps += 1
+        self._advance()
+        seconds = sim.job_seconds()
+        cost = float(self.holding_cost @ seconds)
+        reward = -self.reward_scale * (cost - self._last_cost)
+        self._last_cost = cost
+        truncated = self.engine is None
+        self._over = truncated
+        return self._obs(), reward, False, truncated, self._info(a, illegal, seconds, cost)
+
+    def action_masks(self) -> np.ndarray:
+        """Legal actions (bool, shape ``(K,)``; never all false): see the class docstring."""
+        return self._mask.copy()
+
+    def result(self) -> NetworkResult:
+        """The simulator's metrics of the episode (after truncation; warmup 0)."""
+        if self.sim is None or not self.sim.finished:
+            raise RuntimeError("the episode has not reached its horizon yet")
+        return self.sim.result()
+
+    # ------------------------------------------------------------------ internals
+    def _advance(self) -> None:
+        """Run to the next decision an agent takes (or the horizon); update the mask."""
+        sim = self.sim
+        assert sim is not None
+        while True:
+            j = sim.advance()
+            if j is None:
+                self.engine = None
+                self._mask = np.ones(self.n_classes, dtype=bool)
+                return
+            legal = sim.classes_with_work(j)
+            if len(legal) >= 2 or not self.skip_trivial:
+                break
+            sim.decide(sim.engines[j].classes)  # every order gives the same batch
+        self.engine = j
+        mask = np.zeros(self.n_classes, dtype=bool)
+        mask[legal or list(sim.engines[j].classes)] = True
+        self._mask = mask
+
+    def _obs(self) -> np.ndarray:
+        sim = self.sim
+        assert sim is not None
+        K = self.n_classes
+        x = np.maximum(np.concatenate(sim.class_state()), 0.0)
+        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        obs[: 3 * K] = x / (x + self._scale)
+        if self.engine is not None:
+            obs[3 * K + self.engine] = 1.0
+        obs[-1] = min(sim.now / self.horizon, 1.0)
+        return obs
+
+    def _info(self, action: int, illegal: bool, seconds: np.ndarray, cost: float) -> dict[str, Any]:
+        """Metrics so far; ``seconds``: job-seconds per class up to now, ``cost``: h . seconds."""
+        sim = self.sim
+        assert sim is not None
+        now = min(sim.now, self.horizon)
+        jobs = float(sim.jobs.sum())
+        rate = float(self.holding_cost @ sim.jobs)
+        return {
+            "time": now,
+            "engine": -1 if self.engine is None else self.engine,
+            "jobs": jobs,
+            "holding_cost_rate": rate,
+            "mean_jobs": float(seconds.sum()) / now if now > 0 else jobs,
+            "mean_holding_cost": cost / now if now > 0 else rate,
+            "decisions": self._steps,
+            "action": action,
+            "illegal_action": illegal,
+            "sim_seed": sim.seed,
+        }
+
+
+def llm_engine_network() -> NetworkSpec:
+    """The one-engine network of ``policyopt/LLMEngine-v0`` (at nominal load 0.9).
+
+    One default LLM engine ``llm`` (token budget 512, the paper's staircase, Sarathi-Serve;
+    ``mu`` ~ 3342.9 tokens/s) serves two classes, each bringing half of the load:
+
+    * ``chat``: short interactive requests, lognormal (sigma 0.6) prompts of mean 128 tokens
+      and outputs of mean 64, holding cost 2 per job-second;
+    * ``long``: long document tasks, lognormal prompts of mean 512 tokens (up to 2048) and
+      outputs of mean 256, holding cost 1 per job-second.
+
+    Maximum pressure orders by ``z_k / w_k`` and ignores holding costs; a c-mu-type rule (chat
+    first: ``h / w`` is about 2/192 against 1/768) is the natural benchmark.
+    """
+    from policyopt.model.engine import EngineSpec
+    from policyopt.solvers.capacity import token_capacity
+
+    mu = float(token_capacity(EngineSpec())[0])
+    tokens = {"chat": (128, 64, 2.0), "long": (512, 256, 1.0)}
+    classes = {
+        name: {
+            "engine": "llm",
+            "prompt": {"kind": "lognormal", "mean": p, "sigma": 0.6},
+            "output": {"kind": "lognormal", "mean": d, "sigma": 0.6},
+            "max_prompt_len": 2048,
+            "holding_cost": h,
+        }
+        for name, (p, d, h) in tokens.items()
+    }
+    workflows = [
+        {
+            "name": name,
+            "arrival": {"kind": "poisson", "rate": 0.45 * mu / (p + d)},
+            "entry": name,
+            "after": {name: "exit"},
+        }
+        for name, (p, d, _) in tokens.items()
+    ]
+    return build(
+        NetworkSpec,
+        {
+            "name": "llm-engine",
+            "description": "one LLM engine, a short (chat) and a long class",
+            "engines": {"llm": {"kind": "llm"}},
+            "classes": classes,
+            "workflows": workflows,
+        },
+    )
+
+
+class LLMEngineEnv(AgentNetworkEnv):
+    """One LLM engine serving a short ``chat`` class and a ``long`` class (``K = 2``, ``J = 1``).
+
+    The network is :func:`llm_engine_network`; spaces, reward, episode end and info are those
+    of :class:`AgentNetworkEnv` (``Discrete(2)`` actions: 0 = ``chat`` first, 1 = ``long``
+    first; a ``Box(0, 1, (8,), float32)`` observation). ``load`` defaults to 0.9 of the
+    engine's capacity and ``horizon`` to 300 simulated seconds.
+    """
+
+    def __init__(
+        self,
+        horizon: float = 300.0,
+        load: float | None = 0.9,
+        random_init: bool = False,
+        init_jobs: int = 20,
+        reward_scale: float = 1.0,
+        skip_trivial: bool = True,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__(
+            llm_engine_network(),
+            horizon=horizon,
+            load=load,
+            random_init=random_init,
+            init_jobs=init_jobs,
+            reward_scale=reward_scale,
+            skip_trivial=skip_trivial,
+            render_mode=render_mode,
+        )

@@ -1,0 +1,87 @@
+"""Benchmark: Gymnasium env steps per wall second against the policy-only simulator.
+
+For each network, the same simulated run (same horizon, same random streams, warmup 0) is
+timed twice:
+
+* **simulator**: ``NetworkSimulator(net, "max-pressure").run()``; its rate is decisions per
+  wall second, a decision being a ``policy.order`` call (an engine with two classes or more at
+  a decision epoch);
+* **env**: ``AgentNetworkEnv`` stepped to truncation with the max-pressure action (the first
+  class of ``MaxPressure().order``), so it reproduces the simulator's run exactly; its rate is
+  env steps per wall second (epochs where at most one class has work are taken automatically
+  and are not steps, so there are fewer steps than simulator decisions).
+
+``overhead`` is the env's wall time over the simulator's for the same simulated run (issue 4
+targets under 2x); ``rate ratio`` is decisions/s over steps/s. Best of ``--repeat`` runs.
+
+    python experiments/bench_env.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from policyopt.envs import AgentNetworkEnv
+from policyopt.policies import MaxPressure
+from policyopt.sim.network_sim import NetworkSimulator
+
+CASES = [("rybko-stolyar", 600.0), ("fork-join", 600.0), ("criss-cross", 20000.0)]
+
+
+def time_simulator(env: AgentNetworkEnv, seed: int, repeat: int) -> tuple[float, int, float]:
+    """Best wall seconds, decisions and mean jobs of the policy-only run."""
+    best, decisions, mean_jobs = float("inf"), 0, 0.0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        sim = NetworkSimulator(
+            env.net, "max-pressure", horizon=env.horizon, warmup=0.0, seed=seed
+        ).run()
+        best = min(best, time.perf_counter() - t0)
+        decisions, mean_jobs = sim.decisions, sim.result().mean_jobs
+    return best, decisions, mean_jobs
+
+
+def time_env(env: AgentNetworkEnv, repeat: int) -> tuple[float, int, float, int]:
+    """Best wall seconds, steps and mean jobs of a max-pressure-driven episode; its sim seed."""
+    mp = MaxPressure()
+    mp.bind(env.net)
+    best, steps, mean_jobs, seed = float("inf"), 0, 0.0, 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        _, info = env.reset(seed=0)
+        n = 0
+        truncated = False
+        while not truncated:
+            j = env.engine
+            action = mp.order(j, env.sim.view)[0] if j is not None else 0  # type: ignore[index,union-attr]
+            _, _, _, truncated, info = env.step(np.int64(action))
+            n += 1
+        best = min(best, time.perf_counter() - t0)
+        steps, mean_jobs, seed = n, info["mean_jobs"], info["sim_seed"]
+    return best, steps, mean_jobs, seed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case (best is kept)")
+    args = parser.parse_args()
+    print(
+        f"{'network':<15} {'horizon s':>9} {'env steps':>9} {'steps/s':>9} {'decisions':>9} "
+        f"{'decisions/s':>11} {'rate ratio':>10} {'overhead':>8}  same run"
+    )
+    for name, horizon in CASES:
+        env = AgentNetworkEnv(name, horizon=horizon)
+        env_s, steps, env_jobs, seed = time_env(env, args.repeat)
+        sim_s, decisions, sim_jobs = time_simulator(env, seed, args.repeat)
+        print(
+            f"{name:<15} {horizon:>9.0f} {steps:>9d} {steps / env_s:>9.0f} {decisions:>9d} "
+            f"{decisions / sim_s:>11.0f} {decisions / sim_s / (steps / env_s):>9.2f}x "
+            f"{env_s / sim_s:>7.2f}x  {'yes' if env_jobs == sim_jobs else 'NO'}"
+        )
+
+
+if __name__ == "__main__":
+    main()
