@@ -298,7 +298,9 @@ class NetworkSimulator:
         P = topo.routing_matrix().toarray()
         rate = np.array([1.0 / w if w > 0 else 0.0 for w in topo.work])
         self.jobs = np.zeros(K)
-        self.view = NetworkView(topo, self.jobs, tuple(map(tuple, classes_at)), P, rate)
+        self.view = NetworkView(
+            topo, self.jobs, tuple(map(tuple, classes_at)), P, rate, simulator=self
+        )
         self.class_sets = [frozenset(c) for c in classes_at]
         # remaining work per class, all engines: tokens (LLM: prefill + decode not yet
         # processed, as of the last batch formed) or seconds (station, as of the last start)
@@ -331,6 +333,8 @@ class NetworkSimulator:
         self.sample_jobs = np.full(self.samples, np.nan)
         self.sample_backlog = np.full((J, self.samples), np.nan)
         self.next_sample = 0
+        self.t_next_sample = float(self.sample_t[0]) if self.samples else INF
+        self.t_next_edge = float(self.window_edges[0])
         self.warm = self.warmup <= 0
         for i in range(len(net.workflows)):
             self._push(self._interarrival(i), ARRIVAL, i, None)
@@ -679,19 +683,32 @@ class NetworkSimulator:
                 self.warm = True
                 for e in engines:
                     e.warm_stats = EngineStats(**e.stats.__dict__)
-            while self.next_sample < self.samples and self.sample_t[self.next_sample] < t:
-                i = self.next_sample
-                self.sample_jobs[i] = self.jobs.sum()
-                for e in engines:
-                    self.sample_backlog[e.index, i] = e.backlog
-                self.next_sample += 1
-            while (
-                self.next_edge < len(self.window_edges) and self.window_edges[self.next_edge] <= t
-            ):
-                self.window_area[self.next_edge + 1] = self._area_at(
-                    self.window_edges[self.next_edge]
+            if t > self.t_next_sample:
+                while self.next_sample < self.samples and self.sample_t[self.next_sample] < t:
+                    i = self.next_sample
+                    self.sample_jobs[i] = self.jobs.sum()
+                    for e in engines:
+                        self.sample_backlog[e.index, i] = e.backlog
+                    self.next_sample += 1
+                self.t_next_sample = (
+                    float(self.sample_t[self.next_sample])
+                    if self.next_sample < self.samples
+                    else INF
                 )
-                self.next_edge += 1
+            if t >= self.t_next_edge:
+                while (
+                    self.next_edge < len(self.window_edges)
+                    and self.window_edges[self.next_edge] <= t
+                ):
+                    self.window_area[self.next_edge + 1] = self._area_at(
+                        self.window_edges[self.next_edge]
+                    )
+                    self.next_edge += 1
+                self.t_next_edge = (
+                    float(self.window_edges[self.next_edge])
+                    if self.next_edge < len(self.window_edges)
+                    else INF
+                )
             self.now = t
             if kind == ARRIVAL:
                 fid = self.next_id
