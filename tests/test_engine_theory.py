@@ -56,8 +56,8 @@ def test_drift_matches_fluid_rate(scheduler: str, load: float) -> None:
 def test_vllm_unstable_below_capacity() -> None:
     """Vanilla vLLM (no mixing) wastes budget on decode-only batches: unstable at 0.9 lambda*.
 
-    On the default workload (129/112 tokens, lognormal) it is stable up to about 0.84 lambda*
-    and unstable from about 0.88 lambda* (3,600 s runs; see docs/schedulers.md).
+    On the default workload (129/112 tokens, lognormal) it is stable at 0.85 lambda* and
+    unstable from 0.875 lambda* (24-hour runs, three seeds; see experiments/README.md).
     """
     res = simulate(scenario("vllm", 0.9, horizon=3600))
     assert res.verdict == "unstable"
