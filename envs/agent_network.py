@@ -32,6 +32,35 @@ WORK_SCALE = 10.0
 of class ``k``, tokens or seconds), so ten jobs' worth of work maps to 0.5."""
 
 
+def observation_scale(net: NetworkSpec) -> np.ndarray:
+    """The ``c`` of ``x / (x + c)`` for the first ``3K`` observation entries of ``net``:
+    ``JOB_SCALE`` jobs for the ``2K`` counts, ``WORK_SCALE * w_k`` (tokens or seconds) for the
+    ``K`` remaining works."""
+    topo = net.topology
+    work_scale = WORK_SCALE * np.maximum(np.asarray(topo.work, dtype=float), 1e-12)
+    return np.concatenate([np.full(2 * topo.n_classes, JOB_SCALE), work_scale])
+
+
+def observation(
+    sim: NetworkSimulator, engine: int | None, scale: np.ndarray, horizon: float
+) -> np.ndarray:
+    """The observation of :class:`AgentNetworkEnv` for ``sim`` now (see its docstring).
+
+    ``engine``: the deciding engine (``None``: none); ``scale``: :func:`observation_scale`;
+    ``horizon``: the episode's length (s), for the elapsed-time fraction. Shared with
+    :class:`policyopt.learn.agent_policy.AgentPolicy`, which rebuilds it inside a policy-mode
+    run.
+    """
+    K = sim.topo.n_classes
+    x = np.maximum(np.concatenate(sim.class_state()), 0.0)
+    obs = np.zeros(3 * K + sim.topo.n_engines + 1, dtype=np.float32)
+    obs[: 3 * K] = x / (x + scale)
+    if engine is not None:
+        obs[3 * K + engine] = 1.0
+    obs[-1] = min(sim.now / horizon, 1.0)
+    return obs
+
+
 class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
     """Schedule a network of LLM engines (or stations): which class fills a batch first.
 
@@ -138,7 +167,7 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.holding_cost = np.asarray(topo.holding_cost, dtype=float)
         self.work_scale = WORK_SCALE * np.maximum(np.asarray(topo.work, dtype=float), 1e-12)
         # the c of x / (x + c) for the first 3K entries of the observation
-        self._scale = np.concatenate([np.full(2 * K, JOB_SCALE), self.work_scale])
+        self._scale = observation_scale(net)
         self.in_fork = np.array([bool(f) for f in topo.forks])
         self.action_space = spaces.Discrete(K)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(3 * K + J + 1,), dtype=np.float32)
@@ -228,16 +257,8 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._mask = mask
 
     def _obs(self) -> np.ndarray:
-        sim = self.sim
-        assert sim is not None
-        K = self.n_classes
-        x = np.maximum(np.concatenate(sim.class_state()), 0.0)
-        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
-        obs[: 3 * K] = x / (x + self._scale)
-        if self.engine is not None:
-            obs[3 * K + self.engine] = 1.0
-        obs[-1] = min(sim.now / self.horizon, 1.0)
-        return obs
+        assert self.sim is not None
+        return observation(self.sim, self.engine, self._scale, self.horizon)
 
     def _info(self, action: int, illegal: bool, seconds: np.ndarray, cost: float) -> dict[str, Any]:
         """Metrics so far; ``seconds``: job-seconds per class up to now, ``cost``: h . seconds."""

@@ -8,6 +8,8 @@ Subcommands (``policyopt COMMAND --help`` shows options and examples):
 * ``compare``: every scheduler at every load (multiples of ``lambda*``); a table, a CSV, a
   JSON file and a figure of the number in system.
 * ``fit-batch-time``: fit the affine batch-time model to a profile CSV.
+* ``train``: train a PPO / A2C / MaskablePPO scheduler on a network (``docs/learning.md``).
+* ``evaluate``: designed and trained policies on common random numbers, with intervals.
 
 A configuration is a YAML or TOML scenario file (engine, scheduler, workload, run); without
 one the defaults apply (the paper's engine, staircase batch time with ``b = 512``, lognormal
@@ -34,6 +36,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from policyopt import __version__
+from policyopt.cli_learn import add_learn_parsers
 from policyopt.cli_network import (
     DEFAULT_POLICIES,
     cmd_networks,
@@ -548,6 +551,8 @@ examples:
   policyopt networks                         # the library of agent networks
   policyopt capacity rybko-stolyar           # traffic, nominal loads, capacity LP, duals
   policyopt compare rybko-stolyar --policies priority:exit,max-pressure
+  policyopt train rybko-stolyar --algo maskable-ppo --timesteps 200000 --out runs/rs
+  policyopt evaluate rybko-stolyar --policies max-pressure,fluid,maskable-ppo:runs/rs
 
 CONFIG is a scenario file (one engine), or a network: a library name or a network file.
 Without CONFIG the defaults apply: token budget 512, the paper's staircase batch time
@@ -751,6 +756,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("profile", metavar="PROFILE.csv", help="profile CSV")
     p.add_argument("--json", action="store_true", help="print JSON to stdout")
     p.set_defaults(func=cmd_fit)
+
+    add_learn_parsers(sub, _Formatter)
     return parser
 
 

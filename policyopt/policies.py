@@ -25,6 +25,7 @@ job. Policies are deterministic given the view.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,11 @@ class NetworkView:
     ``classes_at[j]``: the classes engine ``j`` can serve; ``P``: the routing matrix (dense,
     classes x classes, expected jobs sent to ``l`` per completion of ``k``); ``rate[k]``:
     jobs of class ``k`` an engine completes per unit of its capacity (``1 / w_k``: per token at
-    an LLM engine, per second of work at a station); ``now``: the time (s).
+    an LLM engine, per second of work at a station); ``now``: the time (s); ``simulator``: the
+    :class:`~policyopt.sim.network_sim.NetworkSimulator` that owns the view (set by it), for
+    policies that read more than the job counts, such as a trained agent
+    (:class:`policyopt.learn.agent_policy.AgentPolicy` reads ``class_state()``,
+    ``classes_with_work(j)`` and ``horizon``).
     """
 
     topology: Topology
@@ -49,6 +54,7 @@ class NetworkView:
     P: np.ndarray
     rate: np.ndarray
     now: float = 0.0
+    simulator: Any = None
 
 
 class Policy:
@@ -206,11 +212,23 @@ class FluidTracking(Policy):
         return sorted(view.classes_at[engine], key=lambda k: (-behind[k], -share[k, engine], k))
 
 
+AGENT_PREFIXES = ("ppo:", "a2c:", "maskable-ppo:")
+"""Policy names ``ALGO:DIR`` that load a trained agent (:mod:`policyopt.learn`)."""
+
+
 def make_policy(spec: str | Policy) -> Policy:
-    """A policy from its name: ``fcfs``, ``max-pressure``, ``priority:A>B`` or ``priority:exit``."""
+    """A policy from its name: ``fcfs``, ``max-pressure``, ``priority:A>B``, ``priority:exit``,
+    ``fluid`` / ``fluid:N``, or a trained agent ``ppo:DIR`` / ``a2c:DIR`` / ``maskable-ppo:DIR``
+    (a directory written by ``policyopt train``; needs the ``learn`` dependencies, imported
+    only then)."""
     if isinstance(spec, Policy):
         return spec
     name = spec.strip()
+    if name.startswith(AGENT_PREFIXES):
+        from policyopt.learn.agent_policy import AgentPolicy
+
+        algo, path = name.split(":", 1)
+        return AgentPolicy(path, algo=algo)
     if name == "fcfs":
         return FCFS()
     if name in ("max-pressure", "maxpressure", "mp"):
@@ -225,5 +243,6 @@ def make_policy(spec: str | Policy) -> Policy:
     raise SpecError(
         "policy",
         f"unknown policy {spec!r}",
-        "use fcfs, max-pressure, fluid, fluid:N, priority:exit, priority:entry or priority:A>B>C",
+        "use fcfs, max-pressure, fluid, fluid:N, priority:exit, priority:entry, priority:A>B>C "
+        "or a trained agent ppo:DIR, a2c:DIR, maskable-ppo:DIR",
     )

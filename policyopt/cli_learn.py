@@ -1,0 +1,230 @@
+"""The learning side of the command line: ``policyopt train`` and ``policyopt evaluate``.
+
+Both import torch / stable-baselines3 only when they run (``policyopt --help`` stays fast).
+Bad input raises :class:`~policyopt.errors.SpecError` (one line, exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from policyopt.errors import SpecError
+
+TRAIN_EPILOG = """\
+examples:
+  policyopt train rybko-stolyar --algo maskable-ppo --timesteps 200000 --seed 0 --out runs/rs
+  policyopt train rybko-stolyar --algo ppo --timesteps 500000 --bc max-pressure --out runs/rs-bc
+  policyopt train fork-join --algo ppo --timesteps 100000 --config my-hyper.yaml --out runs/fj
+  policyopt train policyopt/LLMEngine-v0 --algo a2c --timesteps 50000 --out runs/llm
+  policyopt train rybko-stolyar --algo ppo --timesteps 500000 --out runs/rs --resume
+
+ENV_OR_NETWORK is a network (library name, see `policyopt networks`, or a network file) for
+policyopt/AgentNetwork-v0, or a registered id such as policyopt/LLMEngine-v0. Hyperparameters:
+experiments/configs/ppo_default.yaml documents the defaults (--config overrides any of them).
+Writes model.zip, config.json, checkpoints/, eval/, best/ and learning_curve.csv into --out.
+Ctrl-C saves a checkpoint that --resume continues (exit code 130). Use the model as a policy:
+  policyopt evaluate rybko-stolyar --policies max-pressure,maskable-ppo:runs/rs
+"""
+
+EVALUATE_EPILOG = """\
+examples:
+  policyopt evaluate rybko-stolyar
+  policyopt evaluate rybko-stolyar --policies max-pressure,priority:exit,fluid,ppo:runs/rs \\
+      --loads 0.9 --seeds 0,1,2 --horizon 3600 --out results/rs
+  policyopt evaluate fork-join --loads 0.8,0.9,0.95 --seeds 0,1 --json
+
+Every policy runs with every seed of --seeds (the same arrivals and job sizes for all:
+common random numbers). Loads are fractions of the capacity boundary (static planning LP);
+default: the network's own rates. Per policy and load: mean over seeds of the long-run
+holding cost per second and the mean number in system, with a 95% interval over seeds (one
+seed: the run's batch-means interval), mean latency, and the verdict (stable only if every
+seed is). Writes evaluate.csv (one row per run), summary.csv, evaluate.json and evaluate.png.
+"""
+
+
+def _parse_list(text: str, item: Any, field: str, example: str) -> list[Any]:
+    parts = [p.strip() for p in str(text).split(",")]
+    if not parts or any(not p for p in parts):
+        raise SpecError(field, f"{text!r} is not a comma-separated list", f"e.g. {example}")
+    try:
+        return [item(p) for p in parts]
+    except ValueError:
+        raise SpecError(field, f"{text!r}: not a list of numbers", f"e.g. {example}") from None
+
+
+def add_learn_parsers(sub: Any, formatter: type) -> None:
+    """Add ``train`` and ``evaluate`` to the subparsers ``sub`` of ``policyopt``."""
+    p = sub.add_parser(
+        "train",
+        help="train a PPO / A2C / MaskablePPO scheduler on a network",
+        description="Train a stable-baselines3 agent on a policyopt Gymnasium environment.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=formatter,
+    )
+    p.add_argument("target", metavar="ENV_OR_NETWORK", help="network name or file, or env id")
+    p.add_argument("--algo", default="ppo", metavar="ALGO", help="ppo, a2c or maskable-ppo")
+    p.add_argument("--timesteps", required=True, metavar="N", help="env steps in total (all envs)")
+    p.add_argument("--seed", default="0", metavar="S", help="random seed (default 0)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--config", metavar="HYPER.yaml", help="hyperparameters over the defaults")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument(
+        "--bc", metavar="POLICY", help="behaviour-cloning warm start from this heuristic"
+    )
+    p.add_argument("--horizon", metavar="S", help="simulated seconds per episode (env.horizon)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate policies (designed and trained) on common random numbers",
+        description="Every policy x load x seed on one network; a table, CSV, JSON and figure.",
+        epilog=EVALUATE_EPILOG,
+        formatter_class=formatter,
+    )
+    p.add_argument("network", metavar="NETWORK", help="network name or file")
+    p.add_argument(
+        "--policies",
+        metavar="P1,P2,...",
+        help="policies, e.g. max-pressure,priority:exit,fluid,ppo:DIR (default "
+        "max-pressure,priority:exit,priority:entry,fluid)",
+    )
+    p.add_argument("--loads", metavar="X1,X2,...", help="fractions of the boundary")
+    p.add_argument("--seeds", default="0,1,2", metavar="S1,S2,...", help="seeds (default 0,1,2)")
+    p.add_argument("--horizon", metavar="S", help="simulated seconds per run (default 3600)")
+    p.add_argument("--warmup", metavar="S", help="seconds left out (default horizon/10)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default policyopt-results/)")
+    p.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def _positive(text: str | None, field: str, kind: type = float) -> Any:
+    if text is None:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        word = "a whole number" if kind is int else "a number"
+        raise SpecError(field, f"{text!r} is not {word}", "") from None
+    if not (math.isfinite(value) and value > 0):
+        raise SpecError(field, f"must be > 0, got {text}", "")
+    return value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``policyopt train``."""
+    from policyopt.learn.common import check_algo, load_hyperparams
+
+    algo = check_algo(args.algo)
+    timesteps = _positive(args.timesteps, "--timesteps", int)
+    try:
+        seed = int(args.seed)
+    except ValueError:
+        raise SpecError("--seed", f"{args.seed!r} is not a whole number", "") from None
+    hp = load_hyperparams(args.config)
+    horizon = _positive(args.horizon, "--horizon")
+    if horizon is not None:
+        hp["env"]["horizon"] = horizon
+    from policyopt.learn.train import train
+
+    try:
+        res = train(
+            args.target,
+            algo,
+            timesteps,
+            seed,
+            args.out,
+            hp,
+            resume=args.resume,
+            bc_policy=args.bc,
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"policyopt: interrupted; saved a checkpoint in {Path(args.out) / 'checkpoints'} "
+            "(continue with --resume)",
+            file=sys.stderr,
+        )
+        return 130
+    info = {
+        "out": str(res.out_dir),
+        "model": str(res.model_path),
+        "algo": res.algo,
+        "timesteps": res.timesteps,
+        "seconds": round(res.seconds, 2),
+        "steps_per_second": round(res.steps_per_second, 1)
+        if math.isfinite(res.steps_per_second)
+        else None,
+        "resumed_from": res.resumed_from,
+        "bc": res.bc or None,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(
+            f"trained {algo} for {res.timesteps} steps in {res.seconds:.1f} s "
+            f"({info['steps_per_second']} steps/s); model {res.model_path}"
+        )
+        if res.bc:
+            print(
+                f"warm start: {res.bc['samples']} samples of {res.bc['policy']}, "
+                f"accuracy {res.bc['accuracy']:.3f}"
+            )
+        print(f"use it as a policy: {algo}:{res.out_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``policyopt evaluate``."""
+    from policyopt.learn.evaluate import DEFAULT_EVAL_HORIZON_S, DEFAULT_EVAL_POLICIES, evaluate
+    from policyopt.model.networks_library import resolve_network
+
+    net = resolve_network(args.network)
+    policies = (
+        _parse_list(args.policies, str, "--policies", "max-pressure,fluid")
+        if args.policies
+        else list(DEFAULT_EVAL_POLICIES)
+    )
+    loads = _parse_list(args.loads, float, "--loads", "0.9") if args.loads else [None]
+    for x in loads:
+        if x is not None and not (math.isfinite(x) and x > 0):
+            raise SpecError("--loads", f"a load must be > 0, got {x:g}", "")
+    seeds = _parse_list(args.seeds, int, "--seeds", "0,1,2")
+    horizon = _positive(args.horizon, "--horizon") or DEFAULT_EVAL_HORIZON_S
+    warmup = None
+    if args.warmup is not None:
+        try:
+            warmup = float(args.warmup)
+        except ValueError:
+            raise SpecError("--warmup", f"{args.warmup!r} is not a number", "") from None
+        if not (math.isfinite(warmup) and 0 <= warmup < horizon):
+            raise SpecError("--warmup", f"must be in [0, horizon), got {args.warmup}", "")
+    out = Path(args.out or f"policyopt-results/evaluate-{net.name}")
+
+    def progress(row: dict[str, Any]) -> None:
+        if not args.json:
+            print(
+                f"  {row['policy']} load {row['load']} seed {row['seed']}: mean jobs "
+                f"{row['mean_jobs']:.2f}, {row['verdict']} ({row['wall_s']:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    ev = evaluate(net, policies, loads, seeds, horizon, warmup, out=out, on_run=progress)
+    if args.json:
+        print(json.dumps(ev.to_dict(), indent=2))
+    else:
+        print(
+            f"network {ev.network}, horizon {ev.horizon:g} s, seeds "
+            f"{','.join(map(str, ev.seeds))} (the same random streams for every policy)"
+        )
+        print(ev.table())
+    for name in ("evaluate.csv", "summary.csv", "evaluate.json", "evaluate.png"):
+        print(f"wrote {out / name}", file=sys.stderr)
+    return 0

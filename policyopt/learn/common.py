@@ -1,0 +1,181 @@
+"""What training, warm start and the agent policy share: algorithms, env construction, and
+the hyperparameter file."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from policyopt.errors import SpecError
+
+ALGOS = ("ppo", "a2c", "maskable-ppo")
+"""The algorithm names of ``policyopt train --algo`` and of ``ALGO:DIR`` policies."""
+
+DEFAULT_HYPERPARAMS: dict[str, Any] = {
+    "env": {
+        "horizon": 300.0,  # simulated seconds per training episode
+        "load": None,  # None: the network's own rates (the library's are at 0.9 of the boundary)
+        "random_init": False,
+        "init_jobs": 20,
+        "reward_scale": 1.0,
+        "n_envs": 4,  # parallel environments
+        "vec_env": "dummy",  # dummy (one process) or subproc (one process per env)
+        "normalize_reward": True,  # VecNormalize on rewards only (observations are bounded)
+    },
+    "ppo": {
+        "learning_rate": 3.0e-4,
+        "n_steps": 512,  # per env, per update
+        "batch_size": 256,
+        "n_epochs": 10,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "clip_range": 0.2,
+        "ent_coef": 0.0,
+        "vf_coef": 0.5,
+        "max_grad_norm": 0.5,
+        "policy_kwargs": {"net_arch": [64, 64]},
+    },
+    "maskable-ppo": {
+        "learning_rate": 3.0e-4,
+        "n_steps": 512,
+        "batch_size": 256,
+        "n_epochs": 10,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "clip_range": 0.2,
+        "ent_coef": 0.0,
+        "vf_coef": 0.5,
+        "max_grad_norm": 0.5,
+        "policy_kwargs": {"net_arch": [64, 64]},
+    },
+    "a2c": {
+        "learning_rate": 7.0e-4,
+        "n_steps": 16,
+        "gamma": 0.99,
+        "gae_lambda": 1.0,
+        "ent_coef": 0.0,
+        "vf_coef": 0.5,
+        "max_grad_norm": 0.5,
+        "policy_kwargs": {"net_arch": [64, 64]},
+    },
+    "eval": {
+        "eval_freq": 20000,  # env steps (all envs together) between evaluations; 0: none
+        "n_eval_episodes": 2,
+    },
+    "checkpoint": {"save_freq": 20000},  # env steps (all envs together) between checkpoints
+    "bc": {
+        "steps": 20000,  # (obs, action) pairs collected from the heuristic
+        "epochs": 5,
+        "batch_size": 256,
+        "learning_rate": 1.0e-3,
+    },
+}
+"""Defaults of every hyperparameter (``experiments/configs/ppo_default.yaml``, documented in
+``docs/learning.md``). Sections: ``env`` (environment keyword arguments, number and kind of
+parallel environments), one per algorithm (keyword arguments of the stable-baselines3
+constructor), ``eval``, ``checkpoint`` and ``bc`` (behaviour-cloning warm start)."""
+
+
+def check_algo(algo: str, field: str = "--algo") -> str:
+    """``algo`` normalized, or a :class:`SpecError` naming ``field``."""
+    name = str(algo).strip().lower().replace("_", "-")
+    if name == "maskableppo":
+        name = "maskable-ppo"
+    if name not in ALGOS:
+        raise SpecError(field, f"unknown algorithm {algo!r}", f"use one of {', '.join(ALGOS)}")
+    return name
+
+
+def algo_class(algo: str) -> type:
+    """The stable-baselines3 (or sb3-contrib) class of ``algo``."""
+    name = check_algo(algo)
+    if name == "ppo":
+        from stable_baselines3 import PPO
+
+        return PPO
+    if name == "a2c":
+        from stable_baselines3 import A2C
+
+        return A2C
+    from sb3_contrib import MaskablePPO
+
+    return MaskablePPO
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], where: str) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if key not in base:
+            raise SpecError(
+                f"{where}{key}", "unknown hyperparameter section or key", f"use {', '.join(base)}"
+            )
+        if isinstance(base[key], dict) and key != "policy_kwargs":
+            if not isinstance(value, dict):
+                raise SpecError(f"{where}{key}", "must be a mapping", "")
+            if where == "" and key in ALGOS:  # algorithm sections take any SB3 keyword
+                out[key] = {**out[key], **value}
+            else:
+                out[key] = _merge(base[key], value, f"{where}{key}.")
+        else:
+            out[key] = value
+    return out
+
+
+def load_hyperparams(source: str | Path | dict[str, Any] | None) -> dict[str, Any]:
+    """:data:`DEFAULT_HYPERPARAMS` updated by a YAML file (path) or a mapping (``None``: the
+    defaults). Unknown sections and unknown keys of ``env``/``eval``/``checkpoint``/``bc``
+    raise :class:`SpecError`; an algorithm section takes any keyword of its SB3 class."""
+    if source is None:
+        return copy.deepcopy(DEFAULT_HYPERPARAMS)
+    if isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise SpecError("--config", f"no hyperparameter file {str(path)!r}", "")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise SpecError("--config", f"{path} is not valid YAML: {err}", "") from None
+        if not isinstance(data, dict):
+            raise SpecError("--config", f"{path} must hold a mapping of sections", "")
+    return _merge(DEFAULT_HYPERPARAMS, data, "")
+
+
+def is_env_id(name: object) -> bool:
+    """Is ``name`` a registered Gymnasium id (rather than a network name or file)?"""
+    if not isinstance(name, str) or "/" not in name or Path(name).exists():
+        return False
+    import gymnasium
+
+    import policyopt.envs  # noqa: F401  (registers the ids)
+
+    return name in gymnasium.registry
+
+
+def make_env(target: Any, env_kwargs: dict[str, Any]) -> Any:
+    """One environment: ``target`` a registered id (``policyopt/LLMEngine-v0``), or a network
+    (library name, file, :class:`~policyopt.model.network.NetworkSpec`) for
+    ``policyopt/AgentNetwork-v0``. ``env_kwargs``: its keyword arguments. Bad input raises
+    :class:`SpecError`."""
+    import gymnasium
+
+    import policyopt.envs  # noqa: F401
+
+    kwargs = {k: v for k, v in env_kwargs.items() if v is not None or k == "load"}
+    if isinstance(target, str) and is_env_id(target):
+        if target == "policyopt/LLMEngine-v0" and kwargs.get("load") is None:
+            kwargs.pop("load", None)  # keep the engine env's own default (0.9)
+        try:
+            return gymnasium.make(target, **kwargs)
+        except ValueError as err:
+            raise SpecError("env", str(err), "") from None
+    try:
+        return gymnasium.make("policyopt/AgentNetwork-v0", network=target, **kwargs)
+    except SpecError:
+        raise
+    except ValueError as err:
+        raise SpecError("env", str(err), "") from None

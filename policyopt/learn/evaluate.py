@@ -1,0 +1,293 @@
+"""Judge policies, designed or learned, by the same numbers (``policyopt evaluate``).
+
+:func:`evaluate` simulates every policy at every load with every seed of one seed list, so all
+policies see the same arrivals and the same job sizes (common random numbers: a seed fixes
+the simulator's random streams, and those streams do not depend on the decisions). Each run
+reports the simulator's :class:`~policyopt.sim.network_sim.NetworkResult`: the long-run
+average holding cost (per second) and mean number in system over ``[warmup, horizon]`` with
+its 95% batch-means interval (20 windows), the mean workflow latency (s), and the stability
+verdict. Across seeds, the table gives the mean over seeds and a 95% t-interval over seeds
+(with one seed, the run's own batch-means interval), and the verdict ``stable`` only when
+every seed's run is stable.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policyopt.errors import SpecError
+from policyopt.model.network import NetworkSpec
+from policyopt.model.networks_library import resolve_network
+from policyopt.policies import Policy, make_policy
+from policyopt.sim.network_sim import NetworkResult, NetworkSimulator
+from policyopt.sim.stats import t_interval
+
+DEFAULT_EVAL_POLICIES = ("max-pressure", "priority:exit", "priority:entry", "fluid")
+DEFAULT_EVAL_HORIZON_S = 3600.0
+"""Default horizon of ``policyopt evaluate``, simulated seconds."""
+
+RUN_FIELDS = (
+    "policy",
+    "load",
+    "seed",
+    "holding_cost",
+    "mean_jobs",
+    "mean_jobs_low",
+    "mean_jobs_high",
+    "latency_mean_s",
+    "jobs_drift",
+    "verdict",
+    "wall_s",
+)
+
+
+@dataclass
+class Evaluation:
+    """The runs of :func:`evaluate` (one row per policy, load and seed) and their summary (one
+    row per policy and load)."""
+
+    network: str
+    horizon: float
+    warmup: float | None
+    seeds: list[int]
+    loads: list[float | None]
+    policies: list[str]
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    summary: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (non-finite numbers as ``None``)."""
+        return _clean(
+            {
+                "network": self.network,
+                "horizon": self.horizon,
+                "warmup": self.warmup,
+                "seeds": self.seeds,
+                "loads": self.loads,
+                "policies": self.policies,
+                "summary": self.summary,
+                "runs": [{k: v for k, v in r.items() if k != "wall_s"} for r in self.runs],
+            }
+        )
+
+    def table(self) -> str:
+        """The summary as a text table."""
+        heads = ["policy", "load", "holding cost/s [95% CI]", "mean jobs [95% CI]", "latency s"]
+        heads.append("verdict")
+        body = []
+        for r in self.summary:
+            body.append(
+                [
+                    r["policy"],
+                    "as given" if r["load"] is None else f"{r['load']:g}",
+                    f"{r['holding_cost']:.2f} [{r['holding_cost_low']:.2f}, "
+                    f"{r['holding_cost_high']:.2f}]",
+                    f"{r['mean_jobs']:.2f} [{r['mean_jobs_low']:.2f}, {r['mean_jobs_high']:.2f}]",
+                    f"{r['latency_mean_s']:.3f}",
+                    r["verdict"],
+                ]
+            )
+        widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(heads)]
+        lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))]
+        lines.append("  ".join("-" * w for w in widths))
+        lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) for b in body]
+        return "\n".join(lines)
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(float(v)) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def _scaled(net: NetworkSpec, load: float | None) -> NetworkSpec:
+    if load is None:
+        return net
+    from policyopt.solvers.static_planning import static_plan
+
+    return net.scaled(load * static_plan(net).theta)
+
+
+def _run_row(res: NetworkResult, policy: str, load: float | None, wall: float) -> dict[str, Any]:
+    lat = [w["latency_mean"] for w in res.workflows.values()]
+    lat = [x for x in lat if math.isfinite(x)]
+    return {
+        "policy": policy,
+        "load": load,
+        "seed": res.seed,
+        "holding_cost": res.holding_cost,
+        "mean_jobs": res.mean_jobs,
+        "mean_jobs_low": res.mean_jobs_ci[0],
+        "mean_jobs_high": res.mean_jobs_ci[1],
+        "latency_mean_s": float(np.mean(lat)) if lat else math.nan,
+        "jobs_drift": res.jobs_drift,
+        "verdict": res.verdict,
+        "wall_s": round(wall, 3),
+    }
+
+
+def _summary_row(
+    policy: str, load: float | None, rows: list[dict[str, Any]], results: list[NetworkResult]
+) -> dict[str, Any]:
+    def across(key: str) -> tuple[float, float, float]:
+        x = np.array([r[key] for r in rows], dtype=float)
+        if len(x) >= 2:
+            mean, lo, hi = t_interval(x)
+            return float(mean), float(lo), float(hi)
+        return float(x[0]), math.nan, math.nan
+
+    hc, hc_lo, hc_hi = across("holding_cost")
+    mj, mj_lo, mj_hi = across("mean_jobs")
+    if len(rows) == 1:  # one seed: the run's batch-means interval
+        mj_lo, mj_hi = rows[0]["mean_jobs_low"], rows[0]["mean_jobs_high"]
+        scale = results[0].holding_cost / results[0].mean_jobs if results[0].mean_jobs else 0.0
+        hc_lo, hc_hi = mj_lo * scale, mj_hi * scale
+    verdicts = {r["verdict"] for r in rows}
+    verdict = (
+        "stable"
+        if verdicts == {"stable"}
+        else ("unstable" if "unstable" in verdicts else "inconclusive")
+    )
+    return {
+        "policy": policy,
+        "load": load,
+        "seeds": len(rows),
+        "holding_cost": hc,
+        "holding_cost_low": hc_lo,
+        "holding_cost_high": hc_hi,
+        "mean_jobs": mj,
+        "mean_jobs_low": mj_lo,
+        "mean_jobs_high": mj_hi,
+        "latency_mean_s": float(np.nanmean([r["latency_mean_s"] for r in rows])),
+        "verdict": verdict,
+        "verdicts": ",".join(r["verdict"] for r in rows),
+    }
+
+
+def evaluate(
+    network: str | Path | NetworkSpec,
+    policies: Sequence[str | Policy] = DEFAULT_EVAL_POLICIES,
+    loads: Sequence[float | None] = (None,),
+    seeds: Sequence[int] = (0, 1, 2),
+    horizon: float = DEFAULT_EVAL_HORIZON_S,
+    warmup: float | None = None,
+    out: str | Path | None = None,
+    on_run: Callable[[dict[str, Any]], None] | None = None,
+) -> Evaluation:
+    """Every policy x load x seed on ``network``; see the module docstring.
+
+    ``loads``: fractions of the LP capacity boundary (``None``: the network's own rates);
+    ``seeds``: the common seed list; ``horizon``/``warmup``: simulated seconds (warmup default
+    a tenth of the horizon); ``out``: a directory for ``evaluate.csv`` (one row per run),
+    ``evaluate.json`` and ``evaluate.png``; ``on_run``: called with each run's row. Policies
+    are built (and trained agents loaded) once and bound before each run. Bad input raises
+    :class:`SpecError`.
+    """
+    if not (isinstance(horizon, (int, float)) and math.isfinite(horizon) and horizon > 0):
+        raise SpecError("--horizon", f"must be a positive number of seconds, got {horizon!r}", "")
+    if not seeds:
+        raise SpecError("--seeds", "give at least one seed", "e.g. --seeds 0,1,2")
+    if not policies:
+        raise SpecError("--policies", "give at least one policy", "e.g. --policies max-pressure")
+    for x in loads:
+        if x is not None and not (math.isfinite(x) and x > 0):
+            raise SpecError("--loads", f"a load must be > 0, got {x!r}", "")
+    net = resolve_network(network)
+    built = [make_policy(p) for p in policies]
+    names = [p if isinstance(p, str) else b.name for p, b in zip(policies, built, strict=True)]
+    nets = {x: _scaled(net, x) for x in loads}
+    for b in built:
+        b.bind(nets[loads[0]])  # every unusable policy before anything runs
+    ev = Evaluation(net.name, float(horizon), warmup, [int(s) for s in seeds], list(loads), names)
+    for load in loads:
+        for name, policy in zip(names, built, strict=True):
+            rows: list[dict[str, Any]] = []
+            results: list[NetworkResult] = []
+            for seed in seeds:
+                t0 = time.perf_counter()
+                sim = NetworkSimulator(
+                    nets[load], policy, horizon=float(horizon), warmup=warmup, seed=int(seed)
+                )
+                res = sim.run().result()
+                row = _run_row(res, name, load, time.perf_counter() - t0)
+                rows.append(row)
+                results.append(res)
+                ev.runs.append(row)
+                if on_run is not None:
+                    on_run(row)
+            ev.summary.append(_summary_row(name, load, rows, results))
+    if out is not None:
+        write_evaluation(ev, Path(out))
+    return ev
+
+
+def write_evaluation(ev: Evaluation, out: Path) -> list[Path]:
+    """``evaluate.csv`` (runs), ``summary.csv``, ``evaluate.json`` and ``evaluate.png``."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, rows, fields in (
+        ("evaluate.csv", ev.runs, RUN_FIELDS),
+        ("summary.csv", ev.summary, tuple(ev.summary[0]) if ev.summary else ()),
+    ):
+        path = out / name
+        with path.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(fields))
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: "" if r[k] is None else r[k] for k in fields})
+        paths.append(path)
+    path = out / "evaluate.json"
+    path.write_text(json.dumps(ev.to_dict(), indent=2))
+    paths.append(path)
+    paths.append(plot_evaluation(ev, out / "evaluate.png"))
+    return paths
+
+
+def plot_evaluation(ev: Evaluation, path: Path) -> Path:
+    """Bars of the mean number in system per policy (groups: loads) with 95% intervals;
+    unstable policies hatched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(ev.policies) * len(ev.loads)), 4.5))
+    width = 0.8 / max(1, len(ev.policies))
+    for i, policy in enumerate(ev.policies):
+        rows = [r for r in ev.summary if r["policy"] == policy]
+        x = np.arange(len(rows)) + i * width
+        y = np.array([r["mean_jobs"] for r in rows])
+        lo = np.array([r["mean_jobs_low"] for r in rows])
+        hi = np.array([r["mean_jobs_high"] for r in rows])
+        err = np.vstack([np.nan_to_num(y - lo), np.nan_to_num(hi - y)])
+        bars = ax.bar(x, y, width, yerr=err, capsize=3, label=policy)
+        for bar, r in zip(bars, rows, strict=True):
+            if r["verdict"] != "stable":
+                bar.set_hatch("//")
+    ax.set_xticks(np.arange(len(ev.loads)) + width * (len(ev.policies) - 1) / 2)
+    ax.set_xticklabels(["as given" if x is None else f"load {x:g}" for x in ev.loads])
+    ax.set_ylabel("mean jobs in system")
+    ax.set_yscale("log")
+    ax.set_title(
+        f"{ev.network}: {len(ev.seeds)} seeds, horizon {ev.horizon:g} s (hatched: not stable)"
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,321 @@
+"""Training, warm start, the agent policy and the evaluation harness (issue 4).
+
+Fast by design (small networks, few thousand steps, short horizons, CPU): the whole file runs
+in well under a minute on two cores. Long benchmarks live in experiments/ and are marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import pytest
+import yaml
+
+import policyopt.envs  # noqa: F401  (registers the environments)
+from policyopt.cli import main
+from policyopt.errors import SpecError
+from policyopt.learn import bc
+from policyopt.learn.agent_policy import AgentPolicy
+from policyopt.learn.common import DEFAULT_HYPERPARAMS, algo_class, load_hyperparams, make_env
+from policyopt.learn.evaluate import evaluate
+from policyopt.learn.train import latest_checkpoint, train
+from policyopt.model.networks_library import get_network
+from policyopt.policies import make_policy
+from policyopt.sim.network_sim import simulate_network
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY: dict[str, Any] = {
+    "env": {"horizon": 30.0, "n_envs": 2},
+    "ppo": {"n_steps": 128, "batch_size": 64, "n_epochs": 2},
+    "maskable-ppo": {"n_steps": 128, "batch_size": 64, "n_epochs": 2},
+    "a2c": {"n_steps": 8},
+    "eval": {"eval_freq": 1024, "n_eval_episodes": 1},
+    "checkpoint": {"save_freq": 1024},
+    "bc": {"steps": 1000, "epochs": 3},
+}
+"""Hyperparameters small enough for the default test run."""
+
+
+@pytest.fixture(scope="module")
+def maskable_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A maskable-ppo model trained for 2048 steps on rybko-stolyar."""
+    out = tmp_path_factory.mktemp("maskable")
+    res = train("rybko-stolyar", "maskable-ppo", 2048, 0, out, TINY, progress=False)
+    assert res.timesteps >= 2048 and res.model_path == out / "model.zip"
+    return out
+
+
+@pytest.fixture(scope="module")
+def ppo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ppo model with a max-pressure warm start, 2048 steps on rybko-stolyar."""
+    out = tmp_path_factory.mktemp("ppo")
+    res = train(
+        "rybko-stolyar", "ppo", 2048, 1, out, TINY, bc_policy="max-pressure", progress=False
+    )
+    assert res.bc["samples"] == 1000 and res.bc["policy"] == "max-pressure"
+    return out
+
+
+# ----------------------------------------------------------------------------- envs
+
+
+@pytest.mark.parametrize(
+    "env_id,kwargs",
+    [
+        ("policyopt/AgentNetwork-v0", {"network": "rybko-stolyar", "horizon": 20.0}),
+        ("policyopt/AgentNetwork-v0", {"network": "fork-join", "horizon": 10.0}),
+        ("policyopt/LLMEngine-v0", {"horizon": 10.0}),
+    ],
+)
+def test_sb3_check_env(env_id: str, kwargs: dict[str, Any]) -> None:
+    from stable_baselines3.common.env_checker import check_env
+
+    env = gymnasium.make(env_id, **kwargs)
+    check_env(env.unwrapped, warn=True)  # raises on any failure
+    obs, _ = env.reset(seed=3)
+    assert env.observation_space.contains(obs)
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+
+
+def test_default_yaml_is_the_code_defaults() -> None:
+    data = yaml.safe_load((ROOT / "experiments" / "configs" / "ppo_default.yaml").read_text())
+    assert data == DEFAULT_HYPERPARAMS
+    assert load_hyperparams(ROOT / "experiments" / "configs" / "ppo_default.yaml") == data
+
+
+def test_hyperparams_merge_and_errors(tmp_path: Path) -> None:
+    hp = load_hyperparams({"env": {"horizon": 50.0}, "ppo": {"n_steps": 64, "target_kl": 0.02}})
+    assert hp["env"]["horizon"] == 50.0 and hp["env"]["n_envs"] == 4
+    assert hp["ppo"]["n_steps"] == 64 and hp["ppo"]["target_kl"] == 0.02
+    assert hp["ppo"]["batch_size"] == DEFAULT_HYPERPARAMS["ppo"]["batch_size"]
+    with pytest.raises(SpecError, match=r"env\.horizn"):
+        load_hyperparams({"env": {"horizn": 5}})
+    with pytest.raises(SpecError, match="sac"):
+        load_hyperparams({"sac": {}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: [1, 2\n")
+    with pytest.raises(SpecError, match="--config"):
+        load_hyperparams(bad)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_maskable_ppo_smoke_then_evaluate(maskable_dir: Path) -> None:
+    cfg = json.loads((maskable_dir / "config.json").read_text())
+    assert cfg["algo"] == "maskable-ppo" and cfg["status"] == "done"
+    assert cfg["network"] == "rybko-stolyar" and cfg["classes"] == ["A1", "A2", "B1", "B2"]
+    assert cfg["env_kwargs"]["horizon"] == 30.0 and cfg["seed"] == 0
+    assert {"policyopt", "torch", "stable_baselines3", "gymnasium", "numpy"} <= set(cfg["versions"])
+    assert cfg["steps_per_second"] > 0
+    assert latest_checkpoint(maskable_dir) is not None
+    curve = (maskable_dir / "learning_curve.csv").read_text().splitlines()
+    assert curve[0].startswith("timesteps,") and len(curve) >= 2
+    ev = evaluate(
+        "rybko-stolyar",
+        ["max-pressure", f"maskable-ppo:{maskable_dir}"],
+        seeds=[0],
+        horizon=200.0,
+    )
+    assert [r["policy"] for r in ev.summary] == ["max-pressure", f"maskable-ppo:{maskable_dir}"]
+    for r in ev.summary:
+        assert np.isfinite(r["mean_jobs"]) and r["mean_jobs"] > 0
+        assert r["verdict"] in ("stable", "unstable", "inconclusive")
+
+
+def test_agent_policy_replays_the_env_episode(maskable_dir: Path) -> None:
+    """Inside a policy-mode run the agent takes exactly the actions it takes in the env."""
+    model = algo_class("maskable-ppo").load(str(maskable_dir / "model.zip"), device="cpu")
+    env = gymnasium.make("policyopt/AgentNetwork-v0", network="rybko-stolyar", horizon=60.0)
+    obs, info = env.reset(seed=11)
+    truncated, steps = False, 0
+    while not truncated:
+        mask = env.unwrapped.action_masks()
+        action, _ = model.predict(obs, action_masks=mask, deterministic=True)
+        obs, _, _, truncated, info = env.step(action)
+        steps += 1
+    ref = env.unwrapped.result()
+    agent = make_policy(f"maskable-ppo:{maskable_dir}")
+    assert isinstance(agent, AgentPolicy)
+    res = simulate_network(
+        get_network("rybko-stolyar"), agent, horizon=60.0, warmup=0.0, seed=info["sim_seed"]
+    )
+    assert agent.calls == steps
+    assert res.mean_jobs == ref.mean_jobs and res.holding_cost == ref.holding_cost
+
+
+def test_ppo_with_warm_start(ppo_dir: Path) -> None:
+    cfg = json.loads((ppo_dir / "config.json").read_text())
+    assert cfg["bc_policy"] == "max-pressure" and cfg["bc"]["samples"] == 1000
+    assert 0.0 <= cfg["bc"]["accuracy"] <= 1.0
+    res = simulate_network(get_network("rybko-stolyar"), f"ppo:{ppo_dir}", horizon=100.0)
+    assert res.policy == f"ppo:{ppo_dir}" and res.mean_jobs > 0
+
+
+def test_behaviour_cloning_learns_the_heuristic() -> None:
+    env = make_env("rybko-stolyar", {"horizon": 60.0})
+    demos = bc.collect(env, "priority:entry", steps=1500, seed=0)
+    assert demos.obs.shape == (1500, 15) and demos.masks[np.arange(1500), demos.actions].all()
+    model = algo_class("ppo")("MlpPolicy", env, seed=0, device="cpu", n_steps=64)
+
+    def accuracy() -> float:
+        acts, _ = model.predict(demos.obs, deterministic=True)
+        legal = demos.masks[np.arange(len(acts)), acts]
+        chosen = np.where(legal, acts, demos.masks.argmax(axis=1))  # the env's replacement
+        return float((chosen == demos.actions).mean())
+
+    before = accuracy()
+    fit = bc.clone(model, demos, epochs=10, batch_size=128, learning_rate=3e-3)
+    after = accuracy()
+    assert after > max(before, 0.9), (before, after, fit)
+
+
+def test_interrupt_then_resume(tmp_path: Path) -> None:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Interrupt(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.model.num_timesteps >= 600:
+                raise KeyboardInterrupt
+            return True
+
+    hp = {**TINY, "checkpoint": {"save_freq": 0}, "eval": {"eval_freq": 0}}
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            "rybko-stolyar", "ppo", 1024, 0, tmp_path, hp, progress=False, callbacks=[Interrupt()]
+        )
+    ckpt = latest_checkpoint(tmp_path)
+    assert ckpt is not None and ckpt.name == "model_600_steps.zip"
+    assert json.loads((tmp_path / "config.json").read_text())["status"] == "interrupted"
+    assert not (tmp_path / "model.zip").exists()
+    res = train("rybko-stolyar", "ppo", 1024, 0, tmp_path, hp, resume=True, progress=False)
+    assert res.resumed_from == str(ckpt) and res.timesteps >= 1024
+    assert (tmp_path / "model.zip").is_file()
+    assert algo_class("ppo").load(str(res.model_path)).num_timesteps == res.timesteps
+
+
+def test_resume_without_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="--resume"):
+        train("rybko-stolyar", "ppo", 100, 0, tmp_path, TINY, resume=True, progress=False)
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_is_reproducible(tmp_path: Path) -> None:
+    kw: dict[str, Any] = {"loads": [0.9], "seeds": [0, 1], "horizon": 300.0}
+    a = evaluate("criss-cross", ["max-pressure", "priority:exit"], out=tmp_path / "a", **kw)
+    b = evaluate("criss-cross", ["max-pressure", "priority:exit"], out=tmp_path / "b", **kw)
+    assert a.to_dict() == b.to_dict()
+    assert (tmp_path / "a" / "evaluate.json").read_text() == (
+        tmp_path / "b" / "evaluate.json"
+    ).read_text()
+    for name in ("evaluate.csv", "summary.csv", "evaluate.png"):
+        assert (tmp_path / "a" / name).stat().st_size > 0
+    assert len(a.runs) == 4 and len(a.summary) == 2
+    # common random numbers: a seed gives both policies the same arrivals, so seeds differ
+    assert a.runs[0]["mean_jobs"] != a.runs[1]["mean_jobs"]
+    row = a.summary[0]
+    assert row["mean_jobs_low"] <= row["mean_jobs"] <= row["mean_jobs_high"]
+    assert "holding cost/s" in a.table()
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    "argv,field",
+    [
+        (["train", "rybko-stolyar", "--algo", "dqn", "--timesteps", "10"], "--algo"),
+        (["train", "rybko-stolyar", "--timesteps", "0"], "--timesteps"),
+        (["train", "rybko-stolyar", "--timesteps", "-5"], "--timesteps"),
+        (["train", "rybko-stolyar", "--timesteps", "ten"], "--timesteps"),
+        (["train", "rybko-stolyar", "--timesteps", "10", "--horizon", "0"], "--horizon"),
+        (["train", "rybko-stolyar", "--timesteps", "10", "--resume"], "--resume"),
+        (["train", "no-such-net", "--timesteps", "10"], "no-such-net"),
+        (["evaluate", "rybko-stolyar", "--horizon", "-1"], "--horizon"),
+        (["evaluate", "rybko-stolyar", "--seeds", "0,,1"], "--seeds"),
+        (["evaluate", "rybko-stolyar", "--policies", "ppo:/no/such/dir"], "no model directory"),
+    ],
+)
+def test_cli_bad_input(
+    argv: list[str], field: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if argv[0] == "train":
+        argv = [*argv, "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert line.startswith("policyopt: error:") and field in line
+
+
+def test_cli_bad_models(
+    maskable_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "model.zip").write_bytes(b"not a zip")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (f"ppo:{corrupt}", "cannot load"),
+        (f"ppo:{empty}", "has no model.zip"),
+        (f"ppo:{maskable_dir}", "maskable-ppo model"),
+    ]
+    for spec, words in cases:
+        assert main(["evaluate", "rybko-stolyar", "--policies", spec, "--horizon", "10"]) == 2
+        assert words in _error_line(capsys)
+    # a model trained for rybko-stolyar on another network: shapes differ
+    argv = ["simulate", "fork-join", "--policy", f"maskable-ppo:{maskable_dir}"]
+    assert main([*argv, "--horizon", "10"]) == 2
+    line = _error_line(capsys)
+    assert "observation size 15" in line and "fork-join" in line
+
+
+def test_cli_train_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "hyper.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "eval": {"eval_freq": 0}}))
+    out = tmp_path / "a2c"
+    argv = ["train", "rybko-stolyar", "--algo", "a2c", "--timesteps", "256", "--seed", "3"]
+    assert main([*argv, "--out", str(out), "--config", str(cfg), "--no-progress", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["algo"] == "a2c" and doc["timesteps"] >= 256 and (out / "model.zip").is_file()
+    argv = ["evaluate", "rybko-stolyar", "--policies", f"max-pressure,a2c:{out}"]
+    argv += ["--seeds", "0", "--horizon", "50", "--out", str(tmp_path / "ev"), "--json"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["policy"] for r in doc["summary"]] == ["max-pressure", f"a2c:{out}"]
+    assert (tmp_path / "ev" / "evaluate.png").is_file()
+
+
+def test_cli_subprocess_bad_timesteps(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "policyopt.cli", "train", "rybko-stolyar"]
+    proc = subprocess.run(
+        [*cmd, "--timesteps", "0", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "policyopt: error: --timesteps: must be > 0, got 0"
+
+
+def test_import_stays_light() -> None:
+    code = "import sys, policyopt, policyopt.cli; assert 'torch' not in sys.modules"
+    code += "; assert 'stable_baselines3' not in sys.modules"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
