@@ -111,8 +111,14 @@ def main(argv: list[str] | None = None) -> int:
             marker="o",
             label=f"PPO (eval episodes of {hp['env']['horizon']:g} s)",
         )
-    for r in ev.summary[:-1]:
-        ax.axhline(r["holding_cost"], linestyle="--", linewidth=1, label=r["policy"])
+    for i, r in enumerate(ev.summary[:-1]):
+        ax.axhline(
+            r["holding_cost"],
+            linestyle="--",
+            linewidth=1,
+            color=f"C{i + 1}",
+            label=f"{r['policy']} ({args.eval_horizon:g} s runs)",
+        )
     ax.set_xlabel("env steps")
     ax.set_ylabel("holding cost per second (= mean jobs)")
     ax.set_yscale("log")
