@@ -38,19 +38,6 @@ DEFAULT_HYPERPARAMS: dict[str, Any] = {
         "max_grad_norm": 0.5,
         "policy_kwargs": {"net_arch": [64, 64]},
     },
-    "maskable-ppo": {
-        "learning_rate": 3.0e-4,
-        "n_steps": 512,
-        "batch_size": 256,
-        "n_epochs": 10,
-        "gamma": 0.99,
-        "gae_lambda": 0.95,
-        "clip_range": 0.2,
-        "ent_coef": 0.0,
-        "vf_coef": 0.5,
-        "max_grad_norm": 0.5,
-        "policy_kwargs": {"net_arch": [64, 64]},
-    },
     "a2c": {
         "learning_rate": 7.0e-4,
         "n_steps": 16,
@@ -77,6 +64,9 @@ DEFAULT_HYPERPARAMS: dict[str, Any] = {
 ``docs/learning.md``). Sections: ``env`` (environment keyword arguments, number and kind of
 parallel environments), one per algorithm (keyword arguments of the stable-baselines3
 constructor), ``eval``, ``checkpoint`` and ``bc`` (behaviour-cloning warm start)."""
+
+# MaskablePPO is PPO with action masks: the same defaults
+DEFAULT_HYPERPARAMS["maskable-ppo"] = copy.deepcopy(DEFAULT_HYPERPARAMS["ppo"])
 
 
 def check_algo(algo: str, field: str = "--algo") -> str:
