@@ -10,6 +10,7 @@ network with two classes. The spaces, reward and options are in the class docstr
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, SupportsFloat
 
@@ -32,33 +33,45 @@ WORK_SCALE = 10.0
 of class ``k``, tokens or seconds), so ten jobs' worth of work maps to 0.5."""
 
 
-def observation_scale(net: NetworkSpec) -> np.ndarray:
+def observation_scale(net: NetworkSpec) -> list[float]:
     """The ``c`` of ``x / (x + c)`` for the first ``3K`` observation entries of ``net``:
     ``JOB_SCALE`` jobs for the ``2K`` counts, ``WORK_SCALE * w_k`` (tokens or seconds) for the
     ``K`` remaining works."""
     topo = net.topology
-    work_scale = WORK_SCALE * np.maximum(np.asarray(topo.work, dtype=float), 1e-12)
-    return np.concatenate([np.full(2 * topo.n_classes, JOB_SCALE), work_scale])
+    work_scale = [WORK_SCALE * max(float(w), 1e-12) for w in topo.work]
+    return [JOB_SCALE] * (2 * topo.n_classes) + work_scale
 
 
-def observation(
-    sim: NetworkSimulator, engine: int | None, scale: np.ndarray, horizon: float
-) -> np.ndarray:
+def observation(sim: NetworkSimulator, engine: int | None, scale: Sequence[float]) -> np.ndarray:
     """The observation of :class:`AgentNetworkEnv` for ``sim`` now (see its docstring).
 
-    ``engine``: the deciding engine (``None``: none); ``scale``: :func:`observation_scale`;
-    ``horizon``: the episode's length (s), for the elapsed-time fraction. Shared with
-    :class:`policyopt.learn.agent_policy.AgentPolicy`, which rebuilds it inside a policy-mode
-    run.
+    ``engine``: the deciding engine (``None``: none); ``scale``: :func:`observation_scale`.
+    Shared with :class:`policyopt.learn.agent_policy.AgentPolicy`, which rebuilds it inside a
+    policy-mode run. It holds no clock: the control problem is stationary (long-run average
+    cost), so the same state gets the same action whatever the episode's horizon. Built from
+    Python floats (a few dozen numbers; numpy's per-call overhead would dominate).
     """
-    K = sim.topo.n_classes
-    x = np.maximum(np.concatenate(sim.class_state()), 0.0)
-    obs = np.zeros(3 * K + sim.topo.n_engines + 1, dtype=np.float32)
-    obs[: 3 * K] = x / (x + scale)
+    state = sim.class_state_flat()
+    values = [x / (x + c) if x > 0.0 else 0.0 for x, c in zip(state, scale, strict=True)]
+    n = len(values)
+    obs = np.zeros(n + sim.topo.n_engines, dtype=np.float32)
+    obs[:n] = values
     if engine is not None:
-        obs[3 * K + engine] = 1.0
-    obs[-1] = min(sim.now / horizon, 1.0)
+        obs[n + engine] = 1.0
     return obs
+
+
+ACTION_MODES = ("order", "split")
+"""``order``: the action is the class served first; ``split``: that class and a split of the
+token budget between decode and prefill (see :class:`AgentNetworkEnv`)."""
+
+
+def split_matters(sim: NetworkSimulator, engine: int) -> bool:
+    """Can a budget split change the batch ``engine`` forms now? True for an LLM engine whose
+    scheduler mixes prefill and decode and that has both decoding and waiting jobs."""
+    eng = sim.engines[engine]
+    mixing = eng.llm and eng.mixes and not eng.request_level
+    return bool(mixing and eng.n_dec > 0 and eng.n_wait > 0)
 
 
 class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
@@ -70,18 +83,31 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
     LLM engine whose batch just ended (or that was idle when work arrived), or a station at an
     arrival or completion. With ``K`` classes and ``J`` engines:
 
-    **Action space** ``Discrete(K)``: the class served first at the deciding engine. The other
-    classes of that engine follow in maximum-pressure order, and the engine's batching rules
-    fill its token budget in that order, so every batch is work-conserving by construction
-    (at a station: the first class in the order with a waiting job is served).
+    **Action space** ``Discrete(K)`` (``action="order"``, the default): the class served first
+    at the deciding engine. The other classes of that engine follow in maximum-pressure order,
+    and the engine's batching rules fill its token budget in that order, so every batch is
+    work-conserving by construction (at a station: the first class in the order with a
+    waiting job is served).
+
+    ``action="split"`` (LLM engines whose scheduler mixes prefill and decode: Sarathi-Serve,
+    Orca): ``Discrete(K * L)`` with ``L = split_levels`` (default 5); action ``a = k * L + l``
+    puts class ``k`` first and splits the token budget ``b`` at level ``l``: decode tokens
+    first, up to ``round(l / (L - 1) * b)`` (one per decoding job, classes in order), then
+    prefill fills the budget, then decoding fills what prefill left, so the batch is still
+    work-conserving. Level ``L - 1`` is decode first (Sarathi-Serve's rule), level 0 prefill
+    first; :meth:`native_level` is the engine's own rule and :meth:`encode_action` builds an
+    action. The level is ignored at stations and at engines that do not mix. An epoch is then
+    also a step when one class has work but the engine holds both decoding and waiting jobs
+    (the split can change the batch).
     :meth:`action_masks` marks the legal actions: the classes served at the deciding engine
     that have work there (waiting, prefilling or decoding; at a station, waiting or in
     service); if none has work, all of the engine's classes; if no engine decides (the episode
-    ended before any decision), every class. An illegal action is replaced by the legal class
-    of smallest index, and ``info["illegal_action"]`` is ``True`` (``info["action"]`` is the
-    class actually put first).
+    ended before any decision), every class (with ``split``, every level of a legal class is
+    legal). An illegal action is replaced by the legal class of smallest index (at the
+    engine's native split level), and ``info["illegal_action"]`` is ``True`` (``info["action"]``
+    is the action actually applied).
 
-    **Observation space** ``Box(0, 1, (3K + J + 1,), float32)``, with ``x -> x / (x + c)``
+    **Observation space** ``Box(0, 1, (3K + J,), float32)``, with ``x -> x / (x + c)``
     mapping counts into ``[0, 1)``:
 
     ============  =============================================================  ============
@@ -91,14 +117,16 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
     ``K + k``     jobs of class ``k`` in service (LLM: decoding)                 10 jobs
     ``2K + k``    remaining work of class ``k`` (tokens, or seconds)             ``10 w_k``
     ``3K + j``    1 if engine ``j`` decides now, else 0                          (one-hot)
-    ``3K + J``    elapsed simulated time / horizon                               (fraction)
     ============  =============================================================  ============
 
     ``w_k`` is the mean work of one job of class ``k`` (tokens at an LLM engine, seconds at a
     station), so ten jobs' worth of work maps to 0.5. Counts and work are summed over the
     class's engines. "In service" at an LLM engine includes the jobs whose last token is in the
     running batch; remaining work counts the tokens not yet put in a batch (at a station, the
-    seconds of service left). After the last step no engine decides and the time fraction is 1.
+    seconds of service left). After the last step no engine decides (the one-hot is all zero).
+    There is no clock in the observation: the task is a stationary average-cost problem, and
+    truncation at the horizon is a time limit (SB3 bootstraps the value there), not an end the
+    agent should plan for.
 
     **Reward**: ``-reward_scale * sum_k h_k * integral of jobs_k(t) dt`` over the simulated
     time from the previous decision to the next one (``h_k``: holding cost per job-second,
@@ -114,8 +142,9 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
     rates times ``load * theta*``); ``random_init`` (start with ``init_jobs``-bounded random job
     counts, uniform on ``0..init_jobs`` per class outside forks, default ``False``; also a
     ``reset`` option); ``init_jobs`` (default 20); ``reward_scale`` (default 1);
-    ``skip_trivial`` (default ``True``: epochs where at most one class has work at the engine,
-    where every action gives the same batch, are taken automatically and are not steps).
+    ``skip_trivial`` (default ``True``: epochs where every action gives the same batch, at most
+    one class having work at the engine, are taken automatically and are not steps);
+    ``action`` (``order`` or ``split``) and ``split_levels`` (see the action space).
 
     **Randomness**: all from ``self.np_random``; ``reset(seed=s)`` draws the simulator's seed
     (``info["sim_seed"]``) and the initial counts from it, so a seed fixes the episode given the
@@ -139,7 +168,13 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         reward_scale: float = 1.0,
         skip_trivial: bool = True,
         render_mode: str | None = None,
+        action: str = "order",
+        split_levels: int = 5,
     ) -> None:
+        if action not in ACTION_MODES:
+            raise ValueError(f"action must be one of {', '.join(ACTION_MODES)}, got {action!r}")
+        if not (isinstance(split_levels, int) and split_levels >= 2):
+            raise ValueError(f"split_levels must be an integer >= 2, got {split_levels!r}")
         if not (isinstance(horizon, (int, float)) and math.isfinite(horizon) and horizon > 0):
             raise ValueError(f"horizon must be a positive number of seconds, got {horizon!r}")
         if load is not None and not (math.isfinite(load) and load > 0):
@@ -165,17 +200,31 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.n_classes = K = topo.n_classes
         self.n_engines = J = topo.n_engines
         self.holding_cost = np.asarray(topo.holding_cost, dtype=float)
+        self._h = self.holding_cost.tolist()
         self.work_scale = WORK_SCALE * np.maximum(np.asarray(topo.work, dtype=float), 1e-12)
         # the c of x / (x + c) for the first 3K entries of the observation
         self._scale = observation_scale(net)
         self.in_fork = np.array([bool(f) for f in topo.forks])
-        self.action_space = spaces.Discrete(K)
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(3 * K + J + 1,), dtype=np.float32)
+        self.action_mode = action
+        self.split_levels = L = int(split_levels) if action == "split" else 1
+        if action == "split":
+            mixing = [
+                name
+                for name, e in net.engines.items()
+                if e.kind == "llm" and e.scheduler.mixes and not e.scheduler.request_level
+            ]
+            if not mixing:
+                raise ValueError(
+                    "action='split' needs an LLM engine whose scheduler mixes prefill and decode "
+                    f"in one batch (sarathi or orca); {net.name} has none: use action='order'"
+                )
+        self.action_space = spaces.Discrete(K * L)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(3 * K + J,), dtype=np.float32)
         self.max_pressure = MaxPressure()
         self.max_pressure.bind(net)
         self.sim: NetworkSimulator | None = None
         self.engine: int | None = None
-        self._mask = np.ones(K, dtype=bool)
+        self._mask = np.ones(K, dtype=bool)  # legal classes (actions: repeated L times)
         self._last_cost = 0.0
         self._steps = 0
         self._over = True
@@ -198,8 +247,8 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._steps = 0
         self._over = False
         self._advance()
-        seconds = self.sim.job_seconds()
-        return self._obs(), self._info(-1, False, seconds, float(self.holding_cost @ seconds))
+        seconds, cost = self.sim.cost_so_far(self._h)
+        return self._obs(), self._info(-1, False, seconds, cost)
 
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict]:
         """Apply ``action`` at the deciding engine and run to the next decision or the horizon."""
@@ -208,18 +257,26 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         sim = self.sim
         j = self.engine
         a = int(action)
-        illegal = not (0 <= a < self.n_classes and self._mask[a])
+        L = self.split_levels
+        k, level = divmod(a, L)
+        illegal = not (0 <= a < self.n_classes * L and self._mask[k])
         if illegal:
-            a = int(np.flatnonzero(self._mask)[0])
+            k = int(np.flatnonzero(self._mask)[0])
+            level = self.native_level(j)
+            a = k * L + level
         if j is not None:
-            rest = self.max_pressure.order(j, sim.view) or []
-            rest.remove(a)
-            rest.insert(0, a)
-            sim.decide(rest)
+            classes = sim.engines[j].classes
+            if len(classes) == 2:  # the other class follows: no need to rank
+                rest = [k, classes[1] if classes[0] == k else classes[0]]
+            else:
+                rest = self.max_pressure.order(j, sim.view) or []
+                rest.remove(k)
+                rest.insert(0, k)
+            split = L > 1 and sim.engines[j].llm
+            sim.decide(rest, self.decode_cap(j, level) if split else None)
         self._steps += 1
         self._advance()
-        seconds = sim.job_seconds()
-        cost = float(self.holding_cost @ seconds)
+        seconds, cost = sim.cost_so_far(self._h)
         reward = -self.reward_scale * (cost - self._last_cost)
         self._last_cost = cost
         truncated = self.engine is None
@@ -227,8 +284,38 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         return self._obs(), reward, False, truncated, self._info(a, illegal, seconds, cost)
 
     def action_masks(self) -> np.ndarray:
-        """Legal actions (bool, shape ``(K,)``; never all false): see the class docstring."""
+        """Legal actions (bool, shape ``(K * L,)``, ``L = 1`` unless ``action='split'``; never
+        all false): see the class docstring."""
+        if self.split_levels == 1:
+            return self._mask.copy()
+        return np.repeat(self._mask, self.split_levels)
+
+    def class_mask(self) -> np.ndarray:
+        """The legal classes at the deciding engine (bool, shape ``(K,)``; never all false)."""
         return self._mask.copy()
+
+    def native_level(self, engine: int | None) -> int:
+        """The split level that reproduces ``engine``'s own scheduler rule: ``L - 1`` (decode
+        first) for a decode-first scheduler such as Sarathi-Serve, ``0`` (prefill first) for
+        one such as Orca; ``0`` when there is no split (``L = 1``) or no engine."""
+        if self.split_levels == 1 or engine is None:
+            return 0
+        assert self.sim is not None
+        return self.split_levels - 1 if self.sim.engines[engine].decode_first else 0
+
+    def decode_cap(self, engine: int, level: int) -> int:
+        """Decode tokens served before prefill at split ``level``: ``round(level / (L - 1) *
+        b)`` of ``engine``'s token budget ``b`` (level ``L - 1``: the whole budget)."""
+        assert self.sim is not None
+        b = self.sim.engines[engine].b
+        return round(level * b / (self.split_levels - 1))
+
+    def encode_action(self, k: int, level: int | None = None) -> int:
+        """The action that puts class ``k`` first with split ``level`` (``None``: the deciding
+        engine's :meth:`native_level`)."""
+        if level is None:
+            level = self.native_level(self.engine)
+        return int(k) * self.split_levels + int(level)
 
     def result(self) -> NetworkResult:
         """The simulator's metrics of the episode (after truncation; warmup 0)."""
@@ -250,6 +337,8 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
             legal = sim.classes_with_work(j)
             if len(legal) >= 2 or not self.skip_trivial:
                 break
+            if self.split_levels > 1 and split_matters(sim, j):
+                break
             sim.decide(sim.engines[j].classes)  # every order gives the same batch
         self.engine = j
         mask = np.zeros(self.n_classes, dtype=bool)
@@ -258,21 +347,23 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
 
     def _obs(self) -> np.ndarray:
         assert self.sim is not None
-        return observation(self.sim, self.engine, self._scale, self.horizon)
+        return observation(self.sim, self.engine, self._scale)
 
-    def _info(self, action: int, illegal: bool, seconds: np.ndarray, cost: float) -> dict[str, Any]:
-        """Metrics so far; ``seconds``: job-seconds per class up to now, ``cost``: h . seconds."""
+    def _info(self, action: int, illegal: bool, seconds: float, cost: float) -> dict[str, Any]:
+        """Metrics so far; ``seconds``: job-seconds up to now (all classes), ``cost``: the
+        holding cost integral up to now."""
         sim = self.sim
         assert sim is not None
         now = min(sim.now, self.horizon)
-        jobs = float(sim.jobs.sum())
-        rate = float(self.holding_cost @ sim.jobs)
+        counts = sim.jobs.tolist()
+        jobs = sum(counts)
+        rate = sum(h * n for h, n in zip(self._h, counts, strict=True))
         return {
             "time": now,
             "engine": -1 if self.engine is None else self.engine,
             "jobs": jobs,
             "holding_cost_rate": rate,
-            "mean_jobs": float(seconds.sum()) / now if now > 0 else jobs,
+            "mean_jobs": seconds / now if now > 0 else jobs,
             "mean_holding_cost": cost / now if now > 0 else rate,
             "decisions": self._steps,
             "action": action,
@@ -335,9 +426,15 @@ class LLMEngineEnv(AgentNetworkEnv):
     """One LLM engine serving a short ``chat`` class and a ``long`` class (``K = 2``, ``J = 1``).
 
     The network is :func:`llm_engine_network`; spaces, reward, episode end and info are those
-    of :class:`AgentNetworkEnv` (``Discrete(2)`` actions: 0 = ``chat`` first, 1 = ``long``
-    first; a ``Box(0, 1, (8,), float32)`` observation). ``load`` defaults to 0.9 of the
-    engine's capacity and ``horizon`` to 300 simulated seconds.
+    of :class:`AgentNetworkEnv` (a ``Box(0, 1, (7,), float32)`` observation). ``load``
+    defaults to 0.9 of the engine's capacity and ``horizon`` to 300 simulated seconds.
+
+    ``action="order"`` (default): ``Discrete(2)``, 0 = ``chat`` first, 1 = ``long`` first.
+    ``action="split"``: ``Discrete(2 * L)`` (``L = split_levels``, default 5), action
+    ``a = k * L + l``: class ``k`` first, and the token budget split at level ``l``: decode
+    tokens first up to ``round(l / (L - 1) * 512)``, then prefill, then decoding fills what
+    prefill left (level ``L - 1`` is Sarathi-Serve's decode-first rule, level 0 prefill
+    first). Every level gives a work-conserving batch.
     """
 
     def __init__(
@@ -349,6 +446,8 @@ class LLMEngineEnv(AgentNetworkEnv):
         reward_scale: float = 1.0,
         skip_trivial: bool = True,
         render_mode: str | None = None,
+        action: str = "order",
+        split_levels: int = 5,
     ) -> None:
         super().__init__(
             llm_engine_network(),
@@ -359,4 +458,6 @@ class LLMEngineEnv(AgentNetworkEnv):
             reward_scale=reward_scale,
             skip_trivial=skip_trivial,
             render_mode=render_mode,
+            action=action,
+            split_levels=split_levels,
         )

@@ -14,7 +14,14 @@ timed twice:
 ``overhead`` is the env's wall time over the simulator's for the same simulated run (issue 4
 targets under 2x); ``rate ratio`` is decisions/s over steps/s. Best of ``--repeat`` runs.
 
-    python experiments/bench_env.py [--repeat 3]
+A second table gives the throughput a trainer sees: ``rybko-stolyar`` episodes stepped with
+seeded random actions (made legal by the env's replacement rule) through one env, through
+stable-baselines3's ``DummyVecEnv`` (``--envs`` copies in this process) and through
+``SubprocVecEnv`` (one process per copy), in env steps per wall second over all copies.
+``SubprocVecEnv`` pays a pipe round trip per step, so it gains only when the env step costs
+more than that round trip and there are free cores.
+
+    python experiments/bench_env.py [--repeat 3] [--envs 2] [--vec-steps 20000]
 """
 
 from __future__ import annotations
@@ -64,9 +71,50 @@ def time_env(env: AgentNetworkEnv, repeat: int) -> tuple[float, int, float, int]
     return best, steps, mean_jobs, seed
 
 
+def time_vectorized(kind: str, n_envs: int, steps: int, horizon: float = 600.0) -> float:
+    """Env steps per wall second (all copies) of ``kind`` (``single``, ``dummy``, ``subproc``)
+    on ``rybko-stolyar`` with seeded random actions; process start-up is not timed."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from policyopt.learn.common import make_env
+
+    rng = np.random.default_rng(0)
+    if kind == "single":
+        env = AgentNetworkEnv("rybko-stolyar", horizon=horizon)
+        env.reset(seed=0)
+        actions = rng.integers(0, env.n_classes, size=steps)
+        t0 = time.perf_counter()
+        for a in actions:
+            *_, truncated, _ = env.step(a)
+            if truncated:
+                env.reset()
+        return steps / (time.perf_counter() - t0)
+    cls = SubprocVecEnv if kind == "subproc" else DummyVecEnv
+    venv = make_vec_env(
+        make_env,
+        n_envs=n_envs,
+        seed=0,
+        vec_env_cls=cls,
+        env_kwargs={"target": "rybko-stolyar", "env_kwargs": {"horizon": horizon}},
+    )
+    venv.reset()
+    K = venv.action_space.n  # type: ignore[attr-defined]
+    rounds = max(1, steps // n_envs)
+    actions = rng.integers(0, K, size=(rounds, n_envs))
+    t0 = time.perf_counter()
+    for a in actions:
+        venv.step(a)  # auto-reset at truncation
+    rate = rounds * n_envs / (time.perf_counter() - t0)
+    venv.close()
+    return rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per case (best is kept)")
+    parser.add_argument("--envs", type=int, default=2, help="copies in the vectorized rows")
+    parser.add_argument("--vec-steps", type=int, default=20000, help="steps per vectorized row")
     args = parser.parse_args()
     print(
         f"{'network':<15} {'horizon s':>9} {'env steps':>9} {'steps/s':>9} {'decisions':>9} "
@@ -81,6 +129,13 @@ def main() -> None:
             f"{decisions / sim_s:>11.0f} {decisions / sim_s / (steps / env_s):>9.2f}x "
             f"{env_s / sim_s:>7.2f}x  {'yes' if env_jobs == sim_jobs else 'NO'}"
         )
+    print()
+    print(f"{'rybko-stolyar, random actions':<32} {'copies':>6} {'steps/s':>9} {'vs single':>9}")
+    single = max(time_vectorized("single", 1, args.vec_steps) for _ in range(args.repeat))
+    print(f"{'one env':<32} {1:>6d} {single:>9.0f} {1.0:>8.2f}x")
+    for kind, label in (("dummy", "DummyVecEnv"), ("subproc", "SubprocVecEnv")):
+        rate = max(time_vectorized(kind, args.envs, args.vec_steps) for _ in range(args.repeat))
+        print(f"{label:<32} {args.envs:>6d} {rate:>9.0f} {rate / single:>8.2f}x")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,11 @@ def add_learn_parsers(sub: Any, formatter: type) -> None:
         "--bc", metavar="POLICY", help="behaviour-cloning warm start from this heuristic"
     )
     p.add_argument("--horizon", metavar="S", help="simulated seconds per episode (env.horizon)")
+    p.add_argument(
+        "--action",
+        choices=("order", "split"),
+        help="order: the class served first; split: and a decode/prefill budget split (env.action)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_train)
@@ -131,6 +136,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     horizon = _positive(args.horizon, "--horizon")
     if horizon is not None:
         hp["env"]["horizon"] = horizon
+    if args.action is not None:
+        hp["env"]["action"] = args.action
     from policyopt.learn.train import train
 
     try:

@@ -58,15 +58,28 @@ class NetworkView:
 
 
 class Policy:
-    """Base class: ``order(engine, view)`` returns class indices, or ``None`` for FCFS."""
+    """Base class: ``order(engine, view)`` returns class indices, or ``None`` for FCFS.
+
+    A policy that also splits the token budget between decode and prefill sets ``splits =
+    True`` and implements ``decode_cap``; the simulator then asks it right after ``order`` at
+    each LLM batch (see :meth:`decode_cap`).
+    """
 
     name = "policy"
+    splits = False
 
     def bind(self, net: NetworkSpec) -> None:
         """Prepare for ``net`` (called once before a run); raise SpecError if unusable."""
 
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
         raise NotImplementedError
+
+    def decode_cap(self, engine: int, view: NetworkView) -> int | None:
+        """Decode tokens served before prefill in the batch being formed at ``engine``
+        (``None``: the engine's own scheduler rule); only asked when ``splits`` is True, and
+        only used at engines whose scheduler mixes prefill and decode. See
+        :meth:`~policyopt.sim.network_sim.NetworkSimulator.decide`."""
+        return None
 
 
 class FCFS(Policy):

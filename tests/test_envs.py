@@ -75,6 +75,7 @@ def run_episode(env: AgentNetworkEnv, seed: int, actions: str = "random") -> Epi
         (NETWORK_ID, {"network": "rybko-stolyar", "horizon": 30.0}),
         (NETWORK_ID, {"network": "criss-cross", "horizon": 100.0, "random_init": True}),
         (ENGINE_ID, {"horizon": 30.0}),
+        (ENGINE_ID, {"horizon": 30.0, "action": "split", "split_levels": 3}),
     ],
 )
 def test_gymnasium_check_env(env_id: str, kwargs: dict[str, Any]) -> None:
@@ -91,7 +92,7 @@ def test_registration_is_idempotent_and_ids_are_versioned() -> None:
         assert env_id.startswith("policyopt/") and env_id.endswith("-v0")
     env = gymnasium.make(ENGINE_ID)
     assert isinstance(env.unwrapped, LLMEngineEnv)
-    assert env.unwrapped.n_classes == 2 and env.observation_space.shape == (8,)
+    assert env.unwrapped.n_classes == 2 and env.observation_space.shape == (7,)
     assert env.unwrapped.net.topology.classes == ("chat", "long")
 
 
@@ -153,7 +154,7 @@ def test_masks_mark_the_classes_with_work_at_the_deciding_engine() -> None:
 def test_truncation_at_the_horizon_never_termination() -> None:
     env = gymnasium.make(ENGINE_ID, horizon=15.0)
     obs, info = env.reset(seed=1)
-    assert info["time"] < 15.0 and obs[-1] < 1.0
+    assert info["time"] < 15.0 and obs[6] == 1.0  # the engine decides
     steps = 0
     while True:
         obs, _, terminated, truncated, info = env.step(env.action_space.sample())
@@ -164,7 +165,7 @@ def test_truncation_at_the_horizon_never_termination() -> None:
         assert info["time"] < 15.0
     assert steps > 50
     assert info["time"] == 15.0 and info["engine"] == -1
-    assert obs[-1] == 1.0 and not obs[6:7].any()  # no engine decides any more
+    assert not obs[6:].any()  # no engine decides any more
     with pytest.raises(RuntimeError, match="episode is over"):
         env.step(0)
 
@@ -212,7 +213,7 @@ def test_observation_layout_and_bounds() -> None:
     env = AgentNetworkEnv("fork-join", horizon=10.0, random_init=True)
     K, J = env.n_classes, env.n_engines
     obs, info = env.reset(seed=4)
-    assert obs.dtype == np.float32 and obs.shape == (3 * K + J + 1,)
+    assert obs.dtype == np.float32 and obs.shape == (3 * K + J,)
     assert env.observation_space.contains(obs)
     assert env.sim is not None
     waiting, serving, work = env.sim.class_state()
@@ -223,7 +224,6 @@ def test_observation_layout_and_bounds() -> None:
     one_hot = obs[3 * K : 3 * K + J]
     assert one_hot.sum() == 1.0 and int(np.argmax(one_hot)) == info["engine"]
     assert info["jobs"] == waiting.sum() + serving.sum() > 0  # the random initial jobs
-    assert obs[-1] == pytest.approx(info["time"] / 10.0)
     # a crowded network stays inside the box
     crowded = AgentNetworkEnv("rybko-stolyar", horizon=30.0, load=1.3)
     observations = run_episode(crowded, seed=0).observations
@@ -262,3 +262,71 @@ def test_bad_arguments() -> None:
         gymnasium.make(NETWORK_ID, network="no-such-network")
     with pytest.raises(RuntimeError, match="episode is over"):
         AgentNetworkEnv("rybko-stolyar").step(0)  # before reset
+
+
+# ----------------------------------------------------------------------------- budget split
+
+
+def test_budget_split_action_layout_and_the_native_level() -> None:
+    order = LLMEngineEnv(horizon=40.0)
+    split = LLMEngineEnv(horizon=40.0, action="split", split_levels=5)
+    assert split.action_space.n == 10 and split.observation_space == order.observation_space
+    obs_o, _ = order.reset(seed=3)
+    obs_s, _ = split.reset(seed=3)
+    assert split.native_level(split.engine) == 4  # Sarathi-Serve: decode first
+    assert [split.decode_cap(0, level) for level in range(5)] == [0, 128, 256, 384, 512]
+    steps = 0
+    while True:  # the same classes at the native level: the same episode
+        np.testing.assert_array_equal(obs_o, obs_s)
+        mask = split.action_masks()
+        assert mask.shape == (10,) and mask.any()
+        np.testing.assert_array_equal(mask, np.repeat(split.class_mask(), 5))
+        k = int(np.flatnonzero(order.action_masks())[-1])
+        obs_o, r_o, _, done_o, _ = order.step(k)
+        obs_s, r_s, _, done_s, info = split.step(split.encode_action(k))
+        assert r_o == r_s and done_o == done_s and info["action"] == 5 * k + 4
+        steps += 1
+        if done_o:
+            break
+    assert steps > 50
+    assert order.result().summary() == split.result().summary()
+
+
+def test_budget_split_changes_the_batches() -> None:
+    """Prefill first (level 0) moves prompts into decoding sooner than decode first (level
+    L-1): fewer jobs wait for prefill and more decode, on average over the decisions."""
+
+    def run(level: int) -> tuple[float, float]:
+        env = LLMEngineEnv(horizon=300.0, action="split", split_levels=3)
+        env.reset(seed=0)
+        assert env.sim is not None
+        waiting = serving = 0.0
+        n = 0
+        while True:
+            k = int(np.flatnonzero(env.class_mask())[0])
+            *_, truncated, _ = env.step(env.encode_action(k, level))
+            w, srv, _ = env.sim.class_state()
+            waiting, serving, n = waiting + w.sum(), serving + srv.sum(), n + 1
+            if truncated:
+                break
+        assert sum(e.stats.not_work_conserving for e in env.sim.engines) == 0
+        return waiting / n, serving / n
+
+    prefill_first, decode_first = run(0), run(2)
+    assert prefill_first[0] < decode_first[0]  # waiting for prefill
+    assert prefill_first[1] > decode_first[1]  # decoding
+
+
+def test_budget_split_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="action must be one of order, split"):
+        LLMEngineEnv(action="budget")
+    with pytest.raises(ValueError, match="split_levels"):
+        LLMEngineEnv(action="split", split_levels=1)
+    with pytest.raises(ValueError, match="mixes prefill and decode"):
+        AgentNetworkEnv("classic-rybko-stolyar", action="split")  # stations only
+    # an illegal split action: the first legal class at the engine's own level
+    env = LLMEngineEnv(horizon=30.0, action="split", split_levels=3)
+    env.reset(seed=1)
+    first = int(np.argmax(env.class_mask()))
+    *_, info = env.step(99)
+    assert info["illegal_action"] and info["action"] == 3 * first + 2

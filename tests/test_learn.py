@@ -153,6 +153,39 @@ def test_agent_policy_replays_the_env_episode(maskable_dir: Path) -> None:
     assert res.mean_jobs == ref.mean_jobs and res.holding_cost == ref.holding_cost
 
 
+def test_budget_split_agent_trains_and_replays(tmp_path: Path) -> None:
+    """``--action split`` on LLMEngine-v0: PPO (no mask, so illegal picks are replaced as the
+    env does) with a warm start, then the agent as a policy plays the env episode exactly."""
+    hp = {**TINY, "env": {**TINY["env"], "action": "split", "split_levels": 3}}
+    out = tmp_path / "split"
+    res = train("policyopt/LLMEngine-v0", "ppo", 1024, 0, out, hp, bc_policy="priority:chat")
+    assert res.bc["samples"] == 1000
+    model = algo_class("ppo").load(str(out / "model.zip"), device="cpu")
+    assert model.action_space.n == 6
+    env = make_env(
+        "policyopt/LLMEngine-v0", {"horizon": 40.0, "action": "split", "split_levels": 3}
+    )
+    obs, info = env.reset(seed=5)
+    truncated, steps = False, 0
+    while not truncated:
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, _, truncated, info = env.step(action)
+        steps += 1
+    ref = env.unwrapped.result()
+    agent = make_policy(f"ppo:{out}")
+    assert isinstance(agent, AgentPolicy) and agent.splits and agent.split_levels == 3
+    sim_net = env.unwrapped.net
+    res2 = simulate_network(sim_net, agent, horizon=40.0, warmup=0.0, seed=info["sim_seed"])
+    assert agent.calls == steps
+    assert res2.mean_jobs == ref.mean_jobs and res2.holding_cost == ref.holding_cost
+    # a checkpoint reads its training directory's config.json: the same action layout
+    ckpt = sorted((out / "checkpoints").glob("model_*_steps.zip"))[0]
+    assert make_policy(f"ppo:{ckpt}").split_levels == 3  # type: ignore[attr-defined]
+    # a split model does not fit the order-only action count of another network
+    with pytest.raises(SpecError, match="6 actions"):
+        make_policy(f"ppo:{out}").bind(get_network("rybko-stolyar"))
+
+
 def test_ppo_with_warm_start(ppo_dir: Path) -> None:
     cfg = json.loads((ppo_dir / "config.json").read_text())
     assert cfg["bc_policy"] == "max-pressure" and cfg["bc"]["samples"] == 1000
@@ -164,7 +197,7 @@ def test_ppo_with_warm_start(ppo_dir: Path) -> None:
 def test_behaviour_cloning_learns_the_heuristic() -> None:
     env = make_env("rybko-stolyar", {"horizon": 60.0})
     demos = bc.collect(env, "priority:entry", steps=1500, seed=0)
-    assert demos.obs.shape == (1500, 15) and demos.masks[np.arange(1500), demos.actions].all()
+    assert demos.obs.shape == (1500, 14) and demos.masks[np.arange(1500), demos.actions].all()
     model = algo_class("ppo")("MlpPolicy", env, seed=0, device="cpu", n_steps=64)
 
     def accuracy() -> float:
@@ -177,6 +210,20 @@ def test_behaviour_cloning_learns_the_heuristic() -> None:
     fit = bc.clone(model, demos, epochs=10, batch_size=128, learning_rate=3e-3)
     after = accuracy()
     assert after > max(before, 0.9), (before, after, fit)
+
+
+def test_the_warm_start_is_saved_as_a_policy(ppo_dir: Path) -> None:
+    cfg = json.loads((ppo_dir / "bc" / "config.json").read_text())
+    assert cfg["status"] == "behaviour cloning only" and cfg["bc"]["policy"] == "max-pressure"
+    clone = AgentPolicy(ppo_dir / "bc", "ppo")
+    trained = AgentPolicy(ppo_dir, "ppo")
+    # the clone is the model before RL: PPO's updates changed the actor's weights
+    assert any(
+        not np.array_equal(a[0], b[0])
+        for a, b in zip(clone.actor.layers, trained.actor.layers, strict=True)
+    )
+    res = simulate_network(get_network("rybko-stolyar"), clone, horizon=60.0, seed=0)
+    assert clone.calls > 0 and res.mean_jobs > 0
 
 
 def test_interrupt_then_resume(tmp_path: Path) -> None:
@@ -248,6 +295,10 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["train", "rybko-stolyar", "--timesteps", "10", "--horizon", "0"], "--horizon"),
         (["train", "rybko-stolyar", "--timesteps", "10", "--resume"], "--resume"),
         (["train", "no-such-net", "--timesteps", "10"], "no-such-net"),
+        (
+            ["train", "classic-rybko-stolyar", "--timesteps", "10", "--action", "split"],
+            "mixes prefill and decode",
+        ),
         (["evaluate", "rybko-stolyar", "--horizon", "-1"], "--horizon"),
         (["evaluate", "rybko-stolyar", "--seeds", "0,,1"], "--seeds"),
         (["evaluate", "rybko-stolyar", "--policies", "ppo:/no/such/dir"], "no model directory"),
@@ -283,7 +334,7 @@ def test_cli_bad_models(
     argv = ["simulate", "fork-join", "--policy", f"maskable-ppo:{maskable_dir}"]
     assert main([*argv, "--horizon", "10"]) == 2
     line = _error_line(capsys)
-    assert "observation size 15" in line and "fork-join" in line
+    assert "observation size 14" in line and "fork-join" in line
 
 
 def test_cli_train_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -110,3 +110,58 @@ def test_class_state_and_initial_jobs() -> None:
     res = sim.result()
     h = np.asarray(topo.holding_cost)
     assert float(h @ sim.job_seconds()) == pytest.approx(res.holding_cost * 50, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- budget split
+
+
+@pytest.mark.parametrize("scheduler", ["sarathi", "orca"])
+def test_decode_cap_splits_the_budget_and_stays_work_conserving(scheduler: str) -> None:
+    """Every batch formed with a decode cap: within the budget, work-conserving, decode gets
+    at least ``min(cap, decoding jobs)`` tokens, and prefill gets the rest before decoding tops
+    up (cap 0 is prefill first)."""
+    from policyopt.envs.agent_network import llm_engine_network
+
+    net = llm_engine_network()
+    data = net.model_dump()
+    data["engines"]["llm"]["scheduler"] = scheduler
+    net = NetworkSpec.model_validate(data).scaled(1.05)  # busy: both phases have work
+    sim = NetworkSimulator(net, None, horizon=120.0, warmup=0.0, seed=5)
+    rng = np.random.default_rng(0)
+    eng = sim.engines[0]
+    b, split_batches = eng.b, 0
+    while sim.advance() is not None:
+        D, pre, backlog = eng.n_dec, eng.pre_backlog, eng.backlog
+        cap = int(rng.choice([0, 1, 64, 256, b, 10 * b]))
+        sim.decide([int(k) for k in rng.permutation([0, 1])], decode_cap=cap)
+        x = pre - eng.pre_backlog  # prefill tokens of the batch just formed
+        m = backlog - eng.backlog - x  # decode tokens
+        assert x >= 0 and 0 <= m <= D and x + m <= b
+        if scheduler == "sarathi":  # chunked prefill: the batch is full or takes everything
+            assert x + m == min(b, D + pre)
+        assert m >= min(cap, D, b)
+        if cap == 0:
+            assert x == min(b, pre) if scheduler == "sarathi" else x <= b
+        if D and pre:
+            split_batches += 1
+    assert split_batches > 100
+    assert sum(e.stats.not_work_conserving for e in sim.engines) == 0
+
+
+def test_decode_cap_at_the_schedulers_own_rule_is_the_plain_run() -> None:
+    """Sarathi-Serve serves decode first: a cap of the whole budget changes nothing."""
+    from policyopt.envs.agent_network import llm_engine_network
+
+    net = llm_engine_network()
+    plain = NetworkSimulator(net, None, horizon=60.0, warmup=0.0, seed=2)
+    capped = NetworkSimulator(net, None, horizon=60.0, warmup=0.0, seed=2)
+    while (j := plain.advance()) is not None:
+        assert capped.advance() == j
+        plain.decide([0, 1])
+        capped.decide([0, 1], decode_cap=plain.engines[j].b)
+    assert capped.advance() is None
+    assert without_policy(capped.result().summary()) == without_policy(plain.result().summary())
+    with pytest.raises(ValueError, match="decode_cap"):
+        sim = NetworkSimulator(net, None, horizon=60.0, seed=2)
+        sim.advance()
+        sim.decide([0, 1], decode_cap=-1)

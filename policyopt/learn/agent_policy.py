@@ -9,12 +9,14 @@ of largest logit; legal classes only for MaskablePPO, and for PPO / A2C an illeg
 replaced by the legal class of smallest index, as the environment does), and returns that class
 first, the engine's other classes in maximum-pressure order. Decisions where at most one class
 has work (which the environment skips) take the maximum-pressure order without asking the model.
+A model trained with the budget-split action (``env.action: split`` in its ``config.json``)
+also gives the batch's decode cap (:meth:`AgentPolicy.decode_cap`), as the environment applies
+it.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +47,15 @@ def _model_file(path: Path) -> Path:
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of a model directory (``{}`` if absent); SpecError if corrupt."""
+    """The ``config.json`` of a model directory (``{}`` if absent); SpecError if corrupt.
+
+    For a ``.zip`` inside a training directory's ``checkpoints/`` or ``best/`` folder, the
+    training directory's ``config.json`` (so a checkpoint keeps its action layout)."""
     p = Path(path)
-    cfg_path = (p.parent if p.is_file() else p) / "config.json"
+    folder = p.parent if p.is_file() else p
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file() and p.is_file() and folder.name in ("checkpoints", "best"):
+        cfg_path = folder.parent / "config.json"
     if not cfg_path.is_file():
         return {}
     try:
@@ -144,22 +152,30 @@ class AgentPolicy(Policy):
         self.n_actions = int(act_space.n)
         self.actor = _NumpyMLP.from_policy(self.model.policy)
         self.max_pressure = MaxPressure()
-        self.scale: np.ndarray | None = None
+        self.scale: list[float] | None = None
         self.calls = 0  # decisions the model took
+        env_kwargs = self.config.get("env_kwargs") or {}
+        self.split_levels = (
+            int(env_kwargs.get("split_levels", 5)) if env_kwargs.get("action") == "split" else 1
+        )
+        self.splits = self.split_levels > 1
+        self._cap: int | None = None  # the decode cap of the decision just taken
 
     def bind(self, net: NetworkSpec) -> None:
-        """Check that the model fits ``net`` (observation ``3K + J + 1``, ``K`` actions)."""
+        """Check that the model fits ``net`` (observation ``3K + J``, ``K * L`` actions, ``L``
+        the split levels, 1 without a budget split)."""
         from policyopt.envs.agent_network import observation_scale
 
         topo = net.topology
         K, J = topo.n_classes, topo.n_engines
-        if (self.obs_size, self.n_actions) != (3 * K + J + 1, K):
+        L = self.split_levels
+        if (self.obs_size, self.n_actions) != (3 * K + J, K * L):
             trained_on = self.config.get("network", "another network")
             raise SpecError(
                 "policy",
                 f"{self.name} was trained for {trained_on} (observation size {self.obs_size}, "
                 f"{self.n_actions} actions), but {net.name} needs observation size "
-                f"{3 * K + J + 1} and {K} actions",
+                f"{3 * K + J} and {K * L} actions",
                 "evaluate it on the network it was trained for",
             )
         classes = self.config.get("classes")
@@ -187,30 +203,47 @@ class AgentPolicy(Policy):
             return policy.action_net(latent)[0].numpy()
 
     def act(self, obs: np.ndarray, mask: np.ndarray) -> int:
-        """The deterministic action for ``obs`` given the legal ``mask`` (as the env applies)."""
+        """The deterministic action for ``obs`` given the legal ``mask`` (over the ``K * L``
+        actions) as the env applies it: the largest logit among the legal actions (MaskablePPO)
+        or overall; an illegal one is replaced by the first legal class at ``level 0`` (the
+        caller applies the engine's own level, as the env does)."""
         logits = self.logits(obs)
         if self.masked:
             return int(np.argmax(np.where(mask, logits, -np.inf)))
         a = int(np.argmax(logits))
-        return a if mask[a] else int(np.flatnonzero(mask)[0])
+        return a if mask[a] else -1
 
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
+        self._cap = None
         order = self.max_pressure.order(engine, view) or []
         sim = view.simulator
         if sim is None:
             raise RuntimeError("AgentPolicy needs a NetworkSimulator's view (view.simulator)")
-        legal = sim.classes_with_work(engine)
-        if len(legal) < 2:
-            return order  # every order gives the same batch (the env does not ask here)
-        from policyopt.envs.agent_network import observation
+        from policyopt.envs.agent_network import observation, split_matters
 
+        legal = sim.classes_with_work(engine)
+        L = self.split_levels
+        if len(legal) < 2 and not (L > 1 and split_matters(sim, engine)):
+            return order  # every action gives the same batch (the env does not ask here)
         assert self.scale is not None, "bind() first"
-        horizon = sim.horizon if math.isfinite(sim.horizon) else 1.0
-        obs = observation(sim, engine, self.scale, horizon)
-        mask = np.zeros(self.n_actions, dtype=bool)
-        mask[legal] = True
-        a = self.act(obs, mask)
+        obs = observation(sim, engine, self.scale)
+        classes = np.zeros(self.n_actions // L, dtype=bool)
+        classes[legal or list(sim.engines[engine].classes)] = True
+        a = self.act(obs, np.repeat(classes, L) if L > 1 else classes)
+        eng = sim.engines[engine]
+        if a < 0:  # the env's replacement: the first legal class, the engine's own level
+            k, level = int(np.flatnonzero(classes)[0]), (L - 1 if eng.decode_first else 0)
+        else:
+            k, level = divmod(a, L)
+        if L > 1 and eng.llm:
+            self._cap = round(level * eng.b / (L - 1))
         self.calls += 1
-        order.remove(a)
-        order.insert(0, a)
+        order.remove(k)
+        order.insert(0, k)
         return order
+
+    def decode_cap(self, engine: int, view: NetworkView) -> int | None:
+        """The decode cap (tokens) of the decision :meth:`order` just took (``None`` without a
+        budget split, or when the model was not asked)."""
+        cap, self._cap = self._cap, None
+        return cap

@@ -8,7 +8,9 @@ legal mask and the class the heuristic puts first among the legal ones, and fits
 the stable-baselines3 policy to those actions by cross-entropy (plain torch on
 ``model.policy``) for a few epochs. Only the first class of the heuristic's order is imitated;
 the environment fills the rest of the order by maximum pressure, so the clone of a static
-priority is close to, not exactly, that priority.
+priority is close to, not exactly, that priority (exactly, at engines with two classes). With
+a budget-split action (``action="split"``) the heuristic's class is imitated at the engine's
+own split level (:meth:`~policyopt.envs.agent_network.AgentNetworkEnv.native_level`).
 """
 
 from __future__ import annotations
@@ -49,17 +51,17 @@ def collect(
         episodes += 1
         truncated = False
         while not truncated and len(act_l) < steps:
-            mask = base.action_masks()
+            legal = base.class_mask()
             sim, j = base.sim, base.engine
-            if j is None:
-                action = int(np.flatnonzero(mask)[0])
-            else:
+            first = int(np.flatnonzero(legal)[0])
+            if j is not None:
                 order = heuristic.order(j, sim.view)
                 if order is None:  # FCFS: the class of the oldest job here
                     order = sim._fcfs_order(sim.engines[j])
-                action = next((k for k in order if mask[k]), int(np.flatnonzero(mask)[0]))
+                first = next((k for k in order if legal[k]), first)
+            action = base.encode_action(first)  # with a budget split: the engine's own rule
             obs_l.append(np.asarray(obs, dtype=np.float32))
-            mask_l.append(mask)
+            mask_l.append(base.action_masks())
             act_l.append(action)
             obs, _, _, truncated, _ = env.step(action)
     return Demonstrations(

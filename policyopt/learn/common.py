@@ -21,17 +21,19 @@ DEFAULT_HYPERPARAMS: dict[str, Any] = {
         "random_init": False,
         "init_jobs": 20,
         "reward_scale": 1.0,
+        "action": "order",  # order: the class first; split: and a decode/prefill budget split
+        "split_levels": 5,  # budget-split levels with action: split
         "n_envs": 4,  # parallel environments
         "vec_env": "dummy",  # dummy (one process) or subproc (one process per env)
         "normalize_reward": True,  # VecNormalize on rewards only (observations are bounded)
     },
     "ppo": {
         "learning_rate": 3.0e-4,
-        "n_steps": 512,  # per env, per update
-        "batch_size": 256,
+        "n_steps": 1024,  # per env, per update
+        "batch_size": 512,
         "n_epochs": 10,
-        "gamma": 0.99,
-        "gae_lambda": 0.95,
+        "gamma": 0.999,  # about 1,000 decisions: some 70 simulated seconds on rybko-stolyar
+        "gae_lambda": 0.98,
         "clip_range": 0.2,
         "ent_coef": 0.0,
         "vf_coef": 0.5,

@@ -13,6 +13,8 @@ or file) or on a registered id such as ``policyopt/LLMEngine-v0``, and writes in
 ``eval/evaluations.npz``    SB3's periodic evaluations; ``learning_curve.csv`` the same as
                             mean holding cost per second
 ``best/best_model.zip``     the best model seen by the periodic evaluation
+``bc/``                     with a warm start: the behaviour-cloned model before any RL step
+                            (``model.zip``, ``config.json``), itself a policy (``ppo:DIR/bc``)
 ``tb/``                     TensorBoard logs, only when tensorboard is installed
 ==========================  ===================================================================
 """
@@ -36,7 +38,15 @@ from policyopt.errors import SpecError
 from policyopt.learn.common import algo_class, check_algo, is_env_id, load_hyperparams, make_env
 from policyopt.model.network import NetworkSpec
 
-ENV_KEYS = ("horizon", "load", "random_init", "init_jobs", "reward_scale")
+ENV_KEYS = (
+    "horizon",
+    "load",
+    "random_init",
+    "init_jobs",
+    "reward_scale",
+    "action",
+    "split_levels",
+)
 """The ``env`` hyperparameters passed to the environment (the others shape the vector env)."""
 
 
@@ -267,6 +277,11 @@ def train(
                 "seconds": time.perf_counter() - t0,
             }
             config["bc"] = bc_stats
+            # the clone before any RL step, a policy of its own (``ppo:OUT/bc``)
+            (out / "bc").mkdir(exist_ok=True)
+            model.save(str(out / "bc" / "model.zip"))
+            bc_config = {**config, "status": "behaviour cloning only", "timesteps": 0}
+            (out / "bc" / "config.json").write_text(json.dumps(bc_config, indent=2, default=str))
     probe.close()
 
     n = int(n_envs)

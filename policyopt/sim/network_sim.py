@@ -270,6 +270,7 @@ class NetworkSimulator:
         self.policy: Policy | None = None if policy is None else make_policy(policy)
         if self.policy is not None:
             self.policy.bind(net)
+        self.policy_splits = self.policy is not None and self.policy.splits
         self.policy_name = "external" if self.policy is None else self.policy.name
         self.pending: int | None = None  # external mode: the engine whose decision is pending
         self.finished = False  # the end-of-run bookkeeping is done
@@ -520,13 +521,17 @@ class NetworkSimulator:
 
         return sorted(eng.classes, key=oldest)
 
-    def _form_batch(self, eng: _Engine, order: Sequence[int] | None = None) -> None:
+    def _form_batch(
+        self, eng: _Engine, order: Sequence[int] | None = None, decode_cap: int | None = None
+    ) -> None:
         D, Q = eng.n_dec, eng.n_wait
         if D == 0 and Q == 0:
             eng.busy = False
             return
         if order is None:
             order = self._order(eng)
+            if self.policy_splits:
+                decode_cap = self.policy.decode_cap(eng.index, self.view)  # type: ignore[union-attr]
         b, kmax = eng.b, eng.kmax
         budget, slots = b, kmax
         served: list[tuple[int, int]] = []  # (class, decode tokens)
@@ -536,12 +541,14 @@ class NetworkSimulator:
             phases = "d" if D else "p"
         elif not eng.mixes:
             phases = "p" if Q else "d"
+        elif decode_cap is not None:  # a budget split: decode up to the cap, prefill, decode
+            phases = "Dpd"
         else:
             phases = "dp" if eng.decode_first else "pd"
         x = m = 0
         dec, wait, chunked = eng.dec, eng.wait, eng.chunks
         for phase in phases:
-            if phase == "d":  # one decode token per decoding job, classes in order
+            if phase == "d" and decode_cap is None:  # one decode token per decoding job
                 for k in order:
                     if budget <= 0 or slots <= 0:
                         break
@@ -550,6 +557,25 @@ class NetworkSimulator:
                         mk = min(nk, budget, slots)
                         served.append((k, mk))
                         m += mk
+                        budget -= mk
+                        slots -= mk
+                continue
+            if phase in "Dd":  # the split's two decode passes (the second tops classes up)
+                assert decode_cap is not None
+                limit = min(budget, decode_cap) if phase == "D" else budget
+                for k in order:
+                    if limit <= 0 or slots <= 0:
+                        break
+                    taken = next((t for c, t in served if c == k), 0)
+                    nk = len(dec[k]) - taken
+                    if nk:
+                        mk = min(nk, limit, slots)
+                        if taken:
+                            served = [(c, t + mk if c == k else t) for c, t in served]
+                        else:
+                            served.append((k, mk))
+                        m += mk
+                        limit -= mk
                         budget -= mk
                         slots -= mk
                 continue
@@ -781,14 +807,19 @@ class NetworkSimulator:
             self._finish()
         return j
 
-    def decide(self, order: Sequence[int] | None) -> None:
+    def decide(self, order: Sequence[int] | None, decode_cap: int | None = None) -> None:
         """External mode: apply ``order`` (class indices, first served first) at the pending
         engine: form its batch (LLM) or pick the job it serves (station), as policy mode does.
 
         Classes left out of ``order`` are not served by this batch (a way to study
         non-work-conserving choices); ``None`` orders the classes FCFS (by their oldest job).
+        ``decode_cap`` (tokens, LLM engines whose scheduler mixes prefill and decode; ignored
+        elsewhere) splits the token budget: decode tokens first up to the cap (one per
+        decoding job, classes in ``order``), then prefill fills the budget, then decoding fills
+        what prefill left, so the batch stays work-conserving. ``0`` is prefill first,
+        ``>= budget`` decode first (Sarathi-Serve's own rule); ``None`` keeps the scheduler's.
         Raises ``RuntimeError`` when no decision is pending and ``ValueError`` for a class the
-        engine does not serve.
+        engine does not serve or a negative cap.
         """
         j = self.pending
         if j is None:
@@ -802,10 +833,12 @@ class NetworkSimulator:
                 f"engine {self.topo.engines[j]!r} does not serve class(es) {bad}; "
                 f"its classes are {sorted(eng.classes)}"
             )
+        if decode_cap is not None and decode_cap < 0:
+            raise ValueError(f"decode_cap must be >= 0 tokens, got {decode_cap}")
         self.pending = None
         self.decisions += 1
         if eng.llm:
-            self._form_batch(eng, order)
+            self._form_batch(eng, order, decode_cap)
         else:
             self._station_decide(eng, order)
 
@@ -826,8 +859,17 @@ class NetworkSimulator:
         (station, 0 or 1); ``work``: remaining work, tokens (LLM: prefill and decode tokens
         not yet processed, as of the last batch formed) or seconds (station).
         """
-        waiting = np.zeros(self.topo.n_classes)
-        work = np.array(self.work_left)
+        flat = self.class_state_flat()
+        K = self.topo.n_classes
+        a = np.asarray(flat)
+        return a[:K], a[K : 2 * K], a[2 * K :]
+
+    def class_state_flat(self) -> list[float]:
+        """:meth:`class_state` as one Python list ``waiting + in_service + work`` (``3K``
+        floats): the environment's per-step read, without numpy's per-call overhead."""
+        waiting = [0.0] * self.topo.n_classes
+        work = list(self.work_left)
+        now = self.now
         for eng in self.engines:
             wait = eng.wait
             for k in eng.classes:
@@ -835,8 +877,9 @@ class NetworkSimulator:
             if not eng.llm and eng.current is not None:
                 k = eng.current.cls
                 waiting[k] -= 1  # the job in service heads its queue
-                work[k] -= self.now - eng.started
-        return waiting, self.jobs - waiting, work
+                work[k] -= now - eng.started
+        serving = [j - w for j, w in zip(self.jobs.tolist(), waiting, strict=True)]
+        return waiting + serving + work
 
     def job_seconds(self, t: float | None = None) -> np.ndarray:
         """Job-seconds per class accumulated in ``[warmup, t]`` (``t``: now, capped at the
@@ -844,6 +887,24 @@ class NetworkSimulator:
         t = min(self.now if t is None else t, self.horizon)
         lo = np.maximum(self.last_change, self.warmup)
         return self.area + self.jobs * np.maximum(t - lo, 0.0)
+
+    def cost_so_far(self, weights: Sequence[float]) -> tuple[float, float]:
+        """``(sum(job_seconds()), weights . job_seconds())`` as Python floats: job-seconds and
+        weighted job-seconds (``weights``: holding cost per job-second of each class) in
+        ``[warmup, now]``; the environment's per-step read of :meth:`job_seconds`."""
+        t = self.now if self.now < self.horizon else self.horizon
+        w0 = self.warmup
+        total = cost = 0.0
+        for a, n, lo, h in zip(
+            self.area.tolist(), self.jobs.tolist(), self.last_change.tolist(), weights, strict=True
+        ):
+            if lo < w0:
+                lo = w0
+            if t > lo:
+                a += n * (t - lo)
+            total += a
+            cost += h * a
+        return total, cost
 
     def add_jobs(self, counts: Sequence[int]) -> None:
         """Put ``counts[k]`` jobs into class ``k`` now (an initial state; before advancing).

@@ -1,0 +1,62 @@
+"""End-to-end smoke runs of the long experiment scripts (tiny budgets; the full runs are in
+experiments/README.md). Each run checks the files the script promises and their numbers."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_static_priorities_cover_every_per_engine_order() -> None:
+    learn = load_script("learn_network")
+    names = learn.static_priorities("fork-join")  # 2 classes on one engine, 3 on the other
+    assert len(names) == len(set(names)) == 2 * 6
+    assert "priority:planner>summarizer>search>code>math" in names
+
+
+def test_learn_network_smoke(tmp_path: Path) -> None:
+    learn = load_script("learn_network")
+    out = tmp_path / "learn"
+    argv = ["--timesteps", "2048", "--eval-horizon", "120", "--search-horizon", "120"]
+    argv += ["--seeds", "0", "--val-seeds", "7", "--val-horizon", "60", "--curve-points", "2"]
+    assert learn.main([*argv, "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    best = result["best_priority"]
+    assert result["bc"] == best and best.startswith("priority:")
+    # the search kept the least mean number in system
+    with (out / "priorities.csv").open() as fh:
+        scores = {r["policy"]: float(r["mean_jobs"]) for r in csv.DictReader(fh)}
+    assert len(scores) == 4 and min(scores, key=scores.__getitem__) == best
+    # validation: the warm start (step 0), the checkpoints, the final model; the least is kept
+    curve = result["curve"]
+    steps = [c[0] for c in curve]
+    assert steps[0] == 0 and steps == sorted(steps) and steps[-1] == result["timesteps"]
+    pick = min(range(len(curve)), key=lambda i: curve[i][1])
+    assert result["selected_steps"] == steps[pick]
+    rows = {r["policy"]: r for r in result["summary"]}
+    final = f"ppo:{out / 'ppo'}"
+    assert {"max-pressure", "fluid", best, f"ppo:{out / 'ppo' / 'bc'}", final} <= set(rows)
+    assert result["selected"] in rows
+    base = min(rows[p]["mean_jobs"] for p in ("max-pressure", "fluid", best))
+    assert result["gap_final"] == pytest.approx(rows[final]["mean_jobs"] / base - 1.0)
+    for name in ("report.md", "learning_curve.png", "curve.csv", "evaluate.csv", "summary.csv"):
+        assert (out / name).stat().st_size > 0
+    with pytest.raises(SystemExit):  # validation and test seeds must differ
+        learn.main(["--seeds", "0", "--val-seeds", "0", "--out", str(out)])
