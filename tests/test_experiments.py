@@ -60,3 +60,11 @@ def test_learn_network_smoke(tmp_path: Path) -> None:
         assert (out / name).stat().st_size > 0
     with pytest.raises(SystemExit):  # validation and test seeds must differ
         learn.main(["--seeds", "0", "--val-seeds", "0", "--out", str(out)])
+
+    # the summary script turns the run into the results table and copies its curve
+    summary = load_script("learn_summary")
+    written = summary.summarize([out], tmp_path / "results")
+    table = (tmp_path / "results" / "learn_rybko-stolyar.md").read_text()
+    assert tmp_path / "results" / "learn_rybko-stolyar_learn.png" in written
+    assert f"| {best} | {rows[best]['mean_jobs']:.1f} [" in table and "| +0.0% |" in table
+    assert f"PPO, warm start `{best}`, seed 0: final | {rows[final]['mean_jobs']:.1f}" in table
