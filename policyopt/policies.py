@@ -139,9 +139,11 @@ class MaxPressure(Policy):
 
     def __init__(self) -> None:
         self.successors: list[list[tuple[int, float]]] | None = None
+        self._rate: list[float] | None = None  # view.rate as Python floats, set at first use
 
     def bind(self, net: NetworkSpec) -> None:
         self.successors = self._successors(net.topology)
+        self._rate = None
 
     @staticmethod
     def _successors(topo: Topology) -> list[list[tuple[int, float]]]:
@@ -152,16 +154,18 @@ class MaxPressure(Policy):
         return succ
 
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
-        z = view.jobs
-        rate = view.rate
+        # Python floats: the same IEEE arithmetic as on numpy scalars, without their overhead
+        z = view.jobs.tolist()
         if self.successors is None:
             self.successors = self._successors(view.topology)
-        succ = self.successors
-        pressure = {
-            k: rate[k] * (z[k] - sum(p * z[l_] for l_, p in succ[k]))
+        if self._rate is None:
+            self._rate = view.rate.tolist()
+        succ, rate = self.successors, self._rate
+        ranked = sorted(
+            (-rate[k] * (z[k] - sum(p * z[l_] for l_, p in succ[k])), k)
             for k in view.classes_at[engine]
-        }
-        return sorted(pressure, key=lambda k: (-pressure[k], k))
+        )
+        return [k for _, k in ranked]
 
 
 class FluidTracking(Policy):

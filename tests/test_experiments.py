@@ -68,3 +68,27 @@ def test_learn_network_smoke(tmp_path: Path) -> None:
     assert tmp_path / "results" / "learn_rybko-stolyar_learn.png" in written
     assert f"| {best} | {rows[best]['mean_jobs']:.1f} [" in table and "| +0.0% |" in table
     assert f"PPO, warm start `{best}`, seed 0: final | {rows[final]['mean_jobs']:.1f}" in table
+
+
+@pytest.mark.slow
+def test_ppo_learns_on_rybko_stolyar(tmp_path: Path) -> None:
+    """The learning benchmark, shortened (about 3 minutes): from a random start PPO beats
+    maximum pressure by a wide margin within 100,000 steps, and cloned from the best static
+    priority it stays within the issue's 5% of it (experiments/README.md has the full runs)."""
+    learn = load_script("learn_network")
+    common = ["--timesteps", "100000", "--curve-points", "4", "--seeds", "0,1"]
+    common += ["--eval-horizon", "1800", "--val-horizon", "900", "--search-horizon", "1800"]
+
+    out = tmp_path / "none"
+    assert learn.main([*common, "--bc", "none", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    rows = {r["policy"]: r for r in result["summary"]}
+    selected = rows[result["selected"]]
+    # 1,800 s runs can leave the verdict inconclusive; growing queues would make it unstable
+    assert selected["verdict"] != "unstable"
+    assert selected["mean_jobs"] < 0.9 * rows["max-pressure"]["mean_jobs"]
+
+    out = tmp_path / "best"
+    assert learn.main([*common, "--bc", "best-priority", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["gap_selected"] <= 0.05 and result["gap_final"] <= 0.05
