@@ -204,9 +204,9 @@ class AgentPolicy(Policy):
 
     def act(self, obs: np.ndarray, mask: np.ndarray) -> int:
         """The deterministic action for ``obs`` given the legal ``mask`` (over the ``K * L``
-        actions) as the env applies it: the largest logit among the legal actions (MaskablePPO)
-        or overall; an illegal one is replaced by the first legal class at ``level 0`` (the
-        caller applies the engine's own level, as the env does)."""
+        actions): the largest logit among the legal actions (MaskablePPO) or overall (PPO,
+        A2C), and ``-1`` when that one is illegal; :meth:`order` then applies the env's
+        replacement (the first legal class, at the engine's own split level)."""
         logits = self.logits(obs)
         if self.masked:
             return int(np.argmax(np.where(mask, logits, -np.inf)))
