@@ -437,27 +437,10 @@ class LLMEngineEnv(AgentNetworkEnv):
     first). Every level gives a work-conserving batch.
     """
 
-    def __init__(
-        self,
-        horizon: float = 300.0,
-        load: float | None = 0.9,
-        random_init: bool = False,
-        init_jobs: int = 20,
-        reward_scale: float = 1.0,
-        skip_trivial: bool = True,
-        render_mode: str | None = None,
-        action: str = "order",
-        split_levels: int = 5,
-    ) -> None:
-        super().__init__(
-            llm_engine_network(),
-            horizon=horizon,
-            load=load,
-            random_init=random_init,
-            init_jobs=init_jobs,
-            reward_scale=reward_scale,
-            skip_trivial=skip_trivial,
-            render_mode=render_mode,
-            action=action,
-            split_levels=split_levels,
-        )
+    def __init__(self, horizon: float = 300.0, load: float | None = 0.9, **kwargs: Any) -> None:
+        """``kwargs``: the other arguments of :class:`AgentNetworkEnv` (``random_init``,
+        ``init_jobs``, ``reward_scale``, ``skip_trivial``, ``render_mode``, ``action``,
+        ``split_levels``), with the same defaults."""
+        if "network" in kwargs:
+            raise TypeError("LLMEngineEnv has its own network; use AgentNetworkEnv for another")
+        super().__init__(llm_engine_network(), horizon=horizon, load=load, **kwargs)
