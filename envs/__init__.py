@@ -1,4 +1,4 @@
-"""Gymnasium environments over the network simulator (DESIGN section 6, ``docs/envs.md``).
+"""Gymnasium environments over the network simulator (``docs/envs.md``).
 
 Importing this package registers (once; importing again is harmless):
 

@@ -1,4 +1,4 @@
-"""Gymnasium environments over the network simulator (DESIGN section 6, issue 4).
+"""Gymnasium environments over the network simulator (``docs/envs.md``).
 
 :class:`AgentNetworkEnv` (``policyopt/AgentNetwork-v0``) lets an agent take the decisions of
 :class:`~policyopt.sim.network_sim.NetworkSimulator` in external mode;

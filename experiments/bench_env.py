@@ -11,8 +11,8 @@ timed twice:
   env steps per wall second (epochs where at most one class has work are taken automatically
   and are not steps, so there are fewer steps than simulator decisions).
 
-``overhead`` is the env's wall time over the simulator's for the same simulated run (issue 4
-targets under 2x); ``rate ratio`` is decisions/s over steps/s. Best of ``--repeat`` runs of
+``overhead`` is the env's wall time over the simulator's for the same simulated run (the
+target is under 2x); ``rate ratio`` is decisions/s over steps/s. Best of ``--repeat`` runs of
 each, the env and simulator runs alternating so that both meet the same machine load.
 
 A second table gives the throughput a trainer sees: ``rybko-stolyar`` episodes stepped with

@@ -5,8 +5,8 @@ the time to build and validate the spec, to solve the traffic equations, the fir
 (including CVXPY's compilation of the parametrized problem), and re-solves with new arrival
 rates (the compiled problem is reused: only the ``Parameter`` values change). Re-solve times
 are the median and 90th percentile of ``--repeat`` solves, each with freshly drawn workflow
-rates; ``in HiGHS`` is the part spent inside the solver. The target of issue 3 is a re-solve
-of the 1,000-class LP under 50 ms. ``--fluid`` adds the fluid LP (``--periods`` periods of one
+rates; ``in HiGHS`` is the part spent inside the solver. The target is a re-solve of the
+1,000-class LP under 50 ms. ``--fluid`` adds the fluid LP (``--periods`` periods of one
 second) from random states, for sizes up to ``--fluid-max-classes`` (default 100).
 
 A random network: ``K // 10`` LLM engines (token budgets 256..2048, the default staircase batch

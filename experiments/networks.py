@@ -1,4 +1,4 @@
-"""Network experiments of issue 3: Rybko-Stolyar, fork-join and replicated engines.
+"""Network experiments: Rybko-Stolyar, fork-join and replicated engines (``docs/networks.md``).
 
 * Rybko-Stolyar agent network at nominal load 0.9 per engine: exit priority, the reversed
   (entry) priority, maximum pressure, fluid tracking and FCFS on the same arrivals.

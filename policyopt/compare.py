@@ -33,7 +33,7 @@ from policyopt.sim import EngineResult, simulate
 from policyopt.solvers.capacity import Capacity, capacity
 
 DEFAULT_SCHEDULERS: tuple[str, ...] = ("fastertransformer", "vllm", "orca", "sarathi")
-"""The four schedulers of the paper (DESIGN 2.1)."""
+"""The four schedulers of the paper (Li, Dai, Peng, arXiv 2504.07347; ``docs/schedulers.md``)."""
 
 DEFAULT_LOADS: tuple[float, ...] = (0.6, 0.8, 0.9, 0.95, 1.05, 1.1)
 """Default loads, multiples of ``lambda*``: four below the boundary, two above it."""

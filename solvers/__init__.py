@@ -1,6 +1,24 @@
-"""Capacity computations and (later) CVXPY linear programs; they read the model only."""
+"""Capacity computations and CVXPY linear programs; they read the model only.
 
-from policyopt.solvers.capacity import Capacity, budget_sweep, capacity, token_capacity
+Modules, each importing only those above it:
+
+* :mod:`~policyopt.solvers.capacity`: single-engine capacity (no CVXPY unless ``max_seqs``);
+* :mod:`~policyopt.solvers.traffic`: traffic equations, engine capacities, nominal loads;
+* :mod:`~policyopt.solvers.lp`: choosing an LP solver, a checked solve, :class:`LPError`;
+* :mod:`~policyopt.solvers.batch_size_region`: the batch-size region LP of one engine;
+* :mod:`~policyopt.solvers.static_planning`, :mod:`~policyopt.solvers.fluid_lp`: network LPs.
+
+(``capacity`` loads ``batch_size_region`` inside the functions that need it, so that importing
+the capacity and traffic modules does not import CVXPY.)
+"""
+
+from policyopt.solvers.capacity import (
+    Capacity,
+    budget_sweep,
+    capacity,
+    llm_capacity,
+    token_capacity,
+)
 from policyopt.solvers.traffic import (
     Traffic,
     class_rates,
@@ -15,15 +33,16 @@ _LAZY = {
     "FluidLP": "fluid_lp",
     "FluidPlan": "fluid_lp",
     "fluid_plan": "fluid_lp",
-    "BatchRegionLP": "static_planning",
-    "LPError": "static_planning",
-    "RegionPoint": "static_planning",
+    "LPError": "lp",
+    "choose_solver": "lp",
+    "solve_checked": "lp",
+    "BatchRegionLP": "batch_size_region",
+    "RegionPoint": "batch_size_region",
+    "batch_configurations": "batch_size_region",
+    "batch_region": "batch_size_region",
+    "ray_capacity": "batch_size_region",
     "StaticPlan": "static_planning",
     "StaticPlanningLP": "static_planning",
-    "batch_configurations": "static_planning",
-    "batch_region": "static_planning",
-    "choose_solver": "static_planning",
-    "ray_capacity": "static_planning",
     "static_plan": "static_planning",
 }
 
@@ -54,8 +73,10 @@ __all__ = [
     "class_rates",
     "engine_capacity",
     "fluid_plan",
+    "llm_capacity",
     "ray_capacity",
     "routing_matrix",
+    "solve_checked",
     "spectral_radius",
     "static_plan",
     "token_capacity",

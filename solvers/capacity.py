@@ -12,7 +12,10 @@ rate ``lambda (m_p + m_d) - mu``.
 For the ``affine`` batch-time model ``t`` depends on the prefill/decode mix; the capacity uses
 the workload's mix (prefill share ``m_p / (m_p + m_d)``) and no KV-read term, which is an upper
 bound on the capacity when ``ckv > 0``. With ``max_seqs`` the capacity comes from the
-batch-size region LP along the workload's mix (:func:`capacity`).
+batch-size region LP along the workload's mix (:mod:`policyopt.solvers.batch_size_region`).
+
+The formula itself lives with the engine (:meth:`policyopt.model.engine.EngineSpec.token_capacity`);
+this module adds the workload, the request-slot limit and the budget sweep.
 """
 
 from __future__ import annotations
@@ -21,17 +24,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from policyopt.model.batch_time import AffineBatchTime
 from policyopt.model.engine import EngineSpec
 from policyopt.model.workload import Workload
 
 
 def batch_seconds(engine: EngineSpec, n: np.ndarray, prefill_share: float = 0.5) -> np.ndarray:
-    """Time in seconds of batches of ``n`` tokens on ``engine`` (vectorized)."""
-    bt = engine.batch_time
-    if isinstance(bt, AffineBatchTime):
-        return bt.seconds_for_tokens(n, prefill_share)
-    return bt.seconds_for_tokens(n)
+    """Seconds of batches of ``n`` tokens on ``engine``: :meth:`EngineSpec.batch_seconds`."""
+    return engine.batch_seconds(n, prefill_share)
 
 
 @dataclass(frozen=True)
@@ -61,34 +60,46 @@ class Capacity:
 def token_capacity(engine: EngineSpec, prefill_share: float = 0.5) -> tuple[float, int]:
     """``(mu, n*)``: the largest ``n / t(n)`` over ``1 <= n <= b`` in tokens/s, and its ``n``.
 
-    Ties go to the smallest ``n``.
+    Ties go to the smallest ``n``. :meth:`EngineSpec.token_capacity`; ``max_seqs`` is not
+    applied (:func:`llm_capacity` applies it).
     """
-    n = np.arange(1, engine.token_budget + 1)
-    rate = n / batch_seconds(engine, n, prefill_share)
-    best = int(np.argmax(rate))
-    return float(rate[best]), int(n[best])
+    return engine.token_capacity(prefill_share)
+
+
+def llm_capacity(engine: EngineSpec, prefill_share: float = 0.5) -> float:
+    """``mu`` of an LLM engine in tokens/s at the given prefill share of its tokens.
+
+    Without ``max_seqs``, the token capacity (:func:`token_capacity`); with it, the largest
+    token rate along that prefill/decode mix inside the batch-size region
+    (:func:`policyopt.solvers.batch_size_region.ray_capacity`, an LP: CVXPY is loaded only then).
+    """
+    if engine.max_seqs is None:
+        return engine.token_capacity(prefill_share)[0]
+    from policyopt.solvers.batch_size_region import ray_capacity  # loads CVXPY
+
+    return ray_capacity(engine, prefill_share)
 
 
 def capacity(engine: EngineSpec, workload: Workload) -> Capacity:
     """Capacity of ``engine`` for ``workload`` (see the module docstring).
 
     With ``max_seqs`` the request-slot limit can bind: ``mu`` is then the largest token rate
-    along the workload's prefill/decode mix inside the batch-size capacity region (DESIGN
-    2.2; an LP over time-sharing of batch configurations, solved with CVXPY), and
+    along the workload's prefill/decode mix inside the batch-size capacity region (an LP over
+    time-sharing of batch configurations, solved with CVXPY: ``docs/capacity.md``), and
     ``best_batch``/``batch_ms`` describe the configuration the optimal time-sharing uses most.
     """
     mp, md = workload.mean_prompt(), workload.mean_output()
     share = mp / (mp + md)
     if engine.max_seqs is not None:
-        from policyopt.solvers.static_planning import batch_region
+        from policyopt.solvers.batch_size_region import batch_region  # loads CVXPY
 
         point = batch_region(engine, share, 1.0 - share)
         mu = float(point.theta)
         x, y, _, ms, _ = max(point.corners, key=lambda c: c[4])
         best, t_best = int(x + y), ms / 1000.0
     else:
-        mu, best = token_capacity(engine, share)
-        t_best = float(batch_seconds(engine, np.array([best]), share)[0])
+        mu, best = engine.token_capacity(share)
+        t_best = float(engine.batch_seconds(np.array([best]), share)[0])
     lam_star = mu / (mp + md)
     return Capacity(
         token_budget=engine.token_budget,

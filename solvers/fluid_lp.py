@@ -1,4 +1,4 @@
-"""The fluid control LP (DESIGN section 4): a discretized fluid model over a horizon.
+"""The fluid control LP: a discretized fluid model of a network over a horizon.
 
 State ``q_k`` = fluid content of class ``k`` (jobs waiting or in service). Control: the work
 rate ``x_kj >= 0`` given to class ``k`` at engine ``j`` (eligible pairs; tokens/s at an LLM
@@ -7,16 +7,18 @@ then completes ``c_k = sum_j x_kj / w_k`` jobs/s, and the fluid moves as
 
     q(t + dt) = q(t) + dt * (alpha + (P^T - I) c(t)),     q >= 0
 
-(``P`` the routing matrix with fork multiplicities; this is the DESIGN's ``alpha - R u`` with
-``R = (I - P^T) diag(mu / w)`` and ``u`` the capacity fractions). Over ``T = horizon / step``
-periods the LP minimizes the holding cost ``sum_t sum_k h_k q_k(t) * step`` (each period
-charged at its end), starting from the current state ``q0``. A fluid-tracking policy re-solves
-it from the observed state and follows the first period's allocation.
+(``P`` the routing matrix with fork multiplicities; in the usual fluid-model notation the drift
+is ``alpha - R u`` with ``R = (I - P^T) diag(mu / w)`` and ``u`` the capacity fractions). Over
+``T = horizon / step`` periods the LP minimizes the holding cost
+``sum_t sum_k h_k q_k(t) * step`` (each period charged at its end), starting from the current
+state ``q0``. A fluid-tracking policy re-solves it from the observed state and follows the first
+period's allocation.
 
 The LP is compiled once with CVXPY ``Parameter`` objects for ``q0``, ``alpha`` and ``mu``, so a
 re-solve from a new state does not recompile. A join is modelled linearly: the join class gains
 ``1/n`` job per branch completion of an ``n``-branch fork (exact in the mean; the fluid model
-does not hold finished branches back while their siblings run).
+does not hold finished branches back while their siblings run). ``docs/networks.md`` (fluid
+control LP) has an example; ``docs/policies.md`` the policy that follows it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 from scipy import sparse
 
 from policyopt.model.network import NetworkSpec
-from policyopt.solvers.static_planning import LPError, choose_solver, solve_checked
+from policyopt.solvers.lp import LPError, choose_solver, solve_checked
 from policyopt.solvers.traffic import Traffic, traffic
 
 

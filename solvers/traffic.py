@@ -1,4 +1,4 @@
-"""Traffic equations, engine capacities and nominal loads of a network (DESIGN section 3).
+"""Traffic equations, engine capacities and nominal loads of a network (``docs/networks.md``).
 
 With ``alpha`` the exogenous arrival rates (requests/s into each workflow's entry class) and
 ``P`` the routing matrix (``P[k, l]`` = expected jobs sent to class ``l`` when a job of class
@@ -11,12 +11,12 @@ job per fork), the class rates solve
 which has a finite nonnegative solution for every ``alpha`` exactly when the spectral radius
 of ``P`` is below one (the network spec refuses any other routing).
 
-Capacity ``mu_j`` of an engine: an LLM engine's token capacity ``max_{n <= b} n / t(n)``
-tokens/s (Theorem 2 of Li, Dai, Peng; :func:`policyopt.solvers.capacity.token_capacity`), with
-the batch time evaluated at the engine's nominal prefill share (this matters only for the
-``affine`` model); with ``max_seqs`` the capacity along the engine's nominal prefill/decode
-mix from the batch-size region LP (:mod:`policyopt.solvers.static_planning`). A station's
-capacity is 1 (one second of work per second).
+Capacity ``mu_j`` of an engine (:func:`policyopt.solvers.capacity.llm_capacity`): an LLM
+engine's token capacity ``max_{n <= b} n / t(n)`` tokens/s (Theorem 2 of Li, Dai, Peng, arXiv
+2504.07347), with the batch time evaluated at the engine's nominal prefill share (this matters
+only for the ``affine`` model); with ``max_seqs`` the capacity along the engine's nominal
+prefill/decode mix from the batch-size region LP (:mod:`policyopt.solvers.batch_size_region`).
+A station's capacity is 1 (one second of work per second).
 
 Nominal load of engine ``j``: ``sum_k lambda_k w_k s_kj / mu_j`` with ``w_k`` the mean work of
 class ``k`` (tokens or seconds) and ``s_kj`` the share of class ``k`` sent to engine ``j``:
@@ -35,7 +35,7 @@ from scipy.sparse.linalg import spsolve
 
 from policyopt.model.network import LLMEngine, NetworkSpec, Topology
 from policyopt.model.network import spectral_radius as _spectral_radius
-from policyopt.solvers.capacity import token_capacity
+from policyopt.solvers.capacity import llm_capacity
 
 
 def routing_matrix(net: NetworkSpec | Topology) -> sparse.csr_matrix:
@@ -79,12 +79,7 @@ def engine_capacity(engine: LLMEngine | object, prefill_share: float = 0.5) -> f
     """``mu_j``: tokens/s of an LLM engine (see the module docstring), 1.0 for a station."""
     if not isinstance(engine, LLMEngine):
         return 1.0
-    spec = engine.engine_spec()
-    if engine.max_seqs is None:
-        return token_capacity(spec, prefill_share)[0]
-    from policyopt.solvers.static_planning import ray_capacity  # circular at import time
-
-    return ray_capacity(spec, prefill_share)
+    return llm_capacity(engine.engine_spec(), prefill_share)
 
 
 def _even_split(topo: Topology, mu: np.ndarray) -> np.ndarray:

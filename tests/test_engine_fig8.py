@@ -1,4 +1,4 @@
-"""DESIGN's Fig. 8 worked example, batch by batch, for all four schedulers.
+"""The paper's Fig. 8 worked example, batch by batch, for all four schedulers.
 
 Requests A, B, C are decoding with 2, 4 and 3 decode tokens left; D and E each have one
 prefill and one decode token and arrive during the first batch.
@@ -21,7 +21,7 @@ EXPECTED = {
 
 
 def render(rec) -> str:
-    """A batch as DESIGN writes it: decode tokens first (Xd), then prefill tokens (Xp)."""
+    """A batch as a string: decode tokens first (Xd), then prefill tokens (Xp)."""
     dec = [f"{NAMES[i]}d" for i in rec.decode]
     pre = [f"{NAMES[i]}p" * 1 for i, c in rec.prefill for _ in range(c)]
     return " ".join(sorted(dec) + pre)
@@ -38,7 +38,7 @@ def test_fig8(scheduler: str, budget: int) -> None:
         start_decoding=3,
     )
     got = [render(r) for r in sim.batches]
-    # the engine-level view in DESIGN lists decode tokens before prefill tokens in each batch
+    # EXPECTED lists tokens alphabetically, as docs/schedulers.md does; render() puts decodes first
     want = [
         " ".join(sorted(b.split(), key=lambda s: (s[1] != "d", s)))
         for b in EXPECTED[(scheduler, budget)]

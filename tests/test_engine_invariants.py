@@ -201,7 +201,7 @@ def test_checker_matches_brute_force_with_max_seqs(scheduler: str) -> None:
 
 
 def test_fig8_witnesses_for_non_work_conserving_schedulers() -> None:
-    """vLLM and FasterTransformer leave budget unused while work waits (DESIGN Fig. 8)."""
+    """vLLM and FasterTransformer leave budget unused while work waits (the paper's Fig. 8)."""
     counts = {}
     for name, budget in [("vllm", 4), ("fastertransformer", 4), ("orca", 5), ("sarathi", 4)]:
         sim = run_requests(

@@ -1,4 +1,4 @@
-"""The Gymnasium environments (envs/, DESIGN section 6, issue 4).
+"""The Gymnasium environments (envs/, ``docs/envs.md``).
 
 Checked: Gymnasium's ``check_env``; an episode is a function of the seed and the actions;
 action masks are never all false and illegal actions are mapped and reported; episodes end by

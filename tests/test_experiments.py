@@ -74,7 +74,7 @@ def test_learn_network_smoke(tmp_path: Path) -> None:
 def test_ppo_learns_on_rybko_stolyar(tmp_path: Path) -> None:
     """The learning benchmark, shortened (about 3 minutes): from a random start PPO beats
     maximum pressure by a wide margin within 100,000 steps, and cloned from the best static
-    priority it stays within the issue's 5% of it (experiments/README.md has the full runs)."""
+    priority it stays within 5% of it (experiments/README.md has the full runs)."""
     learn = load_script("learn_network")
     common = ["--timesteps", "100000", "--curve-points", "4", "--seeds", "0,1"]
     common += ["--eval-horizon", "1800", "--val-horizon", "900", "--search-horizon", "1800"]

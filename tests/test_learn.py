@@ -1,4 +1,4 @@
-"""Training, warm start, the agent policy and the evaluation harness (issue 4).
+"""Training, warm start, the agent policy and the evaluation harness (``docs/learning.md``).
 
 Fast by design (small networks, few thousand steps, short horizons, CPU): the whole file runs
 in well under a minute on two cores. Long benchmarks live in experiments/ and are marked slow.

@@ -1,25 +1,23 @@
-"""Traffic equations and the LPs of issue 3: static planning, batch-size region, fluid control."""
+"""Traffic equations and the LPs: static planning, batch-size region, fluid control."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from policyopt.model import EngineSpec, NetworkSpec, build, get_network
-from policyopt.solvers.capacity import token_capacity
+from policyopt.model import EngineSpec, LLMEngine, NetworkSpec, build, get_network
+from policyopt.model.networks_library import _llm_mu
+from policyopt.solvers.batch_size_region import BatchRegionLP, batch_configurations, ray_capacity
+from policyopt.solvers.capacity import llm_capacity, token_capacity
 from policyopt.solvers.fluid_lp import FluidLP
-from policyopt.solvers.static_planning import (
-    BatchRegionLP,
-    LPError,
-    StaticPlanningLP,
-    batch_configurations,
-    ray_capacity,
-    static_plan,
-)
+from policyopt.solvers.lp import LPError
+from policyopt.solvers.static_planning import StaticPlanningLP, static_plan
 from policyopt.solvers.traffic import class_rates, engine_capacity, traffic
 
 FIXED_ROUTING = [
@@ -383,6 +381,25 @@ def test_max_seqs_lowers_an_engine_capacity() -> None:
     assert share == pytest.approx(129 / 241, rel=1e-9)
     assert tr.mu[0] == pytest.approx(ray_capacity(EngineSpec(max_seqs=16), share), rel=1e-12)
     assert engine_capacity(limited.engines["e"], share) == pytest.approx(tr.mu[0])
+    assert llm_capacity(EngineSpec(max_seqs=16), share) == pytest.approx(tr.mu[0], rel=1e-12)
+
+
+def test_one_capacity_formula_for_the_library_and_the_solvers() -> None:
+    """The library's rates and the solvers' capacities come from EngineSpec.token_capacity."""
+    engine = EngineSpec()
+    assert _llm_mu(LLMEngine()) == token_capacity(engine)[0] == engine.token_capacity()[0]
+    assert llm_capacity(engine, 0.3) == token_capacity(engine, 0.3)[0]
+    assert traffic(get_network("rybko-stolyar")).mu[0] == engine.token_capacity()[0]
+
+
+def test_capacity_and_traffic_load_without_cvxpy() -> None:
+    """The LP modules load CVXPY; the model, capacity and traffic modules do not."""
+    code = (
+        "import sys, policyopt.model, policyopt.solvers, policyopt.solvers.traffic; "
+        "print('cvxpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The network simulator: stability of the library networks under the network policies.
 
-Theory checked: the Rybko-Stolyar agent network (DESIGN section 3) at nominal load 0.9 per
+Theory checked: the Rybko-Stolyar agent network (``docs/networks.md``) at nominal load 0.9 per
 engine diverges under exit priority (its two long classes form a virtual station at load 1.4)
 and stays stable under the reversed priority and maximum pressure; fork-join under
 work-conserving FCFS is stable at 0.9 of the LP boundary and unstable at 1.1; the classic

@@ -1,4 +1,4 @@
-"""The network specification: format, topology, validation rules, library (issue 3)."""
+"""The network specification: format, topology, validation rules, library (``docs/networks.md``)."""
 
 from __future__ import annotations
 

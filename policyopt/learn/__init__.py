@@ -1,5 +1,5 @@
 """Learned schedulers: train stable-baselines3 agents on the Gymnasium environments and judge
-them against the designed policies (``docs/learning.md``, issue 4).
+them against the designed policies (``docs/learning.md``).
 
 * :mod:`policyopt.learn.train`: :func:`~policyopt.learn.train.train` (PPO, A2C, MaskablePPO),
   checkpoints, resume, a ``model.zip`` and a ``config.json``;

@@ -116,7 +116,7 @@ class LLMEngine(_Spec):
 
 
 class Station(_Spec):
-    """A classic single-server station (DESIGN section 8): serves one job at a time.
+    """A classic single-server station (``docs/networks.md``): serves one job at a time.
 
     Its capacity is one second of work per second, so a class with mean service time ``m``
     seconds and rate ``lambda`` puts a nominal load ``lambda * m`` on it.

@@ -18,8 +18,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from policyopt.errors import SpecError
 from policyopt.model.config import build
 from policyopt.model.network import LLMEngine, NetworkSpec, load_network
@@ -54,14 +52,12 @@ NETWORKS: list[tuple[str, str]] = [
 
 
 def _llm_mu(engine: LLMEngine) -> float:
-    """``max_{n <= b} n / t(n)`` tokens/s of a staircase/piecewise engine (to set rates).
+    """``mu = max_{n <= b} n / t(n)`` tokens/s of ``engine`` (to set the library's rates).
 
-    The solver layer computes capacities for every batch-time model
-    (:func:`policyopt.solvers.capacity.token_capacity`); the library only needs it for the
-    default staircase engine, to place its networks at load 0.9.
+    :meth:`policyopt.model.engine.EngineSpec.token_capacity`, the one implementation the solvers
+    use as well.
     """
-    n = np.arange(1, engine.token_budget + 1)
-    return float(np.max(n / engine.batch_time.seconds_for_tokens(n)))
+    return engine.engine_spec().token_capacity()[0]
 
 
 def _const(tokens: int) -> dict[str, Any]:
@@ -77,7 +73,7 @@ def _poisson(rate: float) -> dict[str, Any]:
 
 
 def rybko_stolyar() -> NetworkSpec:
-    """The Rybko–Stolyar-type agent network of DESIGN section 3 (paper §5.4).
+    """The Rybko–Stolyar-type agent network (the paper's §5.4).
 
     Two LLM engines ``e1``, ``e2`` (default engine, ``mu`` ~ 3342.9 tokens/s each). Agent type A
     does a short task ``A1`` at ``e1`` (128 prompt + 32 output tokens = 160) and then a long task
@@ -91,7 +87,8 @@ def rybko_stolyar() -> NetworkSpec:
     time (while ``e1`` works on ``B2``, it starves ``A1``, which is what feeds ``A2``), so they
     form a virtual station with load ``rho_A2 + rho_B2 = 2 * 0.9 * 560 / 720 = 1.4 > 1``: the
     network is unstable although every engine is at 0.9. The reversed priority (short tasks
-    first) is stable.
+    first) is stable (``docs/networks.md``, "The Rybko–Stolyar agent network and its virtual
+    station").
     """
     mu = _llm_mu(LLMEngine())
     rate = NOMINAL_LOAD * mu / (160 + 560)

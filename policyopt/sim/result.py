@@ -1,4 +1,4 @@
-"""What a single-engine run reports (DESIGN section 7; definitions in ``docs/metrics.md``)."""
+"""What a single-engine run reports (definitions in ``docs/metrics.md``)."""
 
 from __future__ import annotations
 
