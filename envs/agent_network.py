@@ -4,7 +4,9 @@
 :class:`~policyopt.sim.network_sim.NetworkSimulator` in external mode;
 :class:`LLMEngineEnv` (``policyopt/LLMEngine-v0``) is the same environment on a one-engine
 network with two classes. The spaces, reward and options are in the class docstrings and in
-``docs/envs.md``.
+``docs/envs.md``. Actions are decoded by :class:`~policyopt.envs.actions.ActionDecoder`, and
+observations built by :func:`observation` from the simulator's read-only
+:class:`~policyopt.policies.NetworkView`; a trained agent running as a policy uses the same two.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from policyopt.envs.actions import ACTION_MODES, ActionDecoder
 from policyopt.model.config import build
 from policyopt.model.network import NetworkSpec
 from policyopt.model.networks_library import resolve_network
-from policyopt.policies import MaxPressure
+from policyopt.policies import NetworkView
 from policyopt.sim.network_sim import NetworkResult, NetworkSimulator
 from policyopt.solvers.static_planning import static_plan
 
@@ -42,36 +45,25 @@ def observation_scale(net: NetworkSpec) -> list[float]:
     return [JOB_SCALE] * (2 * topo.n_classes) + work_scale
 
 
-def observation(sim: NetworkSimulator, engine: int | None, scale: Sequence[float]) -> np.ndarray:
-    """The observation of :class:`AgentNetworkEnv` for ``sim`` now (see its docstring).
+def observation(view: NetworkView, engine: int | None, scale: Sequence[float]) -> np.ndarray:
+    """The observation of :class:`AgentNetworkEnv` now, read from a simulator's ``view`` (see
+    the class docstring).
 
     ``engine``: the deciding engine (``None``: none); ``scale``: :func:`observation_scale`.
     Shared with :class:`policyopt.learn.agent_policy.AgentPolicy`, which rebuilds it inside a
-    policy-mode run. It holds no clock: the control problem is stationary (long-run average
-    cost), so the same state gets the same action whatever the episode's horizon. Built from
-    Python floats (a few dozen numbers; numpy's per-call overhead would dominate).
+    policy-mode run from the view its policy receives. It holds no clock: the control problem
+    is stationary (long-run average cost), so the same state gets the same action whatever the
+    episode's horizon. Built from Python floats (a few dozen numbers; numpy's per-call overhead
+    would dominate).
     """
-    state = sim.class_state_flat()
+    state = view.class_state_flat()
     values = [x / (x + c) if x > 0.0 else 0.0 for x, c in zip(state, scale, strict=True)]
     n = len(values)
-    obs = np.zeros(n + sim.topo.n_engines, dtype=np.float32)
+    obs = np.zeros(n + len(view.classes_at), dtype=np.float32)
     obs[:n] = values
     if engine is not None:
         obs[n + engine] = 1.0
     return obs
-
-
-ACTION_MODES = ("order", "split")
-"""``order``: the action is the class served first; ``split``: that class and a split of the
-token budget between decode and prefill (see :class:`AgentNetworkEnv`)."""
-
-
-def split_matters(sim: NetworkSimulator, engine: int) -> bool:
-    """Can a budget split change the batch ``engine`` forms now? True for an LLM engine whose
-    scheduler mixes prefill and decode and that has both decoding and waiting jobs."""
-    eng = sim.engines[engine]
-    mixing = eng.llm and eng.mixes and not eng.request_level
-    return bool(mixing and eng.n_dec > 0 and eng.n_wait > 0)
 
 
 class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
@@ -220,8 +212,7 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
                 )
         self.action_space = spaces.Discrete(K * L)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(3 * K + J,), dtype=np.float32)
-        self.max_pressure = MaxPressure()
-        self.max_pressure.bind(net)
+        self.decoder = ActionDecoder(net, L)  # the action layout, shared with AgentPolicy
         self.sim: NetworkSimulator | None = None
         self.engine: int | None = None
         self._mask = np.ones(K, dtype=bool)  # legal classes (actions: repeated L times)
@@ -256,24 +247,10 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
             raise RuntimeError("the episode is over (truncated at the horizon): call reset()")
         sim = self.sim
         j = self.engine
-        a = int(action)
-        L = self.split_levels
-        k, level = divmod(a, L)
-        illegal = not (0 <= a < self.n_classes * L and self._mask[k])
-        if illegal:
-            k = int(np.flatnonzero(self._mask)[0])
-            level = self.native_level(j)
-            a = k * L + level
+        decoder, view = self.decoder, sim.view
+        d = decoder.decode(int(action), self._mask, view, j)
         if j is not None:
-            classes = sim.engines[j].classes
-            if len(classes) == 2:  # the other class follows: no need to rank
-                rest = [k, classes[1] if classes[0] == k else classes[0]]
-            else:
-                rest = self.max_pressure.order(j, sim.view) or []
-                rest.remove(k)
-                rest.insert(0, k)
-            split = L > 1 and sim.engines[j].llm
-            sim.decide(rest, self.decode_cap(j, level) if split else None)
+            sim.decide(decoder.order(view, j, d.first), decoder.decode_cap(view, j, d.level))
         self._steps += 1
         self._advance()
         seconds, cost = sim.cost_so_far(self._h)
@@ -281,14 +258,12 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._last_cost = cost
         truncated = self.engine is None
         self._over = truncated
-        return self._obs(), reward, False, truncated, self._info(a, illegal, seconds, cost)
+        return self._obs(), reward, False, truncated, self._info(d.action, d.illegal, seconds, cost)
 
     def action_masks(self) -> np.ndarray:
         """Legal actions (bool, shape ``(K * L,)``, ``L = 1`` unless ``action='split'``; never
         all false): see the class docstring."""
-        if self.split_levels == 1:
-            return self._mask.copy()
-        return np.repeat(self._mask, self.split_levels)
+        return self.decoder.action_mask(self._mask)
 
     def class_mask(self) -> np.ndarray:
         """The legal classes at the deciding engine (bool, shape ``(K,)``; never all false)."""
@@ -301,21 +276,21 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         if self.split_levels == 1 or engine is None:
             return 0
         assert self.sim is not None
-        return self.split_levels - 1 if self.sim.engines[engine].decode_first else 0
+        return self.decoder.native_level(self.sim.view, engine)
 
-    def decode_cap(self, engine: int, level: int) -> int:
+    def decode_cap(self, engine: int, level: int) -> int | None:
         """Decode tokens served before prefill at split ``level``: ``round(level / (L - 1) *
-        b)`` of ``engine``'s token budget ``b`` (level ``L - 1``: the whole budget)."""
+        b)`` of ``engine``'s token budget ``b`` (level ``L - 1``: the whole budget); ``None``
+        without a split or at a station (the scheduler's own rule)."""
         assert self.sim is not None
-        b = self.sim.engines[engine].b
-        return round(level * b / (self.split_levels - 1))
+        return self.decoder.decode_cap(self.sim.view, engine, level)
 
     def encode_action(self, k: int, level: int | None = None) -> int:
         """The action that puts class ``k`` first with split ``level`` (``None``: the deciding
         engine's :meth:`native_level`)."""
         if level is None:
             level = self.native_level(self.engine)
-        return int(k) * self.split_levels + int(level)
+        return self.decoder.encode(k, level)
 
     def result(self) -> NetworkResult:
         """The simulator's metrics of the episode (after truncation; warmup 0)."""
@@ -328,26 +303,24 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         """Run to the next decision an agent takes (or the horizon); update the mask."""
         sim = self.sim
         assert sim is not None
+        decoder, view = self.decoder, sim.view
         while True:
             j = sim.advance()
             if j is None:
                 self.engine = None
-                self._mask = np.ones(self.n_classes, dtype=bool)
+                self._mask = decoder.class_mask(view, None)
                 return
             legal = sim.classes_with_work(j)
-            if len(legal) >= 2 or not self.skip_trivial:
+            if not self.skip_trivial or decoder.asks(view, j, legal):
                 break
-            if self.split_levels > 1 and split_matters(sim, j):
-                break
-            sim.decide(sim.engines[j].classes)  # every order gives the same batch
+            sim.decide(view.classes_at[j])  # every order gives the same batch
         self.engine = j
-        mask = np.zeros(self.n_classes, dtype=bool)
-        mask[legal or list(sim.engines[j].classes)] = True
-        self._mask = mask
+        self._mask = decoder.class_mask(view, j, legal)
 
     def _obs(self) -> np.ndarray:
+        """The observation now (:func:`observation`)."""
         assert self.sim is not None
-        return observation(self.sim, self.engine, self._scale)
+        return observation(self.sim.view, self.engine, self._scale)
 
     def _info(self, action: int, illegal: bool, seconds: float, cost: float) -> dict[str, Any]:
         """Metrics so far; ``seconds``: job-seconds up to now (all classes), ``cost``: the

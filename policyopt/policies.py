@@ -12,49 +12,250 @@ with a waiting job is served (preemptive resume).
 * :class:`StaticPriority` (``priority:A>B>C``): a fixed order of classes. ``priority:exit``
   ranks first the classes whose jobs leave the network when they complete; ``priority:entry``
   the reverse.
-* :class:`MaxPressure` (``max-pressure``): Dai and Lin (2005), adapted to token budgets (see
-  ``docs/policies.md``).
+* :class:`MaxPressure` (``max-pressure``, also ``maxpressure`` or ``mp``): Dai and Lin (2005),
+  adapted to token budgets (see ``docs/policies.md``).
 * :class:`FluidTracking` (``fluid`` or ``fluid:N``): re-solves the fluid control LP from the
   observed job counts every ``N`` decisions (default 50) and ranks first the classes most
   behind the LP's trajectory.
 
-The view a policy reads is :class:`NetworkView`: jobs per class, the routing matrix, work per
-job. Policies are deterministic given the view.
+**The registry.** :func:`make_policy` builds a policy from its name by looking it up in one
+registry: :func:`register_policy` adds an exact name (``fcfs``) or a prefixed family
+(``priority:`` takes the text after the colon), :func:`registered_policies` lists them, and an
+unknown name is refused with that list. A factory may be given as a ``"module:attribute"``
+string, imported on first use, so registering a policy does not import its module. Packages
+named in :data:`POLICY_PROVIDERS` register their own policies when imported, and are imported
+by :func:`make_policy` only when a name is not found otherwise: this is how the trained agents
+of :mod:`policyopt.learn` (``ppo:DIR``, ``a2c:DIR``, ``maskable-ppo:DIR``) are found, without
+this module importing that package (or torch).
+
+The view a policy reads is :class:`NetworkView`, read-only: jobs per class, the routing
+matrix, work per job, the engines' static facts, and a few read-only queries of the running
+simulator (:meth:`NetworkView.class_state`, :meth:`NetworkView.classes_with_work`,
+:meth:`NetworkView.fcfs_order`). Policies are deterministic given the view.
 """
 
 from __future__ import annotations
 
+import importlib
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
 from policyopt.errors import SpecError
-from policyopt.model.network import EXIT, NetworkSpec, Topology
+from policyopt.model.network import EXIT, LLMEngine, NetworkSpec, Topology
 
 
-@dataclass
-class NetworkView:
-    """What a network policy sees.
+@dataclass(frozen=True)
+class EngineInfo:
+    """The fixed facts of one engine that a policy may read (:attr:`NetworkView.engines`).
 
-    ``jobs[k]``: jobs of class ``k`` in the system (waiting or in service, at any engine);
-    ``classes_at[j]``: the classes engine ``j`` can serve; ``P``: the routing matrix (dense,
-    classes x classes, expected jobs sent to ``l`` per completion of ``k``); ``rate[k]``:
-    jobs of class ``k`` an engine completes per unit of its capacity (``1 / w_k``: per token at
-    an LLM engine, per second of work at a station); ``now``: the time (s); ``simulator``: the
-    :class:`~policyopt.sim.network_sim.NetworkSimulator` that owns the view (set by it), for
-    policies that read more than the job counts, such as a trained agent
-    (:class:`policyopt.learn.agent_policy.AgentPolicy` reads ``class_state()``,
-    ``classes_with_work(j)`` and ``horizon``).
+    ``name``: the engine's name in the network; ``classes``: the classes it serves (class
+    indices, increasing); ``llm``: an LLM engine (else a classic station). For an LLM engine:
+    ``token_budget`` (tokens per batch; 0 at a station) and its scheduler's rules:
+    ``decode_first`` (decode tokens before prefill, as Sarathi-Serve), ``mixes`` (prefill and
+    decode share a batch) and ``request_level`` (whole requests per batch).
     """
 
-    topology: Topology
-    jobs: np.ndarray
-    classes_at: tuple[tuple[int, ...], ...]
-    P: np.ndarray
-    rate: np.ndarray
-    now: float = 0.0
-    simulator: Any = None
+    name: str
+    classes: tuple[int, ...]
+    llm: bool
+    token_budget: int = 0
+    decode_first: bool = False
+    mixes: bool = False
+    request_level: bool = False
+
+    @classmethod
+    def of(cls, name: str, spec: object, classes: tuple[int, ...]) -> EngineInfo:
+        """The facts of engine ``name`` with spec ``spec`` (an engine of a network spec)."""
+        if not isinstance(spec, LLMEngine):
+            return cls(name, classes, False)
+        sched = spec.scheduler
+        return cls(
+            name,
+            classes,
+            True,
+            int(spec.token_budget),
+            bool(sched.decode_first),
+            bool(sched.mixes),
+            bool(sched.request_level),
+        )
+
+
+class _EngineState(Protocol):
+    """The running state of one engine that a view reads (jobs waiting and decoding)."""
+
+    n_wait: int
+    n_dec: int
+
+
+class SimulatorState(Protocol):
+    """What :class:`NetworkView` reads from the simulator that owns it (all public, read-only
+    uses): the clock, the horizon, per-engine job counts and three queries."""
+
+    now: float
+    horizon: float
+
+    @property
+    def engines(self) -> Sequence[_EngineState]: ...
+
+    def classes_with_work(self, j: int) -> list[int]: ...
+
+    def class_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def class_state_flat(self) -> list[float]: ...
+
+    def fcfs_order(self, j: int) -> list[int]: ...
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``: the same buffer (later changes to ``a`` show), no writes."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+class NetworkView:
+    """What a network policy sees: a read-only view of the network and of the running
+    simulator.
+
+    Fixed for a run: :attr:`topology`; :attr:`classes_at` (``classes_at[j]``: the classes
+    engine ``j`` serves); :attr:`engines` (:class:`EngineInfo` per engine); :attr:`P` (the
+    routing matrix, dense, classes x classes, expected jobs sent to ``l`` per completion of
+    ``k``); :attr:`rate` (``rate[k]``: jobs of class ``k`` an engine completes per unit of its
+    capacity, ``1 / w_k``: per token at an LLM engine, per second of work at a station);
+    :attr:`horizon` (s).
+
+    Live: :attr:`jobs` (``jobs[k]``: jobs of class ``k`` in the system, waiting or in service,
+    at any engine; a read-only array over the simulator's own buffer, so it always shows the
+    current counts), :attr:`now` (s), and the queries :meth:`class_state`,
+    :meth:`class_state_flat`, :meth:`classes_with_work`, :meth:`fcfs_order` and
+    :meth:`engine_jobs`.
+
+    The simulator builds its view as ``NetworkView(net, jobs, ..., simulator=self)``. A view
+    built without a simulator (``NetworkView(net, jobs)``, for tests or offline use) has the
+    fixed parts, :attr:`jobs` and :attr:`now` (settable), and its live queries raise
+    ``RuntimeError``.
+    """
+
+    def __init__(
+        self,
+        net: NetworkSpec,
+        jobs: np.ndarray,
+        classes_at: Sequence[Sequence[int]] | None = None,
+        P: np.ndarray | None = None,
+        rate: np.ndarray | None = None,
+        *,
+        now: float = 0.0,
+        simulator: SimulatorState | None = None,
+    ) -> None:
+        """``jobs``: the job counts per class (the view reads this buffer, never writes it);
+        ``classes_at``, ``P``, ``rate``: as computed by the simulator (``None``: computed
+        here from ``net``, the same way); ``simulator``: the running simulator, for the live
+        queries."""
+        topo = net.topology
+        if classes_at is None:
+            lists: list[list[int]] = [[] for _ in range(topo.n_engines)]
+            for k in range(topo.n_classes):
+                for j in topo.eligible[k]:
+                    lists[j].append(k)
+            classes_at = lists
+        if P is None:
+            P = topo.routing_matrix().toarray()
+        if rate is None:
+            rate = np.array([1.0 / w if w > 0 else 0.0 for w in topo.work])
+        self._topology = topo
+        self._jobs = _read_only(jobs)
+        self._classes_at = tuple(tuple(c) for c in classes_at)
+        self._P = _read_only(np.asarray(P))
+        self._rate = _read_only(np.asarray(rate))
+        self._engines = tuple(
+            EngineInfo.of(name, net.engines[name], self._classes_at[j])
+            for j, name in enumerate(topo.engines)
+        )
+        self._now = float(now)
+        self._sim = simulator
+
+    # ------------------------------------------------------------------ fixed for a run
+    @property
+    def topology(self) -> Topology:
+        """The network's topology (classes, engines, routing)."""
+        return self._topology
+
+    @property
+    def classes_at(self) -> tuple[tuple[int, ...], ...]:
+        """``classes_at[j]``: the classes engine ``j`` serves (class indices)."""
+        return self._classes_at
+
+    @property
+    def engines(self) -> tuple[EngineInfo, ...]:
+        """The fixed facts of each engine (:class:`EngineInfo`), in engine-index order."""
+        return self._engines
+
+    @property
+    def P(self) -> np.ndarray:
+        """The routing matrix (read-only, dense, classes x classes)."""
+        return self._P
+
+    @property
+    def rate(self) -> np.ndarray:
+        """``rate[k] = 1 / w_k``: jobs of class ``k`` per unit of engine capacity (read-only)."""
+        return self._rate
+
+    @property
+    def horizon(self) -> float:
+        """The simulated horizon of the run (s; ``inf`` without a simulator)."""
+        return math.inf if self._sim is None else self._sim.horizon
+
+    # ------------------------------------------------------------------ live
+    @property
+    def jobs(self) -> np.ndarray:
+        """``jobs[k]``: jobs of class ``k`` in the system now (read-only float array)."""
+        return self._jobs
+
+    @property
+    def now(self) -> float:
+        """The current time (s): the simulator's clock, or the value set on a view without a
+        simulator."""
+        return self._now if self._sim is None else self._sim.now
+
+    @now.setter
+    def now(self, t: float) -> None:
+        # Only a view without a simulator keeps this value; with one, the clock is read live.
+        self._now = float(t)
+
+    def _state(self) -> SimulatorState:
+        if self._sim is None:
+            raise RuntimeError("this NetworkView has no simulator: live queries need one")
+        return self._sim
+
+    def class_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per class, over all engines, now: ``(waiting, in_service, work)`` (see
+        :meth:`~policyopt.sim.network_sim.NetworkSimulator.class_state`); fresh arrays."""
+        return self._state().class_state()
+
+    def class_state_flat(self) -> list[float]:
+        """:meth:`class_state` as one new list ``waiting + in_service + work`` (``3K``
+        floats), without numpy's per-call overhead."""
+        return self._state().class_state_flat()
+
+    def classes_with_work(self, engine: int) -> list[int]:
+        """The classes of ``engine`` with work there now (waiting or decoding jobs at an LLM
+        engine, waiting or in service at a station), in class-index order."""
+        return self._state().classes_with_work(engine)
+
+    def fcfs_order(self, engine: int) -> list[int]:
+        """The classes of ``engine`` first-come first-served: by the arrival time of each
+        class's oldest job there (what a policy returning ``None`` gets)."""
+        return self._state().fcfs_order(engine)
+
+    def engine_jobs(self, engine: int) -> tuple[int, int]:
+        """``(waiting, decoding)`` at ``engine`` now: jobs whose prefill (at a station, their
+        service) has not finished, and decoding jobs (0 at a station)."""
+        eng = self._state().engines[engine]
+        return eng.n_wait, eng.n_dec
 
 
 class Policy:
@@ -72,6 +273,8 @@ class Policy:
         """Prepare for ``net`` (called once before a run); raise SpecError if unusable."""
 
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
+        """The classes of ``engine`` in the order they fill its next batch (first served
+        first; classes left out are not served by it), or ``None`` for FCFS across classes."""
         raise NotImplementedError
 
     def decode_cap(self, engine: int, view: NetworkView) -> int | None:
@@ -88,6 +291,7 @@ class FCFS(Policy):
     name = "fcfs"
 
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
+        """``None``: the simulator orders the classes by their oldest job."""
         return None
 
 
@@ -100,6 +304,7 @@ class StaticPriority(Policy):
         self.rank: dict[int, int] = {}
 
     def bind(self, net: NetworkSpec) -> None:
+        """Rank ``net``'s classes; SpecError for a class name ``net`` does not have."""
         topo = net.topology
         names = list(topo.classes)
         if self.spec in ("exit", "entry"):
@@ -121,6 +326,7 @@ class StaticPriority(Policy):
         self.rank = {k: r for r, k in enumerate(ranked)}
 
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
+        """The engine's classes by rank."""
         return sorted(view.classes_at[engine], key=self.rank.__getitem__)
 
 
@@ -142,6 +348,7 @@ class MaxPressure(Policy):
         self._rate: list[float] | None = None  # view.rate as Python floats, set at first use
 
     def bind(self, net: NetworkSpec) -> None:
+        """Read ``net``'s routing (the rates are read from the view at first use)."""
         self.successors = self._successors(net.topology)
         self._rate = None
 
@@ -154,6 +361,7 @@ class MaxPressure(Policy):
         return succ
 
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
+        """The engine's classes by pressure, largest first (ties by class index)."""
         # Python floats: the same IEEE arithmetic as on numpy scalars, without their overhead
         z = view.jobs.tolist()
         if self.successors is None:
@@ -181,7 +389,9 @@ class FluidTracking(Policy):
     class) and period (default a tenth of it).
     """
 
-    def __init__(self, every: int = 50, horizon: float | None = None, step: float | None = None):
+    def __init__(
+        self, every: int = 50, horizon: float | None = None, step: float | None = None
+    ) -> None:
         if every < 1:
             raise SpecError(
                 "policy", f"fluid:{every} re-solves every {every} decisions", "use >= 1"
@@ -195,7 +405,7 @@ class FluidTracking(Policy):
         self.solves = 0
 
     def bind(self, net: NetworkSpec) -> None:
-        # cvxpy is imported only when this policy is used
+        """Build the fluid LP of ``net`` (cvxpy is imported only when this policy is used)."""
         from policyopt.solvers.fluid_lp import FluidLP
         from policyopt.solvers.traffic import traffic
 
@@ -213,6 +423,7 @@ class FluidTracking(Policy):
         self.share = None
 
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
+        """The engine's classes, most behind the fluid plan first (re-solving when due)."""
         if self.share is None or self.decisions % self.every == 0:
             plan = self.lp.solve(np.asarray(view.jobs, dtype=float))
             share = np.zeros((self.n_classes, self.n_engines))
@@ -229,37 +440,198 @@ class FluidTracking(Policy):
         return sorted(view.classes_at[engine], key=lambda k: (-behind[k], -share[k, engine], k))
 
 
-AGENT_PREFIXES = ("ppo:", "a2c:", "maskable-ppo:")
-"""Policy names ``ALGO:DIR`` that load a trained agent (:mod:`policyopt.learn`)."""
+# ----------------------------------------------------------------------------- registry
+
+PolicyFactory = Callable[..., Policy]
+"""Builds a new policy: called with no argument for an exact name (``fcfs``), with the text
+after the colon for a prefixed family (``priority:`` gets ``"A>B"`` for ``priority:A>B``)."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One registered name (exact, or a prefix ending with ``:``) and how to build it."""
+
+    name: str
+    factory: PolicyFactory | str  # a "module:attribute" string is imported on first use
+    aliases: tuple[str, ...]
+    arg: str  # the argument's placeholder in listings, for a prefix (``N``, ``DIR``)
+
+    @property
+    def prefix(self) -> bool:
+        """A prefixed family (``priority:``), not an exact name."""
+        return self.name.endswith(":")
+
+    @property
+    def usage(self) -> str:
+        """How the name is written: ``fluid``, ``fluid:N``, ``max-pressure (or mp)``."""
+        text = f"{self.name}{self.arg}" if self.prefix else self.name
+        if self.aliases:
+            alias = ", ".join(f"{a}{self.arg}" if self.prefix else a for a in self.aliases)
+            text += f" (or {alias})"
+        return text
+
+    def build(self, arg: str | None) -> Policy:
+        """A new policy: ``factory()`` for an exact name, ``factory(arg)`` for a prefix."""
+        factory = _resolve(self.factory) if isinstance(self.factory, str) else self.factory
+        policy = factory() if arg is None else factory(arg)
+        if not isinstance(policy, Policy):
+            raise TypeError(
+                f"the factory of policy {self.name!r} returned {type(policy).__name__}, "
+                "not a Policy"
+            )
+        return policy
+
+
+_NAMES: dict[str, _Entry] = {}  # exact names and their aliases
+_PREFIXES: dict[str, _Entry] = {}  # "priority:" and the like
+_ORDER: list[_Entry] = []  # registration order, for listings
+
+POLICY_PROVIDERS: list[str] = ["policyopt.learn"]
+"""Modules that register policies when imported (each calls :func:`register_policy`).
+:func:`make_policy` imports them only when a name is not registered yet, and
+:func:`registered_policies` before listing, so ``ppo:DIR`` works without importing
+:mod:`policyopt.learn` first, and without this module importing it. Append a module name to
+make its policies available by name the same way."""
+
+_imported_providers: set[str] = set()
+
+
+def _resolve(target: str) -> PolicyFactory:
+    """The object named by ``"package.module:attribute"`` (the attribute may be dotted)."""
+    module, _, attr = target.partition(":")
+    obj: object = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{target!r} is not callable")
+    return obj
+
+
+def _check_name(name: str, prefix: bool) -> None:
+    """ValueError unless ``name`` is one word, with no colon (exact) or one final colon."""
+    if not name or name != name.strip() or any(c.isspace() for c in name):
+        raise ValueError(f"a policy name must be a non-empty word, got {name!r}")
+    colons = name.count(":")
+    if prefix and (colons != 1 or len(name) == 1):
+        raise ValueError(f"a prefix must end with its only colon, got {name!r}")
+    if not prefix and colons:
+        raise ValueError(
+            f"an exact policy name has no colon, got {name!r} (a prefix ends with one)"
+        )
+
+
+def register_policy(
+    name: str,
+    factory: PolicyFactory | str,
+    *,
+    aliases: Sequence[str] = (),
+    arg: str = "ARG",
+    replace: bool = False,
+) -> None:
+    """Make ``name`` known to :func:`make_policy`.
+
+    ``name``: an exact name (``"fcfs"``; ``factory()`` builds the policy) or a prefix ending
+    with a colon (``"priority:"``; ``make_policy("priority:A>B")`` calls ``factory("A>B")``,
+    and the argument may not be empty). ``factory``: a callable returning a new
+    :class:`Policy` (a class will do), or a ``"module:attribute"`` string imported on first
+    use. ``aliases``: other names for the same entry (prefixes for a prefix). ``arg``: the
+    placeholder shown for a prefix's argument in listings and errors (``N``, ``DIR``).
+    ``replace``: replace an entry of the same name (its old aliases go too); otherwise a name
+    already taken raises ``ValueError``. One line registers a policy::
+
+        register_policy("round-robin", RoundRobin)
+    """
+    prefix = name.endswith(":")
+    keys = (name, *aliases)
+    for key in keys:
+        if key.endswith(":") != prefix:
+            raise ValueError(f"alias {key!r} and name {name!r} must both be prefixes or not")
+        _check_name(key, prefix)
+    if isinstance(factory, str) and (":" not in factory or factory.startswith(":")):
+        raise ValueError(f"a factory string is 'module:attribute', got {factory!r}")
+    if not isinstance(factory, str) and not callable(factory):
+        raise TypeError(f"the factory of {name!r} must be callable or 'module:attribute'")
+    table = _PREFIXES if prefix else _NAMES
+    if replace and name in table:
+        unregister_policy(name)
+    taken = [key for key in keys if key in table]
+    if taken:
+        raise ValueError(
+            f"policy name {taken[0]!r} is already registered (use replace=True to replace it)"
+        )
+    entry = _Entry(name, factory, tuple(aliases), arg if prefix else "")
+    for key in keys:
+        table[key] = entry
+    _ORDER.append(entry)
+
+
+def unregister_policy(name: str) -> None:
+    """Forget the entry registered as ``name`` (with its aliases); ``KeyError`` if none."""
+    table = _PREFIXES if name.endswith(":") else _NAMES
+    entry = table[name]
+    for key in (entry.name, *entry.aliases):
+        table.pop(key, None)
+    _ORDER.remove(entry)
+
+
+def _import_providers() -> bool:
+    """Import the :data:`POLICY_PROVIDERS` not imported yet; True if there were any."""
+    new = [m for m in POLICY_PROVIDERS if m not in _imported_providers]
+    for module in new:
+        _imported_providers.add(module)
+        importlib.import_module(module)
+    return bool(new)
+
+
+def registered_policies() -> list[str]:
+    """Every registered policy, as it is written (``fcfs``, ``fluid:N``, ``ppo:DIR``, aliases
+    in parentheses), in registration order; the providers are imported first."""
+    _import_providers()
+    return [entry.usage for entry in _ORDER]
+
+
+def _lookup(name: str) -> tuple[_Entry, str | None] | None:
+    """The entry of ``name`` and its argument (``None`` for an exact name), or ``None``."""
+    entry = _NAMES.get(name)
+    if entry is not None:
+        return entry, None
+    head, colon, arg = name.partition(":")
+    entry = _PREFIXES.get(head + colon) if colon and arg else None
+    return None if entry is None else (entry, arg)
 
 
 def make_policy(spec: str | Policy) -> Policy:
-    """A policy from its name: ``fcfs``, ``max-pressure``, ``priority:A>B``, ``priority:exit``,
-    ``fluid`` / ``fluid:N``, or a trained agent ``ppo:DIR`` / ``a2c:DIR`` / ``maskable-ppo:DIR``
+    """A new policy from its registered name, or ``spec`` itself if it is a :class:`Policy`.
+
+    Built in: ``fcfs``, ``max-pressure`` (``maxpressure``, ``mp``), ``priority:A>B``,
+    ``priority:exit``, ``priority:entry``, ``fluid`` / ``fluid:N``; from
+    :mod:`policyopt.learn`, a trained agent ``ppo:DIR`` / ``a2c:DIR`` / ``maskable-ppo:DIR``
     (a directory written by ``policyopt train``; needs the ``learn`` dependencies, imported
-    only then)."""
+    only then). An unknown name raises :class:`SpecError` listing the registered ones.
+    """
     if isinstance(spec, Policy):
         return spec
     name = spec.strip()
-    if name.startswith(AGENT_PREFIXES):
-        from policyopt.learn.agent_policy import AgentPolicy
+    found = _lookup(name)
+    if found is None and _import_providers():
+        found = _lookup(name)
+    if found is None:
+        raise SpecError(
+            "policy", f"unknown policy {spec!r}", f"use {', '.join(registered_policies())}"
+        )
+    entry, arg = found
+    return entry.build(arg)
 
-        algo, path = name.split(":", 1)
-        return AgentPolicy(path, algo=algo)
-    if name == "fcfs":
-        return FCFS()
-    if name in ("max-pressure", "maxpressure", "mp"):
-        return MaxPressure()
-    if name.startswith("priority:") and len(name) > len("priority:"):
-        return StaticPriority(name.split(":", 1)[1])
-    if name == "fluid" or name.startswith("fluid:"):
-        every = name.split(":", 1)[1] if ":" in name else "50"
-        if not every.isdigit():
-            raise SpecError("policy", f"{spec!r}: N in fluid:N must be a whole number", "")
-        return FluidTracking(int(every))
-    raise SpecError(
-        "policy",
-        f"unknown policy {spec!r}",
-        "use fcfs, max-pressure, fluid, fluid:N, priority:exit, priority:entry, priority:A>B>C "
-        "or a trained agent ppo:DIR, a2c:DIR, maskable-ppo:DIR",
-    )
+
+def _fluid(every: str) -> FluidTracking:
+    """``fluid:N``: re-solve every ``N`` decisions."""
+    if not every.isdigit():
+        raise SpecError("policy", f"'fluid:{every}': N in fluid:N must be a whole number", "")
+    return FluidTracking(int(every))
+
+
+register_policy("fcfs", FCFS)
+register_policy("max-pressure", MaxPressure, aliases=("maxpressure", "mp"))
+register_policy("priority:", StaticPriority, arg="A>B>C|exit|entry")
+register_policy("fluid", FluidTracking)
+register_policy("fluid:", _fluid, arg="N")

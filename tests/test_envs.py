@@ -330,3 +330,28 @@ def test_budget_split_bad_arguments() -> None:
     first = int(np.argmax(env.class_mask()))
     *_, info = env.step(99)
     assert info["illegal_action"] and info["action"] == 3 * first + 2
+
+
+def test_one_action_decoder_for_the_env_and_the_agent() -> None:
+    """The env decodes its actions with ActionDecoder (the agent policy uses the same one):
+    layout ``k * L + level``, the replacement of an illegal action, the decode caps."""
+    from policyopt.envs.actions import ActionDecoder, Decision
+
+    env = LLMEngineEnv(horizon=30.0, action="split", split_levels=3)
+    env.reset(seed=2)
+    assert env.sim is not None and env.engine is not None
+    dec, view, j = env.decoder, env.sim.view, env.engine
+    assert isinstance(dec, ActionDecoder) and dec.n_actions == env.action_space.n == 6
+    both = np.array([True, True])
+    for a in range(6):
+        k, level = divmod(a, 3)
+        assert dec.decode(a, both, view, j) == Decision(a, k, level, False)
+        assert dec.encode(k, level) == a
+    only_long = np.array([False, True])
+    for bad in (-1, 0, 2, 6, 99):  # out of range, or class 0 without work: class 1, decode first
+        assert dec.decode(bad, only_long, view, j) == Decision(5, 1, 2, True)
+    np.testing.assert_array_equal(dec.action_mask(only_long), [False] * 3 + [True] * 3)
+    assert [dec.decode_cap(view, j, level) for level in range(3)] == [0, 256, 512]
+    assert dec.order(view, j, 1) == [1, 0] and dec.native_level(view, j) == 2
+    order_only = ActionDecoder(env.net)  # no split: no cap, level 0
+    assert order_only.decode_cap(view, j, 0) is None and order_only.native_level(view, j) == 0

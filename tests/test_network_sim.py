@@ -163,13 +163,20 @@ def test_max_pressure_order_is_by_pressure() -> None:
     from policyopt.policies import MaxPressure, NetworkView
 
     net = get_network("rybko-stolyar")
-    sim = NetworkSimulator(net, "max-pressure", horizon=1)
-    view: NetworkView = sim.view
-    k = {c: i for i, c in enumerate(sim.topo.classes)}
-    view.jobs[:] = 0
-    view.jobs[k["A1"]] = 10  # A1 -> A2: pressure (10 - 0) / 160
-    view.jobs[k["B2"]] = 2  # B2 exits: pressure 2 / 560
-    e1 = sim.topo.engines.index("e1")
+    topo = net.topology
+    jobs = np.zeros(topo.n_classes)
+    view = NetworkView(net, jobs)  # no simulator: the view reads our counts
+    k = {c: i for i, c in enumerate(topo.classes)}
+    jobs[k["A1"]] = 10  # A1 -> A2: pressure (10 - 0) / 160
+    jobs[k["B2"]] = 2  # B2 exits: pressure 2 / 560
+    e1 = topo.engines.index("e1")
     assert MaxPressure().order(e1, view) == [k["A1"], k["B2"]]
-    view.jobs[k["A2"]] = 10  # now A1's pressure is 0
+    jobs[k["A2"]] = 10  # now A1's pressure is 0
     assert MaxPressure().order(e1, view) == [k["B2"], k["A1"]]
+    # the simulator's own view is the same, but read-only
+    sim = NetworkSimulator(net, "max-pressure", horizon=1)
+    np.testing.assert_array_equal(sim.view.P, view.P)
+    np.testing.assert_array_equal(sim.view.rate, view.rate)
+    assert sim.view.classes_at == view.classes_at
+    with pytest.raises(ValueError, match="read-only"):
+        sim.view.jobs[0] = 1.0

@@ -3,15 +3,19 @@
 :class:`AgentPolicy` loads a model written by ``policyopt train`` (``DIR/model.zip``, with
 ``DIR/config.json``) and acts inside a policy-mode run of
 :class:`~policyopt.sim.network_sim.NetworkSimulator` exactly as it acted in the environment: at
-each decision it rebuilds the environment's observation from the simulator
-(:func:`policyopt.envs.agent_network.observation`), takes the deterministic action (the class
-of largest logit; legal classes only for MaskablePPO, and for PPO / A2C an illegal choice is
-replaced by the legal class of smallest index, as the environment does), and returns that class
-first, the engine's other classes in maximum-pressure order. Decisions where at most one class
-has work (which the environment skips) take the maximum-pressure order without asking the model.
-A model trained with the budget-split action (``env.action: split`` in its ``config.json``)
-also gives the batch's decode cap (:meth:`AgentPolicy.decode_cap`), as the environment applies
-it.
+each decision it rebuilds the environment's observation from the read-only view it receives
+(:func:`policyopt.envs.agent_network.observation`), takes the deterministic action (the largest
+logit; legal actions only for MaskablePPO), and lets the environment's own
+:class:`~policyopt.envs.actions.ActionDecoder` turn it into a class order (that class first,
+the engine's other classes in maximum-pressure order; an illegal choice of PPO / A2C replaced
+by the legal class of smallest index) and, for a model trained with the budget-split action
+(``env.action: split`` in its ``config.json``), the batch's decode cap
+(:meth:`AgentPolicy.decode_cap`). Decisions the environment skips (every action gives the same
+batch) take the maximum-pressure order without asking the model.
+
+``policyopt.learn`` registers the names ``ppo:DIR``, ``a2c:DIR`` and ``maskable-ppo:DIR`` with
+:func:`policyopt.policies.make_policy`; this module (and torch) is imported only when one is
+built.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from policyopt.envs.actions import ActionDecoder
+from policyopt.envs.agent_network import observation, observation_scale
 from policyopt.errors import SpecError
 from policyopt.learn.common import algo_class, check_algo
 from policyopt.model.network import NetworkSpec
-from policyopt.policies import MaxPressure, NetworkView, Policy
+from policyopt.policies import NetworkView, Policy
 
 
 def _model_file(path: Path) -> Path:
@@ -151,7 +157,7 @@ class AgentPolicy(Policy):
         self.obs_size = int(obs_space.shape[0])
         self.n_actions = int(act_space.n)
         self.actor = _NumpyMLP.from_policy(self.model.policy)
-        self.max_pressure = MaxPressure()
+        self.decoder: ActionDecoder | None = None  # the env's action layout, set by bind()
         self.scale: list[float] | None = None
         self.calls = 0  # decisions the model took
         env_kwargs = self.config.get("env_kwargs") or {}
@@ -164,8 +170,6 @@ class AgentPolicy(Policy):
     def bind(self, net: NetworkSpec) -> None:
         """Check that the model fits ``net`` (observation ``3K + J``, ``K * L`` actions, ``L``
         the split levels, 1 without a budget split)."""
-        from policyopt.envs.agent_network import observation_scale
-
         topo = net.topology
         K, J = topo.n_classes, topo.n_engines
         L = self.split_levels
@@ -186,7 +190,7 @@ class AgentPolicy(Policy):
                 f"{', '.join(topo.classes)}",
                 "evaluate it on the network it was trained for",
             )
-        self.max_pressure.bind(net)
+        self.decoder = ActionDecoder(net, L)
         self.scale = observation_scale(net)
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
@@ -205,42 +209,30 @@ class AgentPolicy(Policy):
     def act(self, obs: np.ndarray, mask: np.ndarray) -> int:
         """The deterministic action for ``obs`` given the legal ``mask`` (over the ``K * L``
         actions): the largest logit among the legal actions (MaskablePPO) or overall (PPO,
-        A2C), and ``-1`` when that one is illegal; :meth:`order` then applies the env's
-        replacement (the first legal class, at the engine's own split level)."""
+        A2C, which may pick an illegal one; :meth:`order` then applies the env's replacement,
+        the first legal class at the engine's own split level)."""
         logits = self.logits(obs)
         if self.masked:
             return int(np.argmax(np.where(mask, logits, -np.inf)))
-        a = int(np.argmax(logits))
-        return a if mask[a] else -1
+        return int(np.argmax(logits))
 
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
+        """The class order at ``engine``: the model's class first (decoded as the
+        environment does), the others in maximum-pressure order; the maximum-pressure order
+        alone where the environment would not ask. Needs a simulator's view."""
         self._cap = None
-        order = self.max_pressure.order(engine, view) or []
-        sim = view.simulator
-        if sim is None:
-            raise RuntimeError("AgentPolicy needs a NetworkSimulator's view (view.simulator)")
-        from policyopt.envs.agent_network import observation, split_matters
-
-        legal = sim.classes_with_work(engine)
-        L = self.split_levels
-        if len(legal) < 2 and not (L > 1 and split_matters(sim, engine)):
-            return order  # every action gives the same batch (the env does not ask here)
-        assert self.scale is not None, "bind() first"
-        obs = observation(sim, engine, self.scale)
-        classes = np.zeros(self.n_actions // L, dtype=bool)
-        classes[legal or list(sim.engines[engine].classes)] = True
-        a = self.act(obs, np.repeat(classes, L) if L > 1 else classes)
-        eng = sim.engines[engine]
-        if a < 0:  # the env's replacement: the first legal class, the engine's own level
-            k, level = int(np.flatnonzero(classes)[0]), (L - 1 if eng.decode_first else 0)
-        else:
-            k, level = divmod(a, L)
-        if L > 1 and eng.llm:
-            self._cap = round(level * eng.b / (L - 1))
+        decoder, scale = self.decoder, self.scale
+        assert decoder is not None and scale is not None, "bind() first"
+        legal = view.classes_with_work(engine)
+        if not decoder.asks(view, engine, legal):
+            # every action gives the same batch (the env does not ask here)
+            return decoder.max_pressure.order(engine, view) or []
+        classes = decoder.class_mask(view, engine, legal)
+        action = self.act(observation(view, engine, scale), decoder.action_mask(classes))
+        d = decoder.decode(action, classes, view, engine)
+        self._cap = decoder.decode_cap(view, engine, d.level)
         self.calls += 1
-        order.remove(k)
-        order.insert(0, k)
-        return order
+        return decoder.order(view, engine, d.first)
 
     def decode_cap(self, engine: int, view: NetworkView) -> int | None:
         """The decode cap (tokens) of the decision :meth:`order` just took (``None`` without a

@@ -52,12 +52,12 @@ def collect(
         truncated = False
         while not truncated and len(act_l) < steps:
             legal = base.class_mask()
-            sim, j = base.sim, base.engine
+            view, j = base.sim.view, base.engine
             first = int(np.flatnonzero(legal)[0])
             if j is not None:
-                order = heuristic.order(j, sim.view)
+                order = heuristic.order(j, view)
                 if order is None:  # FCFS: the class of the oldest job here
-                    order = sim._fcfs_order(sim.engines[j])
+                    order = view.fcfs_order(j)
                 first = next((k for k in order if legal[k]), first)
             action = base.encode_action(first)  # with a budget split: the engine's own rule
             obs_l.append(np.asarray(obs, dtype=np.float32))

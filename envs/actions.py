@@ -1,0 +1,142 @@
+"""The environments' actions, decoded in one place.
+
+With ``K`` classes and ``L`` budget-split levels (``L = 1`` without a split), an action of
+:class:`~policyopt.envs.agent_network.AgentNetworkEnv` is ``a = k * L + level``: class ``k``
+is served first at the deciding engine, the engine's other classes follow in
+maximum-pressure order, and (at an LLM engine, with ``L > 1``) decode tokens are served
+before prefill up to ``round(level / (L - 1) * b)`` of the token budget ``b``. The legal
+actions are those of the classes with work at the engine (all of its classes if none has
+work); an illegal action is replaced by the first legal class at the engine's native level.
+
+:class:`ActionDecoder` does all of this from a :class:`~policyopt.policies.NetworkView`. The
+environment uses it to apply an agent's action, and a trained agent running as a policy
+(:class:`policyopt.learn.agent_policy.AgentPolicy`) uses it to turn its choice into a class
+order and a decode cap, so both apply an action identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from policyopt.model.network import NetworkSpec
+from policyopt.policies import MaxPressure, NetworkView
+
+ACTION_MODES = ("order", "split")
+"""``order``: the action is the class served first; ``split``: that class and a split of the
+token budget between decode and prefill (see :class:`ActionDecoder`)."""
+
+
+def split_matters(view: NetworkView, engine: int) -> bool:
+    """Can a budget split change the batch ``engine`` forms now? True for an LLM engine whose
+    scheduler mixes prefill and decode and that has both decoding and waiting jobs."""
+    info = view.engines[engine]
+    if not (info.llm and info.mixes and not info.request_level):
+        return False
+    waiting, decoding = view.engine_jobs(engine)
+    return decoding > 0 and waiting > 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An action as applied: ``action`` (the replacement's, for an illegal one), the class
+    served ``first``, the split ``level`` (0 without a split) and whether it was ``illegal``."""
+
+    action: int
+    first: int
+    level: int
+    illegal: bool
+
+
+class ActionDecoder:
+    """Encode and decode the actions of one network (``K`` classes, ``split_levels = L``).
+
+    ``legal`` below is :meth:`NetworkView.classes_with_work` at the deciding engine. The
+    decoder keeps a :class:`~policyopt.policies.MaxPressure` bound to the network for the
+    order of the classes that follow the chosen one.
+    """
+
+    def __init__(self, net: NetworkSpec, split_levels: int = 1) -> None:
+        if not (isinstance(split_levels, int) and split_levels >= 1):
+            raise ValueError(f"split_levels must be an integer >= 1, got {split_levels!r}")
+        self.n_classes = net.topology.n_classes
+        self.split_levels = split_levels
+        self.n_actions = self.n_classes * split_levels
+        self.max_pressure = MaxPressure()
+        self.max_pressure.bind(net)
+
+    def asks(self, view: NetworkView, engine: int, legal: Sequence[int]) -> bool:
+        """Is this decision a step for the agent? Yes if at least two classes have work, or,
+        with a budget split, if the split can change the batch (:func:`split_matters`);
+        otherwise every action gives the same batch."""
+        return len(legal) >= 2 or (self.split_levels > 1 and split_matters(view, engine))
+
+    def class_mask(
+        self, view: NetworkView, engine: int | None, legal: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """The legal classes (bool, shape ``(K,)``, never all false): ``legal`` (by default
+        the classes with work at ``engine``), else all of the engine's classes; every class
+        when no engine decides (``engine`` is ``None``)."""
+        if engine is None:
+            return np.ones(self.n_classes, dtype=bool)
+        if legal is None:
+            legal = view.classes_with_work(engine)
+        mask = np.zeros(self.n_classes, dtype=bool)
+        mask[list(legal) or list(view.classes_at[engine])] = True
+        return mask
+
+    def action_mask(self, class_mask: np.ndarray) -> np.ndarray:
+        """The legal actions (bool, shape ``(K * L,)``): every level of a legal class."""
+        if self.split_levels == 1:
+            return class_mask.copy()
+        return np.repeat(class_mask, self.split_levels)
+
+    def native_level(self, view: NetworkView, engine: int | None) -> int:
+        """The split level of ``engine``'s own scheduler rule: ``L - 1`` (decode first) for a
+        decode-first scheduler such as Sarathi-Serve, ``0`` (prefill first) for one such as
+        Orca; ``0`` without a split (``L = 1``) or without an engine."""
+        if self.split_levels == 1 or engine is None:
+            return 0
+        return self.split_levels - 1 if view.engines[engine].decode_first else 0
+
+    def encode(self, first: int, level: int = 0) -> int:
+        """The action that serves class ``first`` first at split ``level``."""
+        return int(first) * self.split_levels + int(level)
+
+    def decode(
+        self, action: int, class_mask: np.ndarray, view: NetworkView, engine: int | None
+    ) -> Decision:
+        """``action`` as applied at ``engine`` given the legal classes ``class_mask``: its
+        class and level, or, for an out-of-range action or an illegal class, the first legal
+        class at the engine's :meth:`native_level`."""
+        a = int(action)
+        L = self.split_levels
+        first, level = divmod(a, L)
+        illegal = not (0 <= a < self.n_actions and class_mask[first])
+        if illegal:
+            first = int(np.flatnonzero(class_mask)[0])
+            level = self.native_level(view, engine)
+            a = first * L + level
+        return Decision(a, first, level, illegal)
+
+    def decode_cap(self, view: NetworkView, engine: int, level: int) -> int | None:
+        """The decode tokens served before prefill at split ``level``: ``round(level / (L - 1)
+        * b)`` of ``engine``'s token budget ``b``; ``None`` (the scheduler's own rule) without
+        a split or at a station."""
+        info = view.engines[engine]
+        if self.split_levels == 1 or not info.llm:
+            return None
+        return round(level * info.token_budget / (self.split_levels - 1))
+
+    def order(self, view: NetworkView, engine: int, first: int) -> list[int]:
+        """The class order applied at ``engine``: ``first``, then the engine's other classes
+        in maximum-pressure order."""
+        classes = view.classes_at[engine]
+        if len(classes) == 2:  # the other class follows: no need to rank
+            return [first, classes[1] if classes[0] == first else classes[0]]
+        order = self.max_pressure.order(engine, view) or []
+        order.remove(first)
+        order.insert(0, first)
+        return order
