@@ -44,6 +44,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from policyopt.jsonout import to_json
 from policyopt.learn.common import load_hyperparams
 from policyopt.learn.evaluate import evaluate
 from policyopt.learn.train import train
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": ev.to_dict()["summary"],
         "curve": curve,
     }
-    (out / "result.json").write_text(json.dumps(summary, indent=2))
+    (out / "result.json").write_text(to_json(summary))
     print(
         f"PPO vs {base['policy']}: final {100 * gap_final:+.1f}%, selected "
         f"{100 * gap_selected:+.1f}% mean jobs; wrote {out}"

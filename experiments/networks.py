@@ -10,13 +10,14 @@ Writes ``experiments/results/networks.csv``, ``networks.md`` and ``networks_jobs
 system over time per run) and prints the table.
 
     python experiments/networks.py                # 7,200 s per run, about a minute
-    python experiments/networks.py --horizon 28800
+    python experiments/networks.py --horizon 28800 --jobs 2
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 from pathlib import Path
 
@@ -24,11 +25,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from tqdm import tqdm
 
 from policyopt.model.networks_library import get_network
-from policyopt.sim.network_sim import simulate_network
+from policyopt.sim.network_sim import NetworkResult, simulate_network
 from policyopt.solvers.static_planning import static_plan
+from policyopt.sweep import RunsInterrupted, run_all
 
 OUT = Path(__file__).parent / "results"
 
@@ -47,10 +48,20 @@ def runs() -> list[tuple[str, str, float]]:
     ]
 
 
+def simulate_run(run: tuple[str, str, float, float, int]) -> NetworkResult:
+    """One run: (network, policy, fraction of theta*, horizon s, seed) -> its result."""
+    name, policy, fraction, horizon, seed = run
+    base = get_network(name)
+    # the library networks sit at nominal load 0.9 of their bottleneck: theta* = 1 / 0.9
+    net = base.scaled(fraction * static_plan(base).theta)
+    return simulate_network(net, policy, horizon=horizon, seed=seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--horizon", type=float, default=7200.0, help="simulated seconds per run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1, help="parallel processes (same numbers)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -58,12 +69,23 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, object]] = []
     series = []
     t0 = time.perf_counter()
-    for name, policy, fraction in tqdm(runs(), desc="network runs"):
-        base = get_network(name)
-        plan = static_plan(base)
-        # the library networks sit at nominal load 0.9 of their bottleneck: theta* = 1 / 0.9
-        net = base.scaled(fraction * plan.theta)
-        res = simulate_network(net, policy, horizon=args.horizon, seed=args.seed)
+    plan = [(name, p, x, args.horizon, args.seed) for name, p, x in runs()]
+    try:
+        outcome = run_all(
+            plan,
+            simulate_run,
+            jobs=args.jobs,
+            desc="network runs",
+            label=lambda run: f"{run[0]} {run[1]}",
+        )
+    except RunsInterrupted:
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130
+    for i, error in outcome.errors.items():
+        print(f"failed: {plan[i][:3]}: {error}", file=sys.stderr)
+    if outcome.errors:
+        return 1
+    for (name, policy, fraction, _, _), res in zip(plan, outcome.results.values(), strict=True):
         flow = next(iter(res.workflows.values()))
         rows.append(
             {

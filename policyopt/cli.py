@@ -56,6 +56,7 @@ from policyopt.compare import (
     scenario_for,
 )
 from policyopt.errors import SpecError
+from policyopt.jsonout import to_json, write_json
 from policyopt.model import EngineSpec, Scenario, build, fit_affine
 from policyopt.model.batch_time import AffineBatchTime
 from policyopt.model.config import read_mapping, spec_error
@@ -71,14 +72,13 @@ from policyopt.report import (
     pct,
     plot_n_system,
     sweep_header,
-    to_json,
     write_batches_csv,
     write_compare,
-    write_json,
     write_series_csv,
 )
 from policyopt.sim import EngineResult, simulate
 from policyopt.solvers.capacity import batch_seconds, budget_sweep, capacity
+from policyopt.sweep import horizon_bar
 
 PROG = "policyopt"
 
@@ -379,14 +379,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         cap = capacity(scen.engine, scen.workload)
         scen = scenario_for(scen, scen.scheduler, args.load * cap.lambda_star)
     horizon = scen.run.horizon_s
-    bar = tqdm(
-        total=horizon,
-        desc=f"simulate {scen.scheduler.label}",
-        disable=not sys.stderr.isatty(),
-        delay=1.0,
-        file=sys.stderr,
-        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} simulated s [{elapsed}<{remaining}]",
-    )
+    bar = horizon_bar(horizon, f"simulate {scen.scheduler.label}")
 
     def progress(sim_time: float) -> None:
         bar.update(max(0.0, min(sim_time, horizon) - bar.n))
@@ -594,13 +587,16 @@ examples:
   policyopt compare scenario.yaml --schedulers orca,sarathi --loads 0.9,1.0,1.1
   policyopt compare --horizon 600 --json > compare.json
   policyopt compare rybko-stolyar --policies priority:exit,priority:entry,max-pressure,fluid
-  policyopt compare fork-join --policies fcfs --loads 0.9,1.1
+  policyopt compare fork-join --policies fcfs --loads 0.9,1.1 --jobs 2
 
 Defaults: schedulers {",".join(DEFAULT_SCHEDULERS)};
 loads {",".join(f"{x:g}" for x in DEFAULT_LOADS)} (multiples of lambda*);
 horizon: --horizon, else run.horizon_s of CONFIG, else {COMPARE_HORIZON_S:g} s.
 All runs use the same seed (the same request stream). Writes compare.csv (one row per
-run, appended as runs finish), compare.json and n_system.png into --out.
+run, appended as runs finish), compare.json and n_system.png (jobs.png for a network) into
+--out. --jobs N runs N at a time, for one engine or a network, with the same numbers as one.
+A failed run is reported and the others go on (exit code 1); Ctrl-C keeps the finished runs
+(exit code 130).
 """
 
 _FIT_EPILOG = """\

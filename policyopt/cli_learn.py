@@ -7,13 +7,13 @@ Bad input raises :class:`~policyopt.errors.SpecError` (one line, exit code 2).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from policyopt.errors import SpecError
+from policyopt.jsonout import to_json
 
 TRAIN_EPILOG = """\
 examples:
@@ -44,6 +44,8 @@ default: the network's own rates. Per policy and load: mean over seeds of the lo
 holding cost per second and the mean number in system, with a 95% interval over seeds (one
 seed: the run's batch-means interval), mean latency, and the verdict (stable only if every
 seed is). Writes evaluate.csv (one row per run), summary.csv, evaluate.json and evaluate.png.
+A failed run is reported and the others go on (exit code 1); Ctrl-C keeps the finished runs
+in the files (exit code 130).
 """
 
 
@@ -172,7 +174,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "bc": res.bc or None,
     }
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(to_json(info))
     else:
         print(
             f"trained {algo} for {res.timesteps} steps in {res.seconds:.1f} s "
@@ -189,7 +191,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``policyopt evaluate``."""
-    from policyopt.learn.evaluate import DEFAULT_EVAL_HORIZON_S, DEFAULT_EVAL_POLICIES, evaluate
+    from policyopt.learn.evaluate import (
+        DEFAULT_EVAL_HORIZON_S,
+        DEFAULT_EVAL_POLICIES,
+        EvaluationInterrupted,
+        evaluate,
+    )
     from policyopt.model.networks_library import resolve_network
 
     net = resolve_network(args.network)
@@ -223,15 +230,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    ev = evaluate(net, policies, loads, seeds, horizon, warmup, out=out, on_run=progress)
+    code = 0
+    try:
+        ev = evaluate(net, policies, loads, seeds, horizon, warmup, out=out, on_run=progress)
+    except EvaluationInterrupted as stop:
+        ev, code = stop.evaluation, 130
     if args.json:
-        print(json.dumps(ev.to_dict(), indent=2))
+        print(to_json(ev.to_dict()))
     else:
         print(
             f"network {ev.network}, horizon {ev.horizon:g} s, seeds "
             f"{','.join(map(str, ev.seeds))} (the same random streams for every policy)"
         )
         print(ev.table())
-    for name in ("evaluate.csv", "summary.csv", "evaluate.json", "evaluate.png"):
-        print(f"wrote {out / name}", file=sys.stderr)
-    return 0
+    for f in ev.failures:
+        print(
+            f"policyopt: warning: run {f['policy']} load {f['load']} seed {f['seed']} failed: "
+            f"{f['error']}",
+            file=sys.stderr,
+        )
+        code = code or 1
+    if ev.complete or ev.runs:  # the files were written
+        for name in ("evaluate.csv", "summary.csv", "evaluate.json", "evaluate.png"):
+            print(f"wrote {out / name}", file=sys.stderr)
+    if code == 130:
+        planned = len(ev.policies) * len(ev.loads) * len(ev.seeds)
+        print(
+            f"policyopt: interrupted after {len(ev.runs)} of {planned} runs; kept them in {out}",
+            file=sys.stderr,
+        )
+    return code

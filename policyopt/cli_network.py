@@ -10,10 +10,8 @@ arrival rate to ``0.9 * theta*`` times the file's rates, ``theta*`` from the sta
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +19,13 @@ import numpy as np
 from tqdm import tqdm
 
 from policyopt.errors import SpecError
+from policyopt.jsonout import to_json
 from policyopt.model.config import read_mapping
 from policyopt.model.network import NetworkSpec, load_network
 from policyopt.model.networks_library import NETWORKS, get_network
+from policyopt.report import CsvAppender, format_table, write_csv
 from policyopt.sim.network_sim import NetworkResult, NetworkSimulator
+from policyopt.sweep import RunsInterrupted, horizon_bar, run_all
 
 DEFAULT_POLICIES = ("fcfs", "priority:exit", "priority:entry", "max-pressure", "fluid")
 DEFAULT_NETWORK_HORIZON_S = 7200.0
@@ -45,25 +46,10 @@ def network_arg(config: str | None) -> NetworkSpec | None:
     return get_network(config)
 
 
-def _to_json(data: Any) -> str:
-    def clean(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if isinstance(v, (np.floating, float)):
-            return None if not math.isfinite(float(v)) else float(v)
-        if isinstance(v, np.integer):
-            return int(v)
-        return v
-
-    return json.dumps(clean(data), indent=2)
-
-
 def cmd_networks(args: argparse.Namespace) -> int:
     """``policyopt networks``: the library of named networks."""
     if args.json:
-        print(_to_json([{"name": n, "description": d} for n, d in NETWORKS]))
+        print(to_json([{"name": n, "description": d} for n, d in NETWORKS]))
         return 0
     width = max(len(n) for n, _ in NETWORKS)
     for name, desc in NETWORKS:
@@ -81,7 +67,7 @@ def network_capacity(net: NetworkSpec, args: argparse.Namespace) -> int:
     plan = static_plan(net)
     if args.json:
         print(
-            _to_json(
+            to_json(
                 {
                     "network": net.name,
                     "classes": {
@@ -123,14 +109,8 @@ def _scaled(net: NetworkSpec, load: float | None) -> tuple[NetworkSpec, float]:
 
 
 def _run(net: NetworkSpec, policy: str, horizon: float, seed: int, label: str) -> NetworkResult:
-    bar = tqdm(
-        total=horizon,
-        desc=label,
-        disable=not sys.stderr.isatty(),
-        delay=1.0,
-        file=sys.stderr,
-        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} simulated s [{elapsed}<{remaining}]",
-    )
+    """One run with a progress bar over simulated time (see :func:`horizon_bar`)."""
+    bar = horizon_bar(horizon, label)
     try:
         sim = NetworkSimulator(net, policy, horizon=horizon, seed=seed)
         sim.run(progress=lambda t: bar.update(max(0.0, min(t, horizon) - bar.n)))
@@ -139,7 +119,25 @@ def _run(net: NetworkSpec, policy: str, horizon: float, seed: int, label: str) -
         bar.close()
 
 
+@dataclass(frozen=True)
+class NetworkRun:
+    """One run of ``compare NETWORK``: the network already scaled to ``load`` x its LP
+    boundary, a policy name, the horizon (simulated s) and the seed."""
+
+    net: NetworkSpec
+    policy: str
+    load: float
+    horizon: float
+    seed: int
+
+
+def simulate_run(run: NetworkRun) -> NetworkResult:
+    """The result of one :class:`NetworkRun` (a top-level function: runs in a process pool)."""
+    return NetworkSimulator(run.net, run.policy, horizon=run.horizon, seed=run.seed).run().result()
+
+
 def _row(res: NetworkResult, load: float | None) -> dict[str, Any]:
+    """One row of the compare table, CSV and JSON: rounded key numbers of a run."""
     flows = list(res.workflows.values())
     return {
         "policy": res.policy,
@@ -157,17 +155,21 @@ def _row(res: NetworkResult, load: float | None) -> dict[str, Any]:
     }
 
 
+NETWORK_COLUMNS = (
+    "policy",
+    "load",
+    "mean jobs [95% CI]",
+    "holding cost",
+    "jobs drift/s [95% CI]",
+    "min thr/rate",
+    "latency s",
+    "verdict",
+)
+"""Headers of the network compare table (and of ``simulate NETWORK``'s one-row table)."""
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
-    heads = [
-        "policy",
-        "load",
-        "mean jobs [95% CI]",
-        "holding cost",
-        "jobs drift/s [95% CI]",
-        "min thr/rate",
-        "latency s",
-        "verdict",
-    ]
+    """The rows of :func:`_row` as a left-aligned text table (:func:`format_table`)."""
     body = [
         [
             r["policy"],
@@ -181,11 +183,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(heads)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) for b in body]
-    return "\n".join(lines)
+    return format_table(NETWORK_COLUMNS, body, align="l" * len(NETWORK_COLUMNS))
 
 
 def _plot(results: list[tuple[str, NetworkResult]], path: Path, title: str) -> Path:
@@ -224,10 +222,10 @@ def network_simulate(net: NetworkSpec, args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(_to_json(res.summary()))
+        (out / "summary.json").write_text(to_json(res.summary()))
         _plot([(policy, res)], out / "jobs.png", f"{net.name}, {policy}")
     if args.json:
-        print(_to_json(res.summary()))
+        print(to_json(res.summary()))
         return 0
     print(
         f"network {net.name}, policy {policy}, horizon {horizon:g} s, seed {res.seed}"
@@ -257,7 +255,12 @@ def network_simulate(net: NetworkSpec, args: argparse.Namespace) -> int:
 
 
 def network_compare(net: NetworkSpec, args: argparse.Namespace) -> int:
-    """Policies x loads on one network: a table, a CSV, a JSON and a figure."""
+    """Policies x loads on one network: a table, a CSV, a JSON and a figure.
+
+    The runs go through :func:`policyopt.sweep.run_all` (``--jobs`` processes, the same
+    numbers for any number; ``--no-progress``). A run that raises is reported and the others
+    go on (exit code 1); Ctrl-C keeps the finished runs in the files (exit code 130).
+    """
     policies = args.policies or list(DEFAULT_POLICIES)
     loads = args.loads or [0.9]
     horizon = args.horizon or DEFAULT_NETWORK_HORIZON_S
@@ -272,34 +275,66 @@ def network_compare(net: NetworkSpec, args: argparse.Namespace) -> int:
         else f"policyopt-results/compare-{net.name}"
     )
     out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    results: list[tuple[str, NetworkResult]] = []
-    csv_path = out / "compare.csv"
-    with csv_path.open("w", newline="") as fh:
-        writer: csv.DictWriter | None = None
-        try:
-            for load in loads:
-                scaled, _ = _scaled(net, load)
-                for policy in policies:
-                    res = _run(scaled, policy, horizon, seed, f"{policy} x{load:g}")
-                    row = _row(res, load)
-                    rows.append(row)
-                    results.append((f"{policy} x{load:g}", res))
-                    if writer is None:
-                        writer = csv.DictWriter(fh, fieldnames=list(row))
-                        writer.writeheader()
-                    writer.writerow(row)
-                    fh.flush()
-        except KeyboardInterrupt:
-            print(f"policyopt: interrupted; kept {len(rows)} runs in {csv_path}", file=sys.stderr)
-            return 130
-    (out / "compare.json").write_text(_to_json({"network": net.name, "runs": rows}))
-    _plot(results, out / "jobs.png", f"{net.name}: jobs in system")
+    for stale in ("compare.csv", "compare.json", "jobs.png"):
+        (out / stale).unlink(missing_ok=True)
+    scaled = {load: _scaled(net, load)[0] for load in loads}
+    runs = [NetworkRun(scaled[x], p, x, horizon, seed) for x in loads for p in policies]
+    appender = CsvAppender(out / "compare.csv")
+
+    def failed(index: int, error: str) -> None:
+        run = runs[index]
+        tqdm.write(
+            f"policyopt: warning: run {run.policy} at load {run.load:g} failed: {error}",
+            file=sys.stderr,
+        )
+
+    code = 0
+    try:
+        outcome = run_all(
+            runs,
+            simulate_run,
+            jobs=args.jobs,
+            progress=not args.no_progress,
+            label=lambda run: f"{run.policy} x{run.load:g}",
+            on_result=lambda i, res: appender.write(_row(res, runs[i].load)),
+            on_error=failed,
+        )
+    except RunsInterrupted as stop:
+        outcome, code = stop.outcome, 130
+    finally:
+        appender.close()
+    done = [(runs[i], res) for i, res in outcome.results.items()]
+    rows = [_row(res, run.load) for run, res in done]
+    written: list[Path] = []
+    if rows:  # again, in plan order (a pool appends in completion order)
+        written.append(write_csv(out / "compare.csv", rows))
+    extra: dict[str, Any] = {}
+    if outcome.errors:
+        extra["failures"] = [
+            {"policy": runs[i].policy, "load": runs[i].load, "error": error}
+            for i, error in outcome.errors.items()
+        ]
+        code = code or 1
+    if not outcome.complete:
+        extra["complete"] = False
+    (out / "compare.json").write_text(to_json({"network": net.name, "runs": rows, **extra}))
+    written.append(out / "compare.json")
+    if done:
+        labelled = [(f"{run.policy} x{run.load:g}", res) for run, res in done]
+        written.append(_plot(labelled, out / "jobs.png", f"{net.name}: jobs in system"))
     if args.json:
-        print(_to_json({"network": net.name, "horizon": horizon, "seed": seed, "runs": rows}))
+        doc = {"network": net.name, "horizon": horizon, "seed": seed, "runs": rows, **extra}
+        print(to_json(doc))
     else:
         print(f"network {net.name}, horizon {horizon:g} s, seed {seed} (same arrivals for all)")
         print(_table(rows))
-    for name in ("compare.csv", "compare.json", "jobs.png"):
-        print(f"wrote {out / name}", file=sys.stderr)
-    return 0
+    for i, error in outcome.errors.items():
+        print(f"failed: {runs[i].policy} at load {runs[i].load:g}: {error}", file=sys.stderr)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    if code == 130:
+        print(
+            f"policyopt: interrupted after {len(rows)} of {len(runs)} runs; kept them in {out}",
+            file=sys.stderr,
+        )
+    return code

@@ -7,30 +7,27 @@ the arrival rate of a run is ``load * lambda*`` requests/s. Every run uses the b
 seed: all schedulers see the same request stream (common random numbers), which makes their
 differences sharper than independent runs would.
 
-Runs are independent and deterministic, so ``jobs > 1`` (a process pool) gives exactly the
-numbers of ``jobs = 1``. Finished runs are kept when a run fails (the failure is recorded and
-the sweep goes on) or when the user presses Ctrl-C (:class:`SweepInterrupted` carries the
-partial :class:`Sweep`); ``on_result`` sees each result as it arrives, e.g. to append it to
-a CSV file.
+Runs go through the toolkit's sweep runner (:func:`policyopt.sweep.run_all`). They are
+independent and deterministic, so ``jobs > 1`` (a process pool) gives exactly the numbers of
+``jobs = 1``. Finished runs are kept when a run fails (the failure is recorded and the sweep
+goes on) or when the user presses Ctrl-C (:class:`SweepInterrupted` carries the partial
+:class:`Sweep`); ``on_result`` sees each result as it arrives, e.g. to append it to a CSV
+file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
-import signal
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from tqdm import tqdm
 
 from policyopt.errors import SpecError
 from policyopt.model import SchedulerSpec, build
 from policyopt.model.scenario import Scenario
 from policyopt.sim import EngineResult, simulate
 from policyopt.solvers.capacity import Capacity, capacity
+from policyopt.sweep import Outcome, RunsInterrupted, run_all
 
 DEFAULT_SCHEDULERS: tuple[str, ...] = ("fastertransformer", "vllm", "orca", "sarathi")
 """The four schedulers of the paper (Li, Dai, Peng, arXiv 2504.07347; ``docs/schedulers.md``)."""
@@ -166,50 +163,10 @@ def plan_sweep(
     return cap, plan
 
 
-def _run_one(run: PlannedRun) -> tuple[int, EngineResult | None, str | None]:
-    """Simulate one planned run; an exception becomes a one-line error text."""
-    try:
-        return run.index, simulate(run.scenario), None
-    except Exception as err:  # recorded as a failure; the sweep goes on
-        text = " ".join(str(err).split()) or repr(err)
-        return run.index, None, f"{type(err).__name__}: {text}"
-
-
-def _ignore_sigint() -> None:
-    """Pool initializer: Ctrl-C is handled by the parent, which terminates the pool."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-class _Runner:
-    """Runs planned runs in this process (one job) or in a pool of processes.
-
-    The pool is created up front (before any progress-bar thread starts) and is terminated
-    by :meth:`close` if runs are still going, e.g. after Ctrl-C.
-    """
-
-    def __init__(self, plan: list[PlannedRun], jobs: int) -> None:
-        self.plan = plan
-        self.pool = None
-        if jobs > 1 and len(plan) > 1:
-            ctx = multiprocessing.get_context()
-            self.pool = ctx.Pool(min(jobs, len(plan)), initializer=_ignore_sigint)
-
-    def __iter__(self) -> Iterator[tuple[int, EngineResult | None, str | None]]:
-        """Outcomes in plan order for one job, in completion order for a pool."""
-        if self.pool is None:
-            return (_run_one(run) for run in self.plan)
-        return self.pool.imap_unordered(_run_one, self.plan, chunksize=1)
-
-    def close(self, finished: bool) -> None:
-        """Shut the pool down: wait for it when every run finished, else kill it."""
-        if self.pool is None:
-            return
-        if finished:
-            self.pool.close()
-        else:
-            self.pool.terminate()
-        self.pool.join()
-        self.pool = None
+def _simulate_planned(run: PlannedRun) -> EngineResult:
+    """Simulate one planned run; its ``load`` is the planned one exactly (``rate / lambda*``
+    can differ from it in the last bit)."""
+    return dataclasses.replace(simulate(run.scenario), load=run.load)
 
 
 def run_sweep(
@@ -239,33 +196,27 @@ def run_sweep(
     cap, plan = plan_sweep(base, schedulers, loads)
     labels = list(dict.fromkeys(run.scheduler for run in plan))
     sweep = Sweep(base, cap, labels, [float(x) for x in loads])
-    done: dict[int, EngineResult] = {}
-    failed: dict[int, RunFailure] = {}
-    runner = _Runner(plan, jobs)
-    show = progress and sys.stderr.isatty()
-    bar = tqdm(total=len(plan), desc="runs", unit="run", disable=not show, file=sys.stderr)
+
+    def failure(index: int, error: str) -> RunFailure:
+        run = plan[index]
+        return RunFailure(run.scheduler, run.load, run.rate, error)
+
+    def fill(outcome: Outcome[EngineResult]) -> Sweep:
+        sweep.results = list(outcome.results.values())
+        sweep.failures = [failure(i, error) for i, error in outcome.errors.items()]
+        sweep.complete = outcome.complete
+        return sweep
+
     try:
-        for index, result, error in runner:
-            run = plan[index]
-            if result is not None:
-                # the planned load exactly (rate / lambda* can differ from it in the last bit)
-                result = dataclasses.replace(result, load=run.load)
-                done[index] = result
-                if on_result is not None:
-                    on_result(result)
-            else:
-                failure = RunFailure(run.scheduler, run.load, run.rate, error or "unknown error")
-                failed[index] = failure
-                if on_failure is not None:
-                    on_failure(failure)
-            bar.set_postfix_str(f"{run.scheduler} @ {run.load:g}", refresh=False)
-            bar.update(1)
-        sweep.complete = True
-    except KeyboardInterrupt:
-        raise SweepInterrupted(sweep) from None
-    finally:
-        bar.close()
-        runner.close(finished=sweep.complete)
-        sweep.results = [done[i] for i in sorted(done)]
-        sweep.failures = [failed[i] for i in sorted(failed)]
-    return sweep
+        outcome = run_all(
+            plan,
+            _simulate_planned,
+            jobs=jobs,
+            progress=progress,
+            label=lambda run: f"{run.scheduler} @ {run.load:g}",
+            on_result=None if on_result is None else lambda _, result: on_result(result),
+            on_error=None if on_failure is None else lambda i, e: on_failure(failure(i, e)),
+        )
+    except RunsInterrupted as stop:
+        raise SweepInterrupted(fill(stop.outcome)) from None
+    return fill(outcome)

@@ -1,5 +1,9 @@
 """Result reporting: plain-text and Markdown tables, CSV and JSON files, PNG figures.
 
+:func:`format_table` is the one plain-text table of the command line (engine and network
+commands, ``policyopt evaluate``); JSON goes through :mod:`policyopt.jsonout` (re-exported
+here: :func:`to_json`, :func:`write_json`).
+
 Units follow the rest of the toolkit: rates in requests/s, token rates (throughput, backlog
 drift) in tokens/s, times (latency, TTFT, horizon) in seconds, batch times in milliseconds,
 shares of batches in percent in the tables and as fractions in CSV/JSON.
@@ -12,13 +16,15 @@ the mean latency when no request that arrived after the warm-up finished.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from policyopt.jsonout import json_ready as json_ready  # re-exported: JSON lives there
+from policyopt.jsonout import to_json as to_json
+from policyopt.jsonout import write_json
 from policyopt.model.batch_time import AffineBatchTime, PiecewiseBatchTime, StaircaseBatchTime
 from policyopt.model.engine import EngineSpec
 from policyopt.sim import BatchRecord, EngineResult
@@ -309,33 +315,6 @@ def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _cell(v) for k, v in row.items()})
-    os.replace(tmp, path)
-    return path
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _json_ready(value.item())
-    return value
-
-
-def to_json(data: Any) -> str:
-    """``data`` as indented JSON; NaN and infinities become ``null``."""
-    return json.dumps(_json_ready(data), indent=2, allow_nan=False)
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as JSON to ``path`` (see :func:`to_json`) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_json(data) + "\n")
     os.replace(tmp, path)
     return path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -90,3 +91,112 @@ def test_bad_network_input_exits_2(args: list[str], field: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("policyopt: error:")
     assert field in lines[0]
     assert "Traceback" not in out.stderr
+
+
+# ----------------------------------------------------------------------------- the sweep runner
+
+
+def _compare_args(out: Path, jobs: int) -> list[str]:
+    args = ["compare", "rybko-stolyar", "--policies", "fcfs,max-pressure", "--loads", "0.9,1.1"]
+    return [*args, "--horizon", "150", "--jobs", str(jobs), "--out", str(out), "--json"]
+
+
+def test_compare_network_jobs_2_gives_the_numbers_of_jobs_1(tmp_path: Path) -> None:
+    one = run(*_compare_args(tmp_path / "one", 1))
+    two = run(*_compare_args(tmp_path / "two", 2), "--no-progress")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert one.stdout == two.stdout
+    runs = json.loads(two.stdout)["runs"]
+    # plan order: policy by policy within each load, loads as given
+    assert [(r["policy"], r["load_x_boundary"]) for r in runs] == [
+        ("fcfs", 0.9),
+        ("max-pressure", 0.9),
+        ("fcfs", 1.1),
+        ("max-pressure", 1.1),
+    ]
+    for name in ("compare.csv", "compare.json"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+
+
+def _failing_simulator(fail: str | None, exc: BaseException):
+    """A stand-in for ``NetworkSimulator`` that raises ``exc`` when run with policy ``fail``."""
+    from policyopt.sim.network_sim import NetworkSimulator
+
+    class Sim(NetworkSimulator):
+        def run(self, progress=None):  # type: ignore[no-untyped-def]
+            if self.policy_name == fail:
+                raise exc
+            return super().run(progress)
+
+    return Sim
+
+
+def _compare_in_process(tmp_path: Path) -> int:
+    from policyopt.cli import main
+
+    args = ["compare", "rybko-stolyar", "--policies", "fcfs,max-pressure,fluid"]
+    return main([*args, "--horizon", "50", "--out", str(tmp_path), "--no-progress"])
+
+
+def test_compare_network_keeps_the_others_when_a_run_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import policyopt.cli_network as cli_network
+
+    sim = _failing_simulator("max-pressure", RuntimeError("boom\nsecond line"))
+    monkeypatch.setattr(cli_network, "NetworkSimulator", sim)
+    assert _compare_in_process(tmp_path) == 1
+    doc = json.loads((tmp_path / "compare.json").read_text())
+    assert [r["policy"] for r in doc["runs"]] == ["fcfs", "fluid"]
+    assert doc["failures"] == [
+        {"policy": "max-pressure", "load": 0.9, "error": "RuntimeError: boom second line"}
+    ]
+    with (tmp_path / "compare.csv").open() as fh:
+        assert [r["policy"] for r in csv.DictReader(fh)] == ["fcfs", "fluid"]
+    err = capsys.readouterr().err
+    assert "run max-pressure at load 0.9 failed: RuntimeError: boom second line" in err
+
+
+def test_compare_network_ctrl_c_keeps_finished_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import policyopt.cli_network as cli_network
+
+    monkeypatch.setattr(
+        cli_network, "NetworkSimulator", _failing_simulator("fluid", KeyboardInterrupt())
+    )
+    assert _compare_in_process(tmp_path) == 130
+    doc = json.loads((tmp_path / "compare.json").read_text())
+    assert doc["complete"] is False
+    assert [r["policy"] for r in doc["runs"]] == ["fcfs", "max-pressure"]
+    with (tmp_path / "compare.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == 2
+    assert "interrupted after 2 of 3 runs" in capsys.readouterr().err
+
+
+def test_evaluate_records_a_failed_run_and_keeps_runs_on_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import policyopt.learn.evaluate as evaluate_mod
+    from policyopt.learn.evaluate import EvaluationInterrupted, evaluate
+
+    kw = {"seeds": [0, 1], "horizon": 40.0}
+    plain = evaluate("criss-cross", ["max-pressure", "priority:exit"], **kw)
+    sim = _failing_simulator("priority:exit", RuntimeError("bad order"))
+    monkeypatch.setattr(evaluate_mod, "NetworkSimulator", sim)
+    ev = evaluate("criss-cross", ["max-pressure", "priority:exit"], out=tmp_path / "a", **kw)
+    assert ev.complete and ev.summary == plain.summary[:1]
+    assert [(f["policy"], f["seed"]) for f in ev.failures] == [
+        ("priority:exit", 0),
+        ("priority:exit", 1),
+    ]
+    assert json.loads((tmp_path / "a" / "evaluate.json").read_text())["failures"][0]["error"] == (
+        "RuntimeError: bad order"
+    )
+    sim = _failing_simulator("priority:exit", KeyboardInterrupt())
+    monkeypatch.setattr(evaluate_mod, "NetworkSimulator", sim)
+    with pytest.raises(EvaluationInterrupted) as info:
+        evaluate("criss-cross", ["max-pressure", "priority:exit"], out=tmp_path / "b", **kw)
+    partial = info.value.evaluation
+    assert not partial.complete and partial.summary == plain.summary[:1]
+    assert json.loads((tmp_path / "b" / "evaluate.json").read_text())["complete"] is False

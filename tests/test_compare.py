@@ -197,3 +197,62 @@ def test_compare_table_and_csv_of_a_sweep(tmp_path: Path) -> None:
     assert (
         float(rows[1]["drift_ci_low"]) <= float(rows[1]["drift"]) <= float(rows[1]["drift_ci_high"])
     )
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def _square_or_fail(x: int) -> int:
+    """A run for :func:`run_all`: top-level, so a process pool can call it."""
+    if x == 3:
+        raise ValueError(f"no\n{x}")
+    return x * x
+
+
+def test_run_all_pool_equals_serial_and_records_failures() -> None:
+    from policyopt.sweep import run_all
+
+    seen: list[tuple[int, int]] = []
+    errors: list[tuple[int, str]] = []
+    one = run_all(
+        range(6),
+        _square_or_fail,
+        progress=False,
+        on_result=lambda i, r: seen.append((i, r)),
+        on_error=lambda i, e: errors.append((i, e)),
+    )
+    two = run_all(list(range(6)), _square_or_fail, jobs=2, progress=False)
+    assert one.complete and two.complete
+    assert one.results == two.results == {0: 0, 1: 1, 2: 4, 4: 16, 5: 25}
+    assert list(two.results) == [0, 1, 2, 4, 5]  # by index, whatever the completion order
+    assert one.errors == two.errors == {3: "ValueError: no 3"}
+    assert seen == list(one.results.items()) and errors == [(3, "ValueError: no 3")]
+
+
+def test_json_ready_is_the_one_conversion() -> None:
+    from dataclasses import dataclass
+
+    from policyopt.jsonout import json_ready, to_json
+
+    @dataclass
+    class Point:
+        x: float
+        ci: tuple[float, float]
+
+    data = {
+        1: np.float64(0.5),
+        "n": np.int64(3),
+        "flag": np.bool_(True),
+        "a": np.array([1.0, np.nan]),
+        "p": Point(math.inf, (np.float32(0.25), -math.inf)),
+    }
+    ready = json_ready(data)
+    assert ready == {
+        "1": 0.5,
+        "n": 3,
+        "flag": True,
+        "a": [1.0, None],
+        "p": {"x": None, "ci": [0.25, None]},
+    }
+    assert type(ready["1"]) is float and type(ready["n"]) is int
+    assert json.loads(to_json(data)) == ready

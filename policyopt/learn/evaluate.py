@@ -9,12 +9,16 @@ its 95% batch-means interval (20 windows), the mean workflow latency (s), and th
 verdict. Across seeds, the table gives the mean over seeds and a 95% t-interval over seeds
 (with one seed, the run's own batch-means interval), and the verdict ``stable`` only when
 every seed's run is stable.
+
+The runs go through :func:`policyopt.sweep.run_all`, one after the other in this process: a
+run that raises is recorded in :attr:`Evaluation.failures` and the others go on; Ctrl-C
+raises :class:`EvaluationInterrupted` with the runs that had finished (and their files
+written when ``out`` is given).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -25,11 +29,14 @@ from typing import Any
 import numpy as np
 
 from policyopt.errors import SpecError
+from policyopt.jsonout import json_ready, to_json
 from policyopt.model.network import NetworkSpec
 from policyopt.model.networks_library import resolve_network
 from policyopt.policies import Policy, make_policy
+from policyopt.report import format_table
 from policyopt.sim.network_sim import NetworkResult, NetworkSimulator
 from policyopt.sim.stats import t_interval
+from policyopt.sweep import Outcome, RunsInterrupted, run_all
 
 DEFAULT_EVAL_POLICIES = ("max-pressure", "priority:exit", "priority:entry", "fluid")
 DEFAULT_EVAL_HORIZON_S = 3600.0
@@ -53,7 +60,8 @@ RUN_FIELDS = (
 @dataclass
 class Evaluation:
     """The runs of :func:`evaluate` (one row per policy, load and seed) and their summary (one
-    row per policy and load)."""
+    row per policy and load, over the seeds that finished). ``failures`` has one row per run
+    that raised (policy, load, seed, error); ``complete`` is false after an interrupt."""
 
     network: str
     horizon: float
@@ -63,56 +71,78 @@ class Evaluation:
     policies: list[str]
     runs: list[dict[str, Any]] = field(default_factory=list)
     summary: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    complete: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (non-finite numbers as ``None``)."""
-        return _clean(
-            {
-                "network": self.network,
-                "horizon": self.horizon,
-                "warmup": self.warmup,
-                "seeds": self.seeds,
-                "loads": self.loads,
-                "policies": self.policies,
-                "summary": self.summary,
-                "runs": [{k: v for k, v in r.items() if k != "wall_s"} for r in self.runs],
-            }
-        )
+        """JSON-ready (:func:`~policyopt.jsonout.json_ready`: non-finite numbers as ``None``);
+        ``failures`` and ``complete`` appear only when a run failed or the runs were cut
+        short."""
+        data: dict[str, Any] = {
+            "network": self.network,
+            "horizon": self.horizon,
+            "warmup": self.warmup,
+            "seeds": self.seeds,
+            "loads": self.loads,
+            "policies": self.policies,
+            "summary": self.summary,
+            "runs": [{k: v for k, v in r.items() if k != "wall_s"} for r in self.runs],
+        }
+        if self.failures:
+            data["failures"] = self.failures
+        if not self.complete:
+            data["complete"] = False
+        return json_ready(data)
 
     def table(self) -> str:
-        """The summary as a text table."""
+        """The summary as a left-aligned text table (:func:`policyopt.report.format_table`)."""
         heads = ["policy", "load", "holding cost/s [95% CI]", "mean jobs [95% CI]", "latency s"]
         heads.append("verdict")
-        body = []
-        for r in self.summary:
-            body.append(
-                [
-                    r["policy"],
-                    "as given" if r["load"] is None else f"{r['load']:g}",
-                    f"{r['holding_cost']:.2f} [{r['holding_cost_low']:.2f}, "
-                    f"{r['holding_cost_high']:.2f}]",
-                    f"{r['mean_jobs']:.2f} [{r['mean_jobs_low']:.2f}, {r['mean_jobs_high']:.2f}]",
-                    f"{r['latency_mean_s']:.3f}",
-                    r["verdict"],
-                ]
-            )
-        widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(heads)]
-        lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))]
-        lines.append("  ".join("-" * w for w in widths))
-        lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) for b in body]
-        return "\n".join(lines)
+        body = [
+            [
+                r["policy"],
+                "as given" if r["load"] is None else f"{r['load']:g}",
+                f"{r['holding_cost']:.2f} [{r['holding_cost_low']:.2f}, "
+                f"{r['holding_cost_high']:.2f}]",
+                f"{r['mean_jobs']:.2f} [{r['mean_jobs_low']:.2f}, {r['mean_jobs_high']:.2f}]",
+                f"{r['latency_mean_s']:.3f}",
+                r["verdict"],
+            ]
+            for r in self.summary
+        ]
+        return format_table(heads, body, align="l" * len(heads))
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(float(v)) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`evaluate`; ``evaluation`` holds the runs that had finished."""
+
+    def __init__(self, evaluation: Evaluation) -> None:
+        super().__init__("evaluation interrupted")
+        self.evaluation = evaluation
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """One run of :func:`evaluate`: a policy (built once, shared by its runs) under its name
+    on the network at one load, with one seed; horizon and warm-up in simulated seconds."""
+
+    net: NetworkSpec
+    policy: Policy
+    name: str
+    load: float | None
+    seed: int
+    horizon: float
+    warmup: float | None
+
+
+def evaluate_run(run: EvalRun) -> dict[str, Any]:
+    """Simulate one :class:`EvalRun`; its row of ``evaluate.csv`` (with the wall seconds)."""
+    t0 = time.perf_counter()
+    sim = NetworkSimulator(
+        run.net, run.policy, horizon=run.horizon, warmup=run.warmup, seed=run.seed
+    )
+    res = sim.run().result()
+    return _run_row(res, run.name, run.load, time.perf_counter() - t0)
 
 
 def _scaled(net: NetworkSpec, load: float | None) -> NetworkSpec:
@@ -141,9 +171,9 @@ def _run_row(res: NetworkResult, policy: str, load: float | None, wall: float) -
     }
 
 
-def _summary_row(
-    policy: str, load: float | None, rows: list[dict[str, Any]], results: list[NetworkResult]
-) -> dict[str, Any]:
+def _summary_row(policy: str, load: float | None, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary row: the runs ``rows`` of one policy and load (one per seed) combined."""
+
     def across(key: str) -> tuple[float, float, float]:
         x = np.array([r[key] for r in rows], dtype=float)
         if len(x) >= 2:
@@ -155,7 +185,8 @@ def _summary_row(
     mj, mj_lo, mj_hi = across("mean_jobs")
     if len(rows) == 1:  # one seed: the run's batch-means interval
         mj_lo, mj_hi = rows[0]["mean_jobs_low"], rows[0]["mean_jobs_high"]
-        scale = results[0].holding_cost / results[0].mean_jobs if results[0].mean_jobs else 0.0
+        first = rows[0]
+        scale = first["holding_cost"] / first["mean_jobs"] if first["mean_jobs"] else 0.0
         hc_lo, hc_hi = mj_lo * scale, mj_hi * scale
     verdicts = {r["verdict"] for r in rows}
     verdict = (
@@ -196,7 +227,9 @@ def evaluate(
     a tenth of the horizon); ``out``: a directory for ``evaluate.csv`` (one row per run),
     ``evaluate.json`` and ``evaluate.png``; ``on_run``: called with each run's row. Policies
     are built (and trained agents loaded) once and bound before each run. Bad input raises
-    :class:`SpecError`.
+    :class:`SpecError` before any run. A run that raises goes to ``failures`` (one line) and
+    the others go on; Ctrl-C raises :class:`EvaluationInterrupted` carrying the finished runs
+    (written to ``out`` first, when some finished).
     """
     if not (isinstance(horizon, (int, float)) and math.isfinite(horizon) and horizon > 0):
         raise SpecError("--horizon", f"must be a positive number of seconds, got {horizon!r}", "")
@@ -214,26 +247,41 @@ def evaluate(
     for b in built:
         b.bind(nets[loads[0]])  # every unusable policy before anything runs
     ev = Evaluation(net.name, float(horizon), warmup, [int(s) for s in seeds], list(loads), names)
-    for load in loads:
-        for name, policy in zip(names, built, strict=True):
-            rows: list[dict[str, Any]] = []
-            results: list[NetworkResult] = []
-            for seed in seeds:
-                t0 = time.perf_counter()
-                sim = NetworkSimulator(
-                    nets[load], policy, horizon=float(horizon), warmup=warmup, seed=int(seed)
-                )
-                res = sim.run().result()
-                row = _run_row(res, name, load, time.perf_counter() - t0)
-                rows.append(row)
-                results.append(res)
-                ev.runs.append(row)
-                if on_run is not None:
-                    on_run(row)
-            ev.summary.append(_summary_row(name, load, rows, results))
+    runs = [
+        EvalRun(nets[load], policy, name, load, int(seed), float(horizon), warmup)
+        for load in loads
+        for name, policy in zip(names, built, strict=True)
+        for seed in seeds
+    ]
+    on_result = None if on_run is None else lambda _, row: on_run(row)
+    try:
+        outcome = run_all(runs, evaluate_run, progress=False, on_result=on_result)
+    except RunsInterrupted as stop:
+        _fill(ev, runs, stop.outcome)
+        if out is not None and ev.runs:
+            write_evaluation(ev, Path(out))
+        raise EvaluationInterrupted(ev) from None
+    _fill(ev, runs, outcome)
     if out is not None:
         write_evaluation(ev, Path(out))
     return ev
+
+
+def _fill(ev: Evaluation, runs: list[EvalRun], outcome: Outcome[dict[str, Any]]) -> None:
+    """Put the finished runs, the failures and one summary row per (load, policy) with a
+    finished run into ``ev`` (``runs`` go seed by seed within each load and policy)."""
+    per_group = len(ev.seeds)
+    ev.runs = list(outcome.results.values())
+    ev.failures = [
+        {"policy": runs[i].name, "load": runs[i].load, "seed": runs[i].seed, "error": error}
+        for i, error in outcome.errors.items()
+    ]
+    ev.complete = outcome.complete
+    ev.summary = []
+    for first in range(0, len(runs), per_group):
+        rows = [outcome.results[i] for i in range(first, first + per_group) if i in outcome.results]
+        if rows:
+            ev.summary.append(_summary_row(runs[first].name, runs[first].load, rows))
 
 
 def write_evaluation(ev: Evaluation, out: Path) -> list[Path]:
@@ -252,7 +300,7 @@ def write_evaluation(ev: Evaluation, out: Path) -> list[Path]:
                 w.writerow({k: "" if r[k] is None else r[k] for k in fields})
         paths.append(path)
     path = out / "evaluate.json"
-    path.write_text(json.dumps(ev.to_dict(), indent=2))
+    path.write_text(to_json(ev.to_dict()))
     paths.append(path)
     paths.append(plot_evaluation(ev, out / "evaluate.png"))
     return paths

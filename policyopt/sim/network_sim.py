@@ -232,19 +232,11 @@ class NetworkResult:
     series: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
     def summary(self) -> dict[str, object]:
-        """JSON-ready scalars and per-item tables (no series)."""
+        """JSON-ready scalars and per-item tables, no series
+        (:func:`~policyopt.jsonout.json_ready`: intervals as lists, non-finite as ``None``)."""
+        from policyopt.jsonout import json_ready
 
-        def clean(v: object) -> object:
-            if isinstance(v, float) and not math.isfinite(v):
-                return None
-            if isinstance(v, tuple):
-                return [clean(x) for x in v]
-            if isinstance(v, dict):
-                return {k: clean(x) for k, x in v.items()}
-            return v
-
-        out = {k: v for k, v in self.__dict__.items() if k != "series"}
-        return {k: clean(v) for k, v in out.items()}
+        return json_ready({k: v for k, v in self.__dict__.items() if k != "series"})
 
 
 class NetworkSimulator:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+from policyopt.jsonout import json_ready
 from policyopt.sim.engine_sim import BatchRecord, Counters, EngineSimulator
 from policyopt.sim.stability import Verdict, verdict
 from policyopt.sim.stats import t_interval
@@ -68,14 +69,11 @@ class EngineResult:
     batch_records: list[BatchRecord] = field(repr=False, default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        """The scalar metrics as a JSON-ready dict (no series, no batch records)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("series", "batch_records")}
-        for k, v in out.items():
-            if isinstance(v, tuple):
-                out[k] = [None if not math.isfinite(x) else x for x in v]
-            elif isinstance(v, float) and not math.isfinite(v):
-                out[k] = None
-        return out
+        """The scalar metrics, JSON-ready (:func:`~policyopt.jsonout.json_ready`): intervals
+        as ``[low, high]`` lists, undefined (non-finite) values as ``None``; no series, no
+        batch records."""
+        scalars = [f.name for f in fields(self) if f.name not in ("series", "batch_records")]
+        return json_ready({name: getattr(self, name) for name in scalars})
 
 
 def collect(
