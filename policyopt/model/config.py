@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from policyopt.errors import SpecError
 from policyopt.model.scenario import Scenario
+from policyopt.model.validation import spec_error
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,64 +25,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 M = TypeVar("M", bound=BaseModel)
-
-_FIXES = {
-    "extra_forbidden": "unknown key; remove it or fix its spelling",
-    "missing": "add it",
-    "greater_than": "use a larger value",
-    "greater_than_equal": "use a larger value",
-    "less_than_equal": "use a smaller value",
-    "literal_error": "choose one of those",
-    "union_tag_invalid": "choose one of those kinds",
-    "union_tag_not_found": "add a 'kind' key",
-    "int_parsing": "give a whole number",
-    "int_from_float": "give a whole number",
-    "float_parsing": "give a number",
-    "bool_parsing": "give true or false",
-    "model_type": "give a mapping of keys to values",
-}
-
-
-def spec_error(err: ValidationError, prefix: str = "") -> SpecError:
-    """The first problem of a pydantic ``ValidationError`` as a :class:`SpecError`."""
-    first = err.errors()[0]
-    loc = [str(p) for p in first.get("loc", ()) if not str(p).startswith("function-")]
-    # discriminated unions insert the tag in the location: drop it
-    loc = [p for p in loc if p not in _UNION_TAGS]
-    field = ".".join(([prefix] if prefix else []) + loc)
-    cause = (first.get("ctx") or {}).get("error")
-    if isinstance(cause, SpecError):
-        field = ".".join(x for x in (field, cause.field) if x)
-        return SpecError(field, cause.problem, cause.fix)
-    msg = str(first.get("msg", "invalid value"))
-    for head in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(head):
-            msg = msg[len(head) :]
-    kind = str(first.get("type", ""))
-    value = first.get("input")
-    if kind == "extra_forbidden":
-        msg = "unknown key"
-        fix = "remove it or fix its spelling"
-    else:
-        fix = _FIXES.get(kind, "")
-        if isinstance(value, (int, float, str, bool)) and kind not in ("missing", "value_error"):
-            msg += f" (got {value!r})"
-    return SpecError(field or "config", msg, fix)
-
-
-_UNION_TAGS = {
-    "constant",
-    "uniform",
-    "geometric",
-    "lognormal",
-    "empirical",
-    "poisson",
-    "deterministic",
-    "trace",
-    "staircase",
-    "piecewise",
-    "affine",
-}
 
 
 def build(cls: type[M], data: Any = None, prefix: str = "", **kwargs: Any) -> M:

@@ -63,7 +63,7 @@ from policyopt.model.config import build, read_mapping
 from policyopt.model.engine import EngineSpec
 from policyopt.model.lengths import LengthDist
 from policyopt.model.scenario import check_fits
-from policyopt.model.scheduler import SchedulerSpec, scheduler_spec
+from policyopt.model.scheduler import SchedulerField, default_scheduler
 from policyopt.model.workload import DeterministicArrivals, PoissonArrivals, Workload
 
 EXIT = -1
@@ -99,14 +99,7 @@ class LLMEngine(_Spec):
     token_budget: int = Field(512, ge=1, description="tokens per batch (b)")
     max_seqs: int | None = Field(None, ge=1, description="requests per batch (k_max)")
     batch_time: BatchTime = Field(default_factory=StaircaseBatchTime)
-    scheduler: SchedulerSpec = Field(default_factory=lambda: SchedulerSpec(name="sarathi"))
-
-    @field_validator("scheduler", mode="before")
-    @classmethod
-    def _scheduler_from_name(cls, value: object) -> object:
-        if isinstance(value, str):
-            return scheduler_spec(value)
-        return value
+    scheduler: SchedulerField = Field(default_factory=default_scheduler)
 
     def engine_spec(self) -> EngineSpec:
         """The single-engine :class:`EngineSpec` of this engine."""

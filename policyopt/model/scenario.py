@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from policyopt.errors import SpecError
 from policyopt.model.engine import EngineSpec
-from policyopt.model.scheduler import SchedulerSpec, scheduler_spec
+from policyopt.model.scheduler import SchedulerField, SchedulerSpec, default_scheduler
 from policyopt.model.workload import Workload
 
 
@@ -86,16 +86,9 @@ class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     engine: EngineSpec = Field(default_factory=EngineSpec)
-    scheduler: SchedulerSpec = Field(default_factory=lambda: SchedulerSpec(name="sarathi"))
+    scheduler: SchedulerField = Field(default_factory=default_scheduler)
     workload: Workload = Field(default_factory=Workload)
     run: RunSpec = Field(default_factory=RunSpec)
-
-    @field_validator("scheduler", mode="before")
-    @classmethod
-    def _scheduler_from_name(cls, value: object) -> object:
-        if isinstance(value, str):
-            return scheduler_spec(value)
-        return value
 
     @model_validator(mode="after")
     def _fits(self) -> Scenario:

@@ -1,7 +1,11 @@
-"""Batching schedulers of real engines, as the paper stylizes them (DESIGN 2.1).
+"""Batching schedulers as a user declares them: a name and its options.
 
-A scheduler here is a declaration: four properties that fix how a batch is formed. The
-simulator implements the rule; ``docs/schedulers.md`` writes each rule out.
+A scheduler spec is data: which scheduler, with which options, and four facts about the
+batches it forms that the rest of the model needs (can it run a prompt longer than the token
+budget; does it mix prefill and decode tokens; which phase it serves first; does it batch at
+request level). How the batch is formed lives with the simulators
+(:mod:`policyopt.sim.schedulers`), one module per scheduler; ``docs/schedulers.md`` writes
+each rule out.
 
 ==================  ==========  =======  =======  =============
 name                priority    mixes    chunks   request-level
@@ -12,32 +16,100 @@ orca                prefill     yes      yes*     no
 sarathi             decode      yes      yes*     no
 ==================  ==========  =======  =======  =============
 
-``*`` ``chunked=False`` gives whole-prompt admission (the original Orca).
+``*`` ``chunked: false`` (or the name ``orca:whole``) gives whole-prompt admission.
+
+Scenario and network files validate a scheduler as a pydantic discriminated union on
+``name`` over the registered specs (:func:`register_scheduler_spec`), so an unknown option
+is refused with the field's name. A spec may be written as a mapping
+(``{name: orca, chunked: false}``) or as a string ``NAME`` or ``NAME:OPTION`` (the option
+words a spec understands are its :meth:`SchedulerSpec.from_option`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from functools import lru_cache
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from policyopt.errors import SpecError
-
-SCHEDULER_NAMES = ("fastertransformer", "vllm", "orca", "sarathi")
-SchedulerName = Literal["fastertransformer", "vllm", "orca", "sarathi"]
+from policyopt.model.validation import spec_error
 
 
 class SchedulerSpec(BaseModel):
-    """A batching scheduler: ``name`` and, for ``orca``/``sarathi``, ``chunked``."""
+    """Base of every scheduler's options. Subclasses set ``name`` to a ``Literal``.
+
+    The class attributes say how the scheduler batches (they are facts of the scheduler,
+    not options): ``decode_first``, ``mixes``, ``request_level``; :attr:`chunks` may depend
+    on an option.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: SchedulerName
+    name: str
+
+    decode_first: ClassVar[bool] = False
+    """Decode tokens take the budget before prefill tokens."""
+    mixes: ClassVar[bool] = False
+    """Prefill and decode tokens may share a batch."""
+    request_level: ClassVar[bool] = False
+    """New requests join only when the whole running group has left."""
+
+    @property
+    def chunks(self) -> bool:
+        """A prompt may be split across batches (so prompts longer than the budget run)."""
+        return False
+
+    @property
+    def label(self) -> str:
+        """Display name."""
+        return self.name
+
+    @classmethod
+    def from_option(cls, option: str) -> dict[str, Any]:
+        """The options meant by the ``OPTION`` of ``NAME:OPTION`` (raise SpecError if none)."""
+        raise SpecError("", f"{cls.model_fields['name'].default!r} takes no option {option!r}")
+
+
+class _ChunkingSpec(SchedulerSpec):
+    """A scheduler that chunks prefill by default; ``chunked: false`` admits whole prompts."""
+
+    chunked: bool | None = None
+
+    @property
+    def chunks(self) -> bool:
+        return self.chunked is not False
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}(whole)" if self.chunked is False else self.name
+
+    @classmethod
+    def from_option(cls, option: str) -> dict[str, Any]:
+        if option in ("whole", "chunked"):
+            return {"chunked": option == "chunked"}
+        raise SpecError(
+            "", f"unknown scheduler option {option!r}", "use NAME, NAME:whole or NAME:chunked"
+        )
+
+
+class _WholePromptSpec(SchedulerSpec):
+    """A scheduler that never chunks prefill: ``chunked: true`` is refused with the fix."""
+
     chunked: bool | None = None
 
     @model_validator(mode="after")
-    def _chunk_option(self) -> SchedulerSpec:
-        if self.chunked and self.name in ("fastertransformer", "vllm"):
+    def _no_chunking(self) -> _WholePromptSpec:
+        if self.chunked:
             raise SpecError(
                 "chunked",
                 f"{self.name} has no chunked prefill",
@@ -45,46 +117,116 @@ class SchedulerSpec(BaseModel):
             )
         return self
 
-    @property
-    def decode_first(self) -> bool:
-        """Decode tokens take the budget before prefill tokens."""
-        return self.name in ("fastertransformer", "sarathi")
-
-    @property
-    def mixes(self) -> bool:
-        """Prefill and decode tokens may share a batch."""
-        return self.name in ("orca", "sarathi")
-
-    @property
-    def chunks(self) -> bool:
-        """A prompt may be split across batches."""
-        if self.name in ("orca", "sarathi"):
-            return self.chunked is not False
-        return False
-
-    @property
-    def request_level(self) -> bool:
-        """New requests join only when the whole running group has left."""
-        return self.name == "fastertransformer"
-
-    @property
-    def label(self) -> str:
-        """Display name (``orca(whole)`` for unchunked orca)."""
-        if self.name in ("orca", "sarathi") and self.chunked is False:
-            return f"{self.name}(whole)"
-        return self.name
-
-
-def scheduler_spec(value: str | SchedulerSpec | dict) -> SchedulerSpec:
-    """A :class:`SchedulerSpec` from a name (``orca``, ``orca:whole``), a dict, or a spec."""
-    if isinstance(value, SchedulerSpec):
-        return value
-    if isinstance(value, dict):
-        return SchedulerSpec(**value)
-    name, _, option = value.partition(":")
-    if option not in ("", "whole", "chunked"):
+    @classmethod
+    def from_option(cls, option: str) -> dict[str, Any]:
+        if option in ("whole", "chunked"):
+            return {"chunked": option == "chunked"}
         raise SpecError(
             "", f"unknown scheduler option {option!r}", "use NAME, NAME:whole or NAME:chunked"
         )
-    chunked = None if not option else option == "chunked"
-    return SchedulerSpec(name=name, chunked=chunked)  # type: ignore[arg-type]
+
+
+class FasterTransformerSpec(_WholePromptSpec):
+    """FasterTransformer: request-level batching, decode first, whole prompts."""
+
+    name: Literal["fastertransformer"] = "fastertransformer"
+    decode_first: ClassVar[bool] = True
+    request_level: ClassVar[bool] = True
+
+
+class VLLMSpec(_WholePromptSpec):
+    """Vanilla vLLM: prefill-only batches of whole prompts first, else decode-only batches."""
+
+    name: Literal["vllm"] = "vllm"
+
+
+class OrcaSpec(_ChunkingSpec):
+    """Orca: prefill first, mixed batches, chunked prefill unless ``chunked: false``."""
+
+    name: Literal["orca"] = "orca"
+    mixes: ClassVar[bool] = True
+
+
+class SarathiSpec(_ChunkingSpec):
+    """Sarathi-Serve: decode first, then prefill chunks, mixed batches."""
+
+    name: Literal["sarathi"] = "sarathi"
+    decode_first: ClassVar[bool] = True
+    mixes: ClassVar[bool] = True
+
+
+_SPECS: dict[str, type[SchedulerSpec]] = {}
+
+
+def register_scheduler_spec(spec: type[SchedulerSpec]) -> type[SchedulerSpec]:
+    """Make ``spec`` (a :class:`SchedulerSpec` subclass with a ``Literal`` name) valid in
+    scenario and network files. Registering a name again replaces it."""
+    name = spec.model_fields["name"].default
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{spec.__name__}.name needs a Literal default, e.g. name: Literal['x']")
+    _SPECS[name] = spec
+    _union.cache_clear()
+    return spec
+
+
+def scheduler_names() -> tuple[str, ...]:
+    """The registered scheduler names, in registration order."""
+    return tuple(_SPECS)
+
+
+SCHEDULER_NAMES = ("fastertransformer", "vllm", "orca", "sarathi")
+"""The built-in schedulers (the paper's four)."""
+
+
+@lru_cache(maxsize=1)
+def _union() -> TypeAdapter[Any]:
+    """A discriminated union (on ``name``) of the registered specs."""
+    members = tuple(_SPECS.values())
+    if len(members) == 1:
+        return TypeAdapter(members[0])
+    return TypeAdapter(Annotated[Union[members], Field(discriminator="name")])  # noqa: UP007
+
+
+for _spec in (FasterTransformerSpec, VLLMSpec, OrcaSpec, SarathiSpec):
+    register_scheduler_spec(_spec)
+
+
+def scheduler_spec(value: str | SchedulerSpec | dict[str, Any]) -> SchedulerSpec:
+    """A scheduler spec from a name (``orca``, ``orca:whole``), a mapping, or a spec.
+
+    Raises :class:`SpecError` naming the field (``name``, ``chunked``, an unknown key) and
+    the fix.
+    """
+    if isinstance(value, SchedulerSpec):
+        return value
+    if isinstance(value, str):
+        name, _, option = value.strip().partition(":")
+        data: dict[str, Any] = {"name": name}
+        if option:
+            spec = _SPECS.get(name)
+            if spec is not None:
+                data.update(spec.from_option(option))
+        value = data
+    if not isinstance(value, dict):
+        raise SpecError("", "a scheduler is a name or a mapping", "e.g. sarathi or {name: orca}")
+    name = value.get("name")
+    if name not in _SPECS:
+        raise SpecError(
+            "name",
+            f"unknown scheduler {name!r} (the registered ones: {', '.join(_SPECS)})",
+            "choose one of those",
+        )
+    try:
+        return _union().validate_python(value)
+    except ValidationError as err:
+        raise spec_error(err, tags=set(_SPECS)) from None
+
+
+def default_scheduler() -> SchedulerSpec:
+    """The default scheduler: Sarathi-Serve (chunked prefill, decode first)."""
+    return SarathiSpec()
+
+
+SchedulerField = Annotated[SerializeAsAny[SchedulerSpec], BeforeValidator(scheduler_spec)]
+"""The type of a ``scheduler`` field: a name, ``NAME:OPTION``, a mapping or a spec, validated
+against the registered specs (serialized with the spec's own options)."""

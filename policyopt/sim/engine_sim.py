@@ -2,10 +2,13 @@
 
 Time is continuous (seconds). A batch is formed when the previous one ends (or, on an idle
 engine, when a request arrives); requests that arrive during a batch are seen when the next
-batch is formed. Every batch obeys the rules of DESIGN section 2: prefill tokens of a request
-before its decode tokens, at most one decode token per request per batch, no decode token in
-the batch that finishes a request's prefill, at most ``token_budget`` tokens and (optionally)
-``max_seqs`` requests, a prefill chunk taking one request slot.
+batch is formed. The engine's scheduler (:mod:`policyopt.sim.schedulers`, the same objects the
+network simulator uses) forms each batch; every batch obeys the rules of ``docs/model.md``:
+prefill tokens of a request before its decode tokens, at most one decode token per request per
+batch, no decode token in the batch that finishes a request's prefill, at most
+``token_budget`` tokens and (optionally) ``max_seqs`` requests, a prefill chunk taking one
+request slot. This module is the single-class driver of those rules, specialised for speed;
+a one-engine, one-class network gives the same batches (``tests/test_engine_crosscheck.py``).
 
 How it stays fast (no per-token Python work):
 
@@ -32,9 +35,9 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 
 import numpy as np
 
@@ -43,6 +46,13 @@ from policyopt.model.batch_time import AffineBatchTime
 from policyopt.model.engine import EngineSpec
 from policyopt.model.scheduler import SchedulerSpec
 from policyopt.model.workload import RequestStreams
+from policyopt.sim.batching import (
+    BatchRecord,
+    Counters,
+    batch_time_table,
+    not_work_conserving,
+)
+from policyopt.sim.schedulers import Scheduler, make_scheduler
 from policyopt.sim.stats import LogHistogram, WindowMeans, overlap_by_window
 
 BIG = 1 << 62
@@ -64,6 +74,36 @@ def _fw_sum(tree: list[int], j: int) -> int:
         total += tree[j]
         j &= j - 1
     return total
+
+
+ORDER = (0,)  # the class order of a single-class engine
+
+
+class _OneClass:
+    """The single-engine queues as a scheduler reads them (one class, index 0): set
+    ``D``, ``start``, ``stop`` and ``done`` before asking the scheduler."""
+
+    __slots__ = ("D", "done", "sim", "start", "stop")
+
+    def __init__(self, sim: EngineSimulator) -> None:
+        self.sim = sim
+        self.D = self.start = self.stop = self.done = 0
+
+    def decoding(self, k: int) -> int:
+        return self.D
+
+    def waiting(self, k: int) -> int:
+        return self.stop - self.start
+
+    def prompts(self, k: int) -> tuple[Iterable[int], int]:
+        return map(self.sim.w_p.__getitem__, range(self.start, self.stop)), self.done
+
+    def remaining(self) -> Iterator[int]:
+        """Prefill tokens left of each waiting prompt, oldest first."""
+        w_p, start = self.sim.w_p, self.start
+        if start >= self.stop:
+            return iter(())
+        return chain((w_p[start] - self.done,), map(w_p.__getitem__, range(start + 1, self.stop)))
 
 
 class RequestList:
@@ -90,43 +130,6 @@ class RequestList:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         sl = slice(start_index, start_index + n)
         return self.arrivals[sl], self.prompts[sl], self.outputs[sl]
-
-
-@dataclass
-class BatchRecord:
-    """One batch: when it ran, and which request got which tokens.
-
-    ``prefill`` lists ``(request, tokens)`` chunks in order; ``decode`` lists the requests
-    that got one decode token each.
-    """
-
-    start: float
-    end: float
-    prefill: list[tuple[int, int]]
-    decode: list[int]
-
-    @property
-    def tokens(self) -> int:
-        return sum(c for _, c in self.prefill) + len(self.decode)
-
-
-@dataclass
-class Counters:
-    """Batch-level counts over the measured period (batches starting after warm-up)."""
-
-    batches: int = 0
-    tokens: int = 0
-    full: int = 0
-    not_work_conserving: int = 0
-    out_of_range: int = 0
-    busy_time: float = 0.0
-    kv_area: float = 0.0
-
-    def copy(self) -> Counters:
-        return Counters(**self.__dict__)
-
-    def minus(self, other: Counters) -> Counters:
-        return Counters(**{k: v - getattr(other, k) for k, v in self.__dict__.items()})
 
 
 @dataclass
@@ -177,7 +180,9 @@ class EngineSimulator:
         if not horizon > 0:
             raise SpecError("run.horizon_s", f"{horizon} is not > 0", "give a positive horizon")
         self.engine = engine
-        self.scheduler = scheduler
+        self.sched = scheduler if isinstance(scheduler, Scheduler) else make_scheduler(scheduler)
+        self.scheduler = self.sched.spec
+        self.queues = _OneClass(self)
         self.source = source
         self.horizon = float(horizon)
         self.warmup = float(warmup)
@@ -192,13 +197,7 @@ class EngineSimulator:
         self.b = int(engine.token_budget)
         self.k = int(engine.max_seqs) if engine.max_seqs is not None else BIG
         self.affine = bt if isinstance(bt, AffineBatchTime) else None
-        if self.affine is None:
-            self.table: list[float] | None = [
-                0.0,
-                *bt.seconds_for_tokens(np.arange(1, self.b + 1)).tolist(),
-            ]
-        else:
-            self.table = None
+        self.table = batch_time_table(engine)
 
         # request window: global ids [base, base + len(w_arr)); lists for the hot loop
         self.base = 0
@@ -351,11 +350,8 @@ class EngineSimulator:
         """
         stop = self.horizon if until is None else min(float(until), self.horizon)
         left = BIG if max_batches is None else int(max_batches)
-        sched = self.scheduler
-        request_level = sched.request_level
-        mixes = sched.mixes
-        decode_first = sched.decode_first
-        chunked = sched.chunks
+        form = self.sched.form
+        sq = self.queues
         b, kmax = self.b, self.k
         table = self.table
         affine = self.affine
@@ -463,8 +459,15 @@ class EngineSimulator:
                 now = ta
                 continue
 
+            # ---- the scheduler forms the batch
+            A = D + pf_backlog  # tokens of work available now
+            pf_done0 = pf_done
+            sq.D, sq.start, sq.stop, sq.done = D, pf - base, n_vis - base, pf_done
+            plan = form(sq, ORDER, b, kmax)
+            x, m = plan.x, plan.m
+
             # ---- a run of identical decode-only batches, advanced in one step
-            if coalesce and Q == 0 and b >= D and kmax >= D:
+            if coalesce and Q == 0 and x == 0 and m == D:
                 k = heap[0][0] - G - 1  # batches before the next completion (or a lower bound)
                 if k >= 1:
                     tau = table[D] if table is not None else affine.seconds(0, D, 0)  # type: ignore[union-attr]
@@ -505,62 +508,23 @@ class EngineSimulator:
                     left -= k
                     continue
 
-            # ---- form one batch
-            A = D + pf_backlog  # tokens of work available now
-            pf0, pf_done0 = pf, pf_done
-            x = r = m = 0
-            chunks: list[tuple[int, int]] | None = [] if record else None
+            # ---- prompts whose prefill the batch finishes become decoders below
             entrants: list[int] = []
-            do_prefill = False
-            budget = b
-            slots = kmax
-            if request_level:
-                if D:
-                    m = D
-                else:
-                    do_prefill = True
-            elif not mixes:
-                if Q:
-                    do_prefill = True
-                else:
-                    m = D if b >= D and kmax >= D else min(D, b, kmax)
-            elif decode_first:
-                m = D if b >= D and kmax >= D else min(D, b, kmax)
-                budget -= m
-                slots -= m
-                do_prefill = Q > 0 and budget > 0 and slots > 0
-            else:
-                do_prefill = Q > 0
-            if do_prefill:
-                i = pf
-                done = pf_done
-                jb = i - base
-                while i < n_vis and budget > 0 and slots > 0:
-                    rem = w_p[jb] - done
-                    if rem <= budget:
-                        if chunks is not None:
-                            chunks.append((i, rem))
-                        budget -= rem
-                        x += rem
-                        r += 1
-                        slots -= 1
-                        entrants.append(i)
-                        i += 1
-                        jb += 1
-                        done = 0
-                    elif chunked:
-                        if chunks is not None:
-                            chunks.append((i, budget))
-                        x += budget
-                        done += budget
-                        r += 1
-                        budget = 0
-                    else:
-                        break
-                pf, pf_done = i, done
+            chunks: list[tuple[int, int]] | None = [] if record else None
+            if x:
+                _, whole, chunk = plan.prefill[0]
+                if whole:
+                    entrants = list(range(pf, pf + whole))
+                    if chunks is not None:
+                        chunks.append((pf, w_p[pf - base] - pf_done))
+                        chunks.extend((i, w_p[i - base]) for i in range(pf + 1, pf + whole))
+                    pf += whole
+                    pf_done = 0
+                if chunk:
+                    if chunks is not None:
+                        chunks.append((pf, chunk))
+                    pf_done += chunk
                 pf_backlog -= x
-            if mixes and not decode_first:
-                m = min(D, budget, slots)
             n = x + m
             if n == 0:  # cannot happen with work present; guard against a frozen clock
                 raise RuntimeError(f"empty batch at t={now} with D={D}, Q={Q}")
@@ -585,13 +549,7 @@ class EngineSimulator:
             if kv > kv_max:
                 kv_max = kv
             # ---- work conservation: was this the largest feasible batch?
-            if (
-                n != b
-                and n != A
-                and (
-                    kmax == BIG or kmax >= D + Q or n < self._largest_batch(D, pf0, n_vis, pf_done0)
-                )
-            ):
+            if n != b and not_work_conserving(n, A, b, kmax, D, Q, sq.remaining):
                 nwc_c += 1
             # ---- one decode token to each of the oldest m decoding requests
             if m:
@@ -671,18 +629,6 @@ class EngineSimulator:
                 progress(now)
         sync()
         return self
-
-    def _largest_batch(self, D: int, pf: int, n_vis: int, head_done: int) -> int:
-        """Largest batch any scheduler could form now, with the request-slot limit."""
-        rem = np.asarray(self.w_p[pf - self.base : n_vis - self.base], dtype=np.int64)
-        if len(rem):
-            rem[0] -= head_done
-        k = self.k
-        if len(rem) >= k:
-            best = int(np.sort(rem)[-k:].sum())
-        else:
-            best = int(rem.sum()) + min(D, k - len(rem))
-        return min(self.b, best)
 
     # ------------------------------------------------------------------ statistics
     def _fold(self, sl: slice, final: bool) -> None:

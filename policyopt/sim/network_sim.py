@@ -5,7 +5,7 @@ deterministic), visit classes, fork into parallel branches and join, and leave. 
 served at one engine (or at one of an eligible set, chosen when the job is created by the
 class's routing rule: join-shortest-queue by remaining work, round robin, or random).
 
-**LLM engines** batch as in the single-engine model (DESIGN section 2): a batch is formed when
+**LLM engines** batch as in the single-engine model (``docs/model.md``): a batch is formed when
 the previous one ends, or when work reaches an idle engine; the network policy orders the
 classes present (:mod:`policyopt.policies`) and the engine's scheduler fills the token budget
 in that order, first-come first-served within a class (decode first or prefill first, chunked
@@ -38,7 +38,8 @@ mode does with the order a policy returns (``decide(None)`` is FCFS across class
 serving a single class never stop. Decision epochs: an LLM engine whose batch ended, or that
 is idle when work arrives, with some work present; a station at every arrival and completion
 (even with nothing waiting). The pending decision is described by :attr:`pending` (engine
-index), :meth:`classes_with_work`, :meth:`class_state` and :attr:`view` (what a policy sees).
+index), :meth:`classes_with_work`, :meth:`class_state`, :meth:`fcfs_order` and :attr:`view`
+(the read-only :class:`~policyopt.policies.NetworkView` a policy sees).
 Replaying the orders a policy returned reproduces its run exactly
 (``tests/test_network_external.py``).
 """
@@ -48,15 +49,16 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
 
-from policyopt.model.batch_time import AffineBatchTime
 from policyopt.model.network import EXIT, JOIN, LLMEngine, NetworkSpec
 from policyopt.policies import NetworkView, Policy, make_policy
+from policyopt.sim.batching import batch_time_table, not_work_conserving
+from policyopt.sim.schedulers import make_scheduler
 from policyopt.sim.stability import DRIFT_TOLERANCE, verdict
 from policyopt.sim.stats import LogHistogram, WindowMeans, t_interval
 from policyopt.solvers.traffic import traffic
@@ -192,19 +194,28 @@ class _Engine:
         self.rr = 0
         if self.llm:
             assert isinstance(spec, LLMEngine)
-            sched = spec.scheduler
+            self.sched = make_scheduler(spec.scheduler)
             self.b = spec.token_budget
             self.kmax = spec.max_seqs if spec.max_seqs is not None else 1 << 62
             self.bt = spec.batch_time
-            self.table: list[float] | None = (
-                None
-                if isinstance(self.bt, AffineBatchTime)
-                else [0.0, *self.bt.seconds_for_tokens(np.arange(1, self.b + 1)).tolist()]
-            )
-            self.decode_first = sched.decode_first
-            self.mixes = sched.mixes
-            self.chunks = sched.chunks
-            self.request_level = sched.request_level
+            self.table = batch_time_table(spec.engine_spec())
+            self.decode_first = spec.scheduler.decode_first
+            self.mixes = spec.scheduler.mixes
+            self.request_level = spec.scheduler.request_level
+
+    # the queues as a scheduler reads them (policyopt.sim.schedulers.base.Queues)
+    def decoding(self, k: int) -> int:
+        return len(self.dec[k].alive)
+
+    def waiting(self, k: int) -> int:
+        return len(self.wait[k])
+
+    def prompts(self, k: int) -> tuple[Iterable[int], int]:
+        return (job.pre_left for job in self.wait[k]), 0
+
+    def remaining(self) -> Iterator[int]:
+        """Prefill tokens left of every waiting prompt at this engine."""
+        return (job.pre_left for q in self.wait.values() for job in q)
 
 
 @dataclass
@@ -292,7 +303,7 @@ class NetworkSimulator:
         rate = np.array([1.0 / w if w > 0 else 0.0 for w in topo.work])
         self.jobs = np.zeros(K)
         self.view = NetworkView(
-            topo, self.jobs, tuple(map(tuple, classes_at)), P, rate, simulator=self
+            net, self.jobs, tuple(map(tuple, classes_at)), P, rate, simulator=self
         )
         self.class_sets = [frozenset(c) for c in classes_at]
         # remaining work per class, all engines: tokens (LLM: prefill + decode not yet
@@ -494,10 +505,12 @@ class NetworkSimulator:
         order = self.policy.order(eng.index, self.view)  # type: ignore[union-attr]
         if order is not None:
             return order
-        return self._fcfs_order(eng)
+        return self.fcfs_order(eng.index)
 
-    def _fcfs_order(self, eng: _Engine) -> list[int]:
-        """FCFS across classes: by the arrival time of each class's oldest job here."""
+    def fcfs_order(self, j: int) -> list[int]:
+        """The classes of engine ``j`` first-come first-served across classes: by the arrival
+        time of each class's oldest job there (waiting, or decoding at an LLM engine)."""
+        eng = self.engines[j]
         wait, dec, llm = eng.wait, eng.dec, eng.llm
 
         def oldest(k: int) -> tuple[float, int]:
@@ -525,94 +538,34 @@ class NetworkSimulator:
             if self.policy_splits:
                 decode_cap = self.policy.decode_cap(eng.index, self.view)  # type: ignore[union-attr]
         b, kmax = eng.b, eng.kmax
-        budget, slots = b, kmax
-        served: list[tuple[int, int]] = []  # (class, decode tokens)
-        chunks: list[tuple[Job, int]] = []
         A = D + eng.pre_backlog  # tokens of work available now
-        if eng.request_level:
-            phases = "d" if D else "p"
-        elif not eng.mixes:
-            phases = "p" if Q else "d"
-        elif decode_cap is not None:  # a budget split: decode up to the cap, prefill, decode
-            phases = "Dpd"
-        else:
-            phases = "dp" if eng.decode_first else "pd"
-        x = m = 0
-        dec, wait, chunked = eng.dec, eng.wait, eng.chunks
-        for phase in phases:
-            if phase == "d" and decode_cap is None:  # one decode token per decoding job
-                for k in order:
-                    if budget <= 0 or slots <= 0:
-                        break
-                    nk = len(dec[k])
-                    if nk:
-                        mk = min(nk, budget, slots)
-                        served.append((k, mk))
-                        m += mk
-                        budget -= mk
-                        slots -= mk
-                continue
-            if phase in "Dd":  # the split's two decode passes (the second tops classes up)
-                assert decode_cap is not None
-                limit = min(budget, decode_cap) if phase == "D" else budget
-                for k in order:
-                    if limit <= 0 or slots <= 0:
-                        break
-                    taken = next((t for c, t in served if c == k), 0)
-                    nk = len(dec[k]) - taken
-                    if nk:
-                        mk = min(nk, limit, slots)
-                        if taken:
-                            served = [(c, t + mk if c == k else t) for c, t in served]
-                        else:
-                            served.append((k, mk))
-                        m += mk
-                        limit -= mk
-                        budget -= mk
-                        slots -= mk
-                continue
-            for k in order:  # prefill, classes in order, FCFS within a class
-                q = wait[k]
-                if not q:
-                    continue
-                for job in q:
-                    if budget <= 0 or slots <= 0:
-                        break
-                    left = job.pre_left
-                    if left <= budget:
-                        chunks.append((job, left))
-                        x += left
-                        budget -= left
-                        slots -= 1
-                    elif chunked:
-                        chunks.append((job, budget))
-                        x += budget
-                        budget = 0
-                        slots -= 1
-                    else:
-                        budget = -1  # no skipping ahead of a prompt that does not fit
-                if budget <= 0 or slots <= 0:
-                    break
-            budget = max(budget, 0)
+        plan = eng.sched.form(eng, order, b, kmax, decode_cap)
+        x, m = plan.x, plan.m
         n = x + m
+        if n == 0:  # cannot happen with work present; guard against a frozen clock
+            raise RuntimeError(f"empty batch at t={self.now} at engine {eng.index}")
         dt = eng.table[n] if eng.table is not None else eng.bt.seconds(x, m, 0)
         t_end = self.now + dt
         # tokens processed now; completions take effect when the batch ends
         finished: list[Job] = []
         work_left = self.work_left
-        for k, mk in served:
-            finished.extend(eng.dec[k].serve(mk))
+        dec, wait = eng.dec, eng.wait
+        for k, mk in plan.decode:
+            finished.extend(dec[k].serve(mk))
             work_left[k] -= mk
         eng.n_dec -= len(finished)
-        for job, c in chunks:
-            work_left[job.cls] -= c
-            job.pre_left -= c
-            if job.pre_left == 0:
-                q = eng.wait[job.cls]
-                q.popleft() if q[0] is job else q.remove(job)
-                eng.dec[job.cls].add(job, job.dec_tokens)
-                eng.n_wait -= 1
-                eng.n_dec += 1
+        for k, whole, chunk in plan.prefill:
+            q = wait[k]
+            for _ in range(whole):
+                job = q.popleft()
+                work_left[k] -= job.pre_left
+                job.pre_left = 0
+                dec[k].add(job, job.dec_tokens)
+            eng.n_wait -= whole
+            eng.n_dec += whole
+            if chunk:
+                q[0].pre_left -= chunk
+                work_left[k] -= chunk
         eng.pre_backlog -= x
         eng.backlog -= n
         eng.done_work += n
@@ -621,7 +574,7 @@ class NetworkSimulator:
         st.tokens += n
         st.full += n == b
         st.busy += dt
-        if n != b and n != A and (kmax >= 1 << 62 or kmax >= D + Q):
+        if n != b and not_work_conserving(n, A, b, kmax, D, Q, eng.remaining):
             st.not_work_conserving += 1
         eng.busy = True
         self._push(t_end, DONE, eng.index, finished)
@@ -818,7 +771,7 @@ class NetworkSimulator:
             raise RuntimeError("no decision is pending: call advance() first")
         eng = self.engines[j]
         if order is None:
-            order = self._fcfs_order(eng)
+            order = self.fcfs_order(j)
         elif not self.class_sets[j].issuperset(order):
             bad = sorted(set(order) - self.class_sets[j])
             raise ValueError(
