@@ -62,7 +62,7 @@ from policyopt.model.batch_time import BatchTime, StaircaseBatchTime
 from policyopt.model.config import build, read_mapping
 from policyopt.model.engine import EngineSpec
 from policyopt.model.lengths import LengthDist
-from policyopt.model.scenario import check_fits
+from policyopt.model.scenario import Scenario, check_fits
 from policyopt.model.scheduler import SchedulerField, default_scheduler
 from policyopt.model.workload import DeterministicArrivals, PoissonArrivals, Workload
 
@@ -935,3 +935,50 @@ def load_network(path: str | Path, **overrides: Any) -> NetworkSpec:
     data = read_mapping(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
     return build(NetworkSpec, data)
+
+
+ENGINE_NAME = "engine"
+"""The engine's name in the network of a scenario (:func:`scenario_network`)."""
+
+SINGLE_CLASS = "requests"
+"""The class (and workflow) name of a single-workload scenario in :func:`scenario_network`."""
+
+
+def scenario_network(scenario: Scenario) -> NetworkSpec:
+    """The scenario as a network: one LLM engine (``engine``) and one class per request class,
+    each fed by its own workflow of the same name that enters it and exits after it (a
+    single-workload scenario gives one class, ``requests``). The network simulator and the
+    network policies then run it; the single-engine simulator gives the same batches for one
+    class (``tests/test_engine_crosscheck.py``). A trace workload is refused (give its
+    requests to the simulator instead)."""
+    classes = scenario.classes or {SINGLE_CLASS: scenario.workload}
+    cls: dict[str, Any] = {}
+    flows: list[dict[str, Any]] = []
+    for name, wl in classes.items():
+        if not isinstance(wl.arrival, (PoissonArrivals, DeterministicArrivals)):
+            raise SpecError(
+                "workload.arrival",
+                "a trace workload has no network form",
+                "use poisson or deterministic arrivals",
+            )
+        cls[name] = {
+            "engine": ENGINE_NAME,
+            "prompt": wl.prompt,
+            "output": wl.output,
+            "max_prompt_len": wl.max_prompt_len,
+            "max_output_len": wl.max_output_len,
+            "holding_cost": getattr(wl, "holding_cost", 1.0),
+        }
+        flows.append({"name": name, "arrival": wl.arrival, "entry": name, "after": {name: "exit"}})
+    eng = scenario.engine
+    engine = {
+        "kind": "llm",
+        "token_budget": eng.token_budget,
+        "max_seqs": eng.max_seqs,
+        "batch_time": eng.batch_time,
+        "scheduler": scenario.scheduler,
+    }
+    return build(
+        NetworkSpec,
+        {"name": "scenario", "engines": {ENGINE_NAME: engine}, "classes": cls, "workflows": flows},
+    )

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from policyopt.errors import SpecError
 from policyopt.model.engine import EngineSpec
 from policyopt.model.scheduler import SchedulerField, SchedulerSpec, default_scheduler
-from policyopt.model.workload import Workload
+from policyopt.model.workload import TraceArrivals, Workload
 
 
 class RunSpec(BaseModel):
@@ -80,17 +80,60 @@ def check_fits(engine: EngineSpec, scheduler: SchedulerSpec, workload: Workload)
         )
 
 
+class RequestClass(Workload):
+    """One class of requests at a multi-class engine: a workload (Poisson or deterministic
+    arrivals, prompt and output lengths) and a holding cost per request per second."""
+
+    holding_cost: float = Field(1.0, ge=0, description="cost per request per second")
+
+    @model_validator(mode="after")
+    def _arrivals(self) -> RequestClass:
+        if isinstance(self.arrival, TraceArrivals):
+            raise SpecError(
+                "arrival",
+                "a request class takes poisson or deterministic arrivals, not a trace",
+                "use kind: poisson or kind: deterministic (a trace drives a single workload)",
+            )
+        return self
+
+
 class Scenario(BaseModel):
-    """Engine, scheduler, workload and run options, validated together."""
+    """Engine, scheduler, workload and run options, validated together.
+
+    ``classes`` (name -> :class:`RequestClass`) replaces ``workload`` for an engine shared by
+    several kinds of requests (e.g. chat and long documents); a network policy then decides
+    which class fills the token budget first.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     engine: EngineSpec = Field(default_factory=EngineSpec)
     scheduler: SchedulerField = Field(default_factory=default_scheduler)
     workload: Workload = Field(default_factory=Workload)
+    classes: dict[str, RequestClass] | None = None
     run: RunSpec = Field(default_factory=RunSpec)
 
     @model_validator(mode="after")
     def _fits(self) -> Scenario:
-        check_fits(self.engine, self.scheduler, self.workload)
+        if self.classes is None:
+            check_fits(self.engine, self.scheduler, self.workload)
+            return self
+        if "workload" in self.model_fields_set:
+            raise SpecError(
+                "classes",
+                "a scenario has either a workload or request classes, not both",
+                "move the workload into classes, or drop classes",
+            )
+        if not self.classes:
+            raise SpecError("classes", "no request class", "give at least one class")
+        for name, wl in self.classes.items():
+            try:
+                check_fits(self.engine, self.scheduler, wl)
+            except SpecError as err:
+                raise SpecError(err.field, f"class {name!r}: {err.problem}", err.fix) from None
         return self
+
+    @property
+    def multiclass(self) -> bool:
+        """Whether the scenario declares request classes (simulated as a one-engine network)."""
+        return self.classes is not None

@@ -169,6 +169,12 @@ def register_scheduler_spec(spec: type[SchedulerSpec]) -> type[SchedulerSpec]:
     return spec
 
 
+def unregister_scheduler_spec(name: str) -> None:
+    """Forget the scheduler spec ``name`` (a no-op for an unknown name)."""
+    _SPECS.pop(name, None)
+    _union.cache_clear()
+
+
 def scheduler_names() -> tuple[str, ...]:
     """The registered scheduler names, in registration order."""
     return tuple(_SPECS)

@@ -49,16 +49,19 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Protocol
 
 import numpy as np
 
+from policyopt.errors import SpecError
+from policyopt.model.batch_time import AffineBatchTime
 from policyopt.model.network import EXIT, JOIN, LLMEngine, NetworkSpec
 from policyopt.policies import NetworkView, Policy, make_policy
-from policyopt.sim.batching import batch_time_table, not_work_conserving
-from policyopt.sim.schedulers import make_scheduler
+from policyopt.sim.batching import BatchRecord, Counters, batch_time_table, not_work_conserving
+from policyopt.sim.schedulers import BatchPlan, make_scheduler
 from policyopt.sim.stability import DRIFT_TOLERANCE, verdict
 from policyopt.sim.stats import LogHistogram, WindowMeans, t_interval
 from policyopt.solvers.traffic import traffic
@@ -126,6 +129,15 @@ class DecodeQueue:
         return done
 
 
+class RequestSource(Protocol):
+    """Explicit requests: arrival times (s, sorted) and prompt / output tokens, as numpy
+    arrays (:class:`~policyopt.sim.engine_sim.RequestList` is one)."""
+
+    arrivals: np.ndarray
+    prompts: np.ndarray
+    outputs: np.ndarray
+
+
 class Job:
     """One visit of a workflow to a class."""
 
@@ -137,6 +149,7 @@ class Job:
         "fork",
         "id",
         "pre_left",
+        "prompt",
         "work",
         "workflow",
     )
@@ -153,20 +166,10 @@ class Job:
         self.pre_left = 0  # prefill tokens left (LLM), or service seconds left (station)
         self.work = 0.0  # total work: tokens (LLM) or seconds (station)
         self.dec_tokens = 0  # decode tokens (LLM)
+        self.prompt = 0  # prompt tokens (LLM)
 
     def __lt__(self, other: Job) -> bool:
         return self.id < other.id
-
-
-@dataclass
-class EngineStats:
-    """Per-engine counts over the measured period."""
-
-    batches: int = 0
-    tokens: int = 0
-    full: int = 0
-    not_work_conserving: int = 0
-    busy: float = 0.0
 
 
 class _Engine:
@@ -186,8 +189,8 @@ class _Engine:
         self.pre_backlog = 0  # prefill tokens waiting
         self.arrived_work = 0.0
         self.done_work = 0.0
-        self.stats = EngineStats()
-        self.warm_stats = EngineStats()
+        self.stats = Counters()
+        self.warm_stats = Counters()
         self.current: Job | None = None  # station: the job in service
         self.started = 0.0
         self.version = 0
@@ -199,9 +202,13 @@ class _Engine:
             self.kmax = spec.max_seqs if spec.max_seqs is not None else 1 << 62
             self.bt = spec.batch_time
             self.table = batch_time_table(spec.engine_spec())
+            bt = self.bt
+            self.kv_matters = isinstance(bt, AffineBatchTime) and bt.ckv_ms > 0
             self.decode_first = spec.scheduler.decode_first
             self.mixes = spec.scheduler.mixes
             self.request_level = spec.scheduler.request_level
+        self.kv = 0  # KV-cache tokens held: prompt tokens computed + decoded tokens, resident
+        self.kv_max = 0
 
     # the queues as a scheduler reads them (policyopt.sim.schedulers.base.Queues)
     def decoding(self, k: int) -> int:
@@ -264,8 +271,12 @@ class NetworkSimulator:
         samples: int = 1000,
         windows: int = 20,
         trace: bool = False,
+        record_batches: bool = False,
+        requests: Mapping[str, RequestSource] | None = None,
     ) -> None:
         self.net = net
+        self.record = bool(record_batches)
+        self.batches: list[BatchRecord] = []  # with record_batches: every batch, job ids
         self.trace: list[tuple[float, str, int, int, int]] | None = [] if trace else None
         self.topo = topo = net.topology
         # policy None: external mode (advance/decide; see the module docstring)
@@ -340,8 +351,31 @@ class NetworkSimulator:
         self.t_next_sample = float(self.sample_t[0]) if self.samples else INF
         self.t_next_edge = float(self.window_edges[0])
         self.warm = self.warmup <= 0
+        self.sources: dict[int, tuple[list[float], list[int]]] = {}
+        for name, source in (requests or {}).items():
+            self._add_source(name, source)
         for i in range(len(net.workflows)):
-            self._push(self._interarrival(i), ARRIVAL, i, None)
+            t = self._interarrival(i)
+            if t < INF:
+                self._push(t, ARRIVAL, i, None)
+
+    def _add_source(self, name: str, source: RequestSource) -> None:
+        """Workflow ``name`` takes its arrivals and its entry jobs' tokens from ``source``."""
+        names = [w.name for w in self.net.workflows]
+        if name not in names:
+            raise SpecError("requests", f"no workflow named {name!r}", f"use one of {names}")
+        i = names.index(name)
+        k = self.topo.entries[i]
+        if self.workloads[k] is None or any(l_ == k for _, l_, _ in self.topo.edges):
+            raise SpecError(
+                f"requests.{name}",
+                f"entry class {self.topo.classes[k]!r} is not an LLM class visited only on entry",
+                "give explicit requests only to such workflows",
+            )
+        times = [float(t) for t in source.arrivals]
+        self.sources[i] = (times, [0])
+        pairs = zip(source.prompts.tolist(), source.outputs.tolist(), strict=True)
+        self.buffers[k] = list(reversed(list(pairs)))
 
     # ------------------------------------------------------------------ events
     def _push(self, t: float, kind: int, a: int, payload: object) -> None:
@@ -349,6 +383,15 @@ class NetworkSimulator:
         heapq.heappush(self.events, (t, kind, self.seq, a, payload))
 
     def _interarrival(self, i: int) -> float:
+        """The next arrival time (s) of workflow ``i`` (``INF``: none)."""
+        if self.sources:
+            src = self.sources.get(i)
+            if src is not None:
+                times, pos = src
+                if pos[0] >= len(times):
+                    return INF
+                pos[0] += 1
+                return times[pos[0] - 1]
         arr = self.net.workflows[i].arrival
         if arr.kind == "deterministic":
             return self.now + 1.0 / arr.rate
@@ -412,6 +455,7 @@ class NetworkSimulator:
         if eng.llm:
             p, d = w  # type: ignore[misc]
             job.pre_left = p
+            job.prompt = p
             job.work = float(p + d)
             job.dec_tokens = d
         else:
@@ -544,15 +588,46 @@ class NetworkSimulator:
         n = x + m
         if n == 0:  # cannot happen with work present; guard against a frozen clock
             raise RuntimeError(f"empty batch at t={self.now} at engine {eng.index}")
-        dt = eng.table[n] if eng.table is not None else eng.bt.seconds(x, m, 0)
+        dec, wait = eng.dec, eng.wait
+        st = eng.stats
+        # work conservation, judged on the queues the batch was formed from
+        if n != b and not_work_conserving(n, A, b, kmax, D, Q, eng.remaining):
+            st.not_work_conserving += 1
+        if eng.table is not None:
+            dt = eng.table[n]
+        else:
+            kv_read = 0
+            if eng.kv_matters:  # context read: continued prompts, and every decoder served
+                for k, _, _ in plan.prefill:
+                    head = wait[k][0]
+                    kv_read += head.prompt - head.pre_left
+                for k, mk in plan.decode:
+                    dq = dec[k]
+                    alive, G = dq.alive, dq.G
+                    for job in islice(alive, mk):
+                        kv_read += job.prompt + job.dec_tokens - (alive[job] - G)
+            dt = eng.bt.seconds(x, m, kv_read)
+            if not eng.bt.in_range(n, kv_read):
+                st.out_of_range += 1
         t_end = self.now + dt
+        if self.record:
+            self._record(eng, plan, t_end)
+        # KV cache: context held during the batch, then the batch's new tokens
+        st.kv_area += eng.kv * dt
+        kv = eng.kv + n
+        if kv > eng.kv_max:
+            eng.kv_max = kv
         # tokens processed now; completions take effect when the batch ends
         finished: list[Job] = []
         work_left = self.work_left
-        dec, wait = eng.dec, eng.wait
         for k, mk in plan.decode:
-            finished.extend(dec[k].serve(mk))
+            done = dec[k].serve(mk)
+            if done:
+                finished.extend(done)
+                for job in done:  # a finished request frees its whole context
+                    kv -= job.prompt + job.dec_tokens
             work_left[k] -= mk
+        eng.kv = kv
         eng.n_dec -= len(finished)
         for k, whole, chunk in plan.prefill:
             q = wait[k]
@@ -569,15 +644,23 @@ class NetworkSimulator:
         eng.pre_backlog -= x
         eng.backlog -= n
         eng.done_work += n
-        st = eng.stats
         st.batches += 1
         st.tokens += n
         st.full += n == b
-        st.busy += dt
-        if n != b and not_work_conserving(n, A, b, kmax, D, Q, eng.remaining):
-            st.not_work_conserving += 1
+        st.busy_time += dt
         eng.busy = True
         self._push(t_end, DONE, eng.index, finished)
+
+    def _record(self, eng: _Engine, plan: BatchPlan, t_end: float) -> None:
+        """Keep the batch about to be served (before the plan is applied): job ids."""
+        prefill: list[tuple[int, int]] = []
+        for k, whole, chunk in plan.prefill:
+            q = eng.wait[k]
+            prefill.extend((job.id, job.pre_left) for job in islice(q, whole))
+            if chunk:
+                prefill.append((q[whole].id, chunk))
+        decode = [job.id for k, mk in plan.decode for job in islice(eng.dec[k].alive, mk)]
+        self.batches.append(BatchRecord(self.now, t_end, prefill, decode))
 
     def _station_decide(self, eng: _Engine, order: Sequence[int] | None = None) -> None:
         if order is None:
@@ -598,7 +681,7 @@ class NetworkSimulator:
             self.work_left[cur.cls] -= used
             eng.backlog -= used
             eng.done_work += used
-            eng.stats.busy += used
+            eng.stats.busy_time += used
         eng.version += 1
         eng.current = chosen
         if chosen is None:
@@ -616,7 +699,7 @@ class NetworkSimulator:
         self.work_left[job.cls] -= used
         eng.backlog -= used
         eng.done_work += used
-        eng.stats.busy += used
+        eng.stats.busy_time += used
         eng.stats.batches += 1
         eng.current = None
         eng.wait[job.cls].popleft()
@@ -653,7 +736,7 @@ class NetworkSimulator:
             if not self.warm and t >= self.warmup:
                 self.warm = True
                 for e in engines:
-                    e.warm_stats = EngineStats(**e.stats.__dict__)
+                    e.warm_stats = e.stats.copy()
             if t > self.t_next_sample:
                 while self.next_sample < self.samples and self.sample_t[self.next_sample] < t:
                     i = self.next_sample
@@ -686,7 +769,9 @@ class NetworkSimulator:
                 self.next_id += 1
                 self.flows[fid] = (t, a)
                 self._new_job(self.topo.entries[a], fid, -1)
-                self._push(self._interarrival(a), ARRIVAL, a, None)
+                t_next = self._interarrival(a)
+                if t_next < INF:
+                    self._push(t_next, ARRIVAL, a, None)
             elif kind == DONE:
                 eng = engines[a]
                 if eng.llm:
@@ -895,11 +980,11 @@ class NetworkSimulator:
             v = verdict(t, self.sample_backlog[e.index][filled], offered, cap)
             any_unstable |= v.verdict == "unstable"
             st = e.stats
-            w = e.warm_stats if self.warm else EngineStats()
+            w = e.warm_stats if self.warm else Counters()
             batches = st.batches - w.batches
             row: dict[str, float | str] = {
                 "nominal_load": offered / cap,
-                "utilization": (st.busy - w.busy) / span,
+                "utilization": (st.busy_time - w.busy_time) / span,
                 "backlog_end": e.backlog,
                 "drift": v.drift,
                 "drift_low": v.drift_low,
@@ -918,6 +1003,9 @@ class NetworkSimulator:
                     if batches
                     else math.nan
                 )
+                row["out_of_range_batches"] = st.out_of_range - w.out_of_range
+                row["kv_mean"] = (st.kv_area - w.kv_area) / span
+                row["kv_max"] = e.kv_max
             engines[name] = row
         workflows: dict[str, dict[str, float]] = {}
         for i, wf in enumerate(net.workflows):

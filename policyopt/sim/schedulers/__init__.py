@@ -21,6 +21,7 @@ from policyopt.model.scheduler import (
     VLLMSpec,
     register_scheduler_spec,
     scheduler_spec,
+    unregister_scheduler_spec,
 )
 from policyopt.sim.schedulers.base import BatchPlan, Queues, Scheduler, fill_decode, fill_prefill
 from policyopt.sim.schedulers.fastertransformer import FasterTransformer
@@ -37,6 +38,12 @@ def register_scheduler(spec: type[SchedulerSpec], scheduler: type[Scheduler]) ->
     ``scheduler`` class that forms its batches. Registering a name again replaces it."""
     register_scheduler_spec(spec)
     SCHEDULERS[spec.model_fields["name"].default] = scheduler
+
+
+def unregister_scheduler(name: str) -> None:
+    """Forget scheduler ``name`` (its spec and its class); files naming it are refused again."""
+    unregister_scheduler_spec(name)
+    SCHEDULERS.pop(name, None)
 
 
 def make_scheduler(spec: str | SchedulerSpec | dict) -> Scheduler:
@@ -62,4 +69,5 @@ __all__ = [
     "fill_prefill",
     "make_scheduler",
     "register_scheduler",
+    "unregister_scheduler",
 ]
