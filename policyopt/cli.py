@@ -60,6 +60,7 @@ from policyopt.jsonout import to_json, write_json
 from policyopt.model import EngineSpec, Scenario, build, fit_affine
 from policyopt.model.batch_time import AffineBatchTime
 from policyopt.model.config import read_mapping, spec_error
+from policyopt.model.network import NetworkSpec, scenario_network
 from policyopt.report import (
     TABLE_NOTES,
     CsvAppender,
@@ -225,12 +226,24 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 # ----------------------------------------------------------------------------- capacity
 
 
+def _classes_network(scen: Scenario, args: argparse.Namespace) -> NetworkSpec:
+    """A scenario with request classes runs as its one-engine network (one class, and one
+    workflow, per request class); its file's horizon and seed (with the command line's
+    overrides already applied) become the network run's."""
+    args.scheduler = None  # applied to the scenario by load_config
+    args.horizon = scen.run.horizon_s
+    args.seed = scen.run.seed
+    return scenario_network(scen)
+
+
 def cmd_capacity(args: argparse.Namespace) -> int:
     """``policyopt capacity``: capacity, boundary and a budget sweep."""
     net = network_arg(args.config)
     if net is not None:
         return network_capacity(net, args)
     scen = load_config(args.config)
+    if scen.multiclass:
+        return network_capacity(_classes_network(scen, args), args)
     engine = scen.engine
     if args.budget is not None:
         data = engine.model_dump()
@@ -370,9 +383,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     net = network_arg(args.config)
     if net is not None:
         return network_simulate(net, args)
-    if args.policy is not None:
-        raise SpecError("--policy", "network policies need a network as CONFIG", "use --scheduler")
     scen = load_config(args.config, scheduler=args.scheduler, horizon=args.horizon, seed=args.seed)
+    if scen.multiclass:
+        return network_simulate(_classes_network(scen, args), args)
+    if args.policy is not None:
+        raise SpecError(
+            "--policy",
+            "a policy orders request classes, and this scenario has one workload",
+            "declare classes in the scenario (docs/model.md), or give a network",
+        )
     if args.rate is not None:
         scen = scenario_for(scen, scen.scheduler, args.rate)
     elif args.load is not None:
@@ -424,13 +443,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 "--schedulers", "a network's schedulers are set per engine", "use --policies"
             )
         return network_compare(net, args)
-    if args.policies:
-        raise SpecError(
-            "--policies", "network policies need a network as CONFIG", "use --schedulers"
-        )
     base = load_config(
         args.config, horizon=args.horizon, seed=args.seed, default_horizon=COMPARE_HORIZON_S
     )
+    if base.multiclass:
+        if args.schedulers:
+            raise SpecError(
+                "--schedulers",
+                "a scenario with request classes compares policies on its scheduler",
+                "set scheduler in the file and use --policies",
+            )
+        return network_compare(_classes_network(base, args), args)
+    if args.policies:
+        raise SpecError(
+            "--policies",
+            "a policy orders request classes, and this scenario has one workload",
+            "declare classes in the scenario (docs/model.md), give a network, or use --schedulers",
+        )
     schedulers = args.schedulers or list(DEFAULT_SCHEDULERS)
     loads = args.loads or list(DEFAULT_LOADS)
     _, plan = plan_sweep(base, schedulers, loads)  # every spec error before anything runs
@@ -572,11 +601,13 @@ examples:
   policyopt simulate --horizon 60 --trace-batches batches.csv
 
   policyopt simulate rybko-stolyar --policy max-pressure --horizon 3600
+  policyopt simulate examples/chat_and_documents.yaml --policy priority:chat>documents
 
 Schedulers: fastertransformer, vllm, orca, sarathi (orca and sarathi take :whole for
-whole-prompt admission). --load X sets the rate to X * lambda*. With a network as CONFIG,
---policy picks the network policy and --load X scales the rates to X * theta* (the LP
-boundary).
+whole-prompt admission), and any registered one. --load X sets the rate to X * lambda*. With
+a network, or a scenario with request classes, as CONFIG, --policy picks the policy that
+orders the classes and --load X scales the rates to X * theta* (the LP boundary); the output
+has a row per class.
 """
 
 _COMPARE_EPILOG = f"""\
@@ -588,6 +619,7 @@ examples:
   policyopt compare --horizon 600 --json > compare.json
   policyopt compare rybko-stolyar --policies priority:exit,priority:entry,max-pressure,fluid
   policyopt compare fork-join --policies fcfs --loads 0.9,1.1 --jobs 2
+  policyopt compare examples/chat_and_documents.yaml --policies fcfs,priority:chat>documents
 
 Defaults: schedulers {",".join(DEFAULT_SCHEDULERS)};
 loads {",".join(f"{x:g}" for x in DEFAULT_LOADS)} (multiples of lambda*);
@@ -659,8 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--policy",
         metavar="NAME",
-        help="network policy (CONFIG a network): fcfs, priority:exit, priority:A>B, "
-        "max-pressure, fluid; default fcfs",
+        help="policy that orders the classes (CONFIG a network, or a scenario with request "
+        "classes): fcfs, priority:exit, priority:A>B, max-pressure, fluid; default fcfs",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--rate", type=_finite_float, metavar="R", help="arrival rate, requests/s")

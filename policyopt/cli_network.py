@@ -10,6 +10,7 @@ arrival rate to ``0.9 * theta*`` times the file's rates, ``theta*`` from the sta
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ def network_arg(config: str | None) -> NetworkSpec | None:
     path = Path(config)
     if path.is_file():
         data = read_mapping(path)
-        if "classes" in data or "workflows" in data:
+        if "workflows" in data or "engines" in data:  # (a scenario may have classes)
             return load_network(path)
         return None
     if path.suffix.lower() in (".yaml", ".yml", ".toml") or "/" in config:
@@ -245,6 +246,17 @@ def network_simulate(net: NetworkSpec, args: argparse.Namespace) -> int:
             f"  {name}: rate {w['rate']:.3f}/s, throughput {w['throughput']:.3f} "
             f"[{w['throughput_low']:.3f}, {w['throughput_high']:.3f}], latency mean "
             f"{w['latency_mean']:.2f} s, p99 {w['latency_p99']:.2f} s"
+        )
+    print("classes (time in the class; TTFT: to the end of the first decode batch):")
+    for name, c in res.classes.items():
+        ttft = (
+            f", TTFT mean {c['ttft_mean']:.2f} s, p99 {c['ttft_p99']:.2f} s"
+            if math.isfinite(c["ttft_mean"])
+            else ""
+        )
+        print(
+            f"  {name}: mean jobs {c['mean_jobs']:.2f}, throughput {c['throughput']:.3f}/s, "
+            f"latency mean {c['latency_mean']:.2f} s, p99 {c['latency_p99']:.2f} s{ttft}"
         )
     if args.out:
         print(

@@ -125,6 +125,10 @@ def test_single_engine_and_one_engine_network_agree(case: dict[str, Any]) -> Non
     assert a.kv_area == pytest.approx(b.kv_area, rel=1e-12, abs=1e-12)
     assert single.kv_max == net.engines[0].kv_max
     assert single.kv == net.engines[0].kv == 0  # everything left: no KV held
+    # time to first token (end of the first decode batch), mean over the requests
+    ttft = [f - a for f, a in zip(single.w_ftok, case["arrivals"], strict=True)]
+    assert net.class_n[1] == len(ttft)
+    assert net.class_sum[1] / net.class_n[1] == pytest.approx(sum(ttft) / len(ttft), rel=1e-12)
 
 
 @settings(max_examples=60, deadline=None)

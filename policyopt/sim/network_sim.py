@@ -181,6 +181,7 @@ class _Engine:
         self.classes = classes
         self.wait: dict[int, deque[Job]] = {k: deque() for k in classes}
         self.dec: dict[int, DecodeQueue] = {k: DecodeQueue() for k in classes}
+        self.unstarted: dict[int, deque[Job]] = {k: deque() for k in classes}  # no token yet
         self.busy = False
         self.decide_pending = False
         self.backlog = 0.0  # remaining work at this engine: tokens, or seconds at a station
@@ -343,6 +344,12 @@ class NetworkSimulator:
         self.window_area = np.zeros(windows + 1)  # total job-seconds at each window edge
         self.next_edge = 0
         self.flow_log: list[tuple[int, float, float]] = []
+        # per class, jobs arriving after warm-up: time in the class and (LLM) to first token;
+        # logged as (2k or 2k + 1, seconds), folded into histograms now and then
+        self.class_hist = [LogHistogram() for _ in range(2 * K)]
+        self.class_sum = np.zeros(2 * K)
+        self.class_n = np.zeros(2 * K, dtype=np.int64)
+        self.time_log: list[tuple[int, float]] = []
         self.samples = int(samples)
         self.sample_t = np.linspace(0.0, self.horizon, self.samples, endpoint=False)
         self.sample_jobs = np.full(self.samples, np.nan)
@@ -481,6 +488,8 @@ class NetworkSimulator:
             self.trace.append((self.now, "done", k, job.workflow, job.fork))
         if self.now >= self.warmup:
             self.done_class[k] += 1
+        if job.arrived >= self.warmup:
+            self._log_time(2 * k, self.now - job.arrived)
         step = self.topo.steps[k]
         if step.kind == "random":
             u = float(self.route_rng.random())
@@ -516,6 +525,24 @@ class NetworkSimulator:
         self.flow_log.append((w, t0, self.now))
         if len(self.flow_log) >= 65536:
             self._fold_flows()
+
+    def _log_time(self, code: int, seconds: float) -> None:
+        self.time_log.append((code, seconds))
+        if len(self.time_log) >= 65536:
+            self._fold_times()
+
+    def _fold_times(self) -> None:
+        """Fold the logged per-class times into the streaming statistics."""
+        if not self.time_log:
+            return
+        arr = np.array(self.time_log)
+        self.time_log.clear()
+        codes = arr[:, 0].astype(np.int64)
+        for c in np.unique(codes).tolist():
+            vals = arr[codes == c, 1]
+            self.class_hist[c].add(vals)
+            self.class_sum[c] += float(vals.sum())
+            self.class_n[c] += len(vals)
 
     def _fold_flows(self) -> None:
         """Fold finished workflows into the streaming statistics."""
@@ -621,6 +648,12 @@ class NetworkSimulator:
         finished: list[Job] = []
         work_left = self.work_left
         for k, mk in plan.decode:
+            us = eng.unstarted[k]
+            if us:  # the youngest decoders have no token yet: those served now get their first
+                for _ in range(mk - (len(dec[k].alive) - len(us))):
+                    job = us.popleft()
+                    if job.arrived >= self.warmup:
+                        self._log_time(2 * k + 1, t_end - job.arrived)
             done = dec[k].serve(mk)
             if done:
                 finished.extend(done)
@@ -636,6 +669,7 @@ class NetworkSimulator:
                 work_left[k] -= job.pre_left
                 job.pre_left = 0
                 dec[k].add(job, job.dec_tokens)
+                eng.unstarted[k].append(job)
             eng.n_wait -= whole
             eng.n_dec += whole
             if chunk:
@@ -809,6 +843,7 @@ class NetworkSimulator:
         for k in range(self.topo.n_classes):
             self._count(k, 0)
         self._fold_flows()
+        self._fold_times()
         self.finished = True
 
     # ------------------------------------------------------------------ external mode
@@ -954,6 +989,15 @@ class NetworkSimulator:
                 self._new_job(k, fid, -1)
 
     # ------------------------------------------------------------------ results
+    def _class_times(self, what: str, code: int) -> dict[str, float]:
+        """Mean, median and 99th percentile (s) of one logged per-class time."""
+        n = int(self.class_n[code])
+        return {
+            f"{what}_mean": float(self.class_sum[code] / n) if n else math.nan,
+            f"{what}_p50": self.class_hist[code].quantile(0.5),
+            f"{what}_p99": self.class_hist[code].quantile(0.99),
+        }
+
     def result(self) -> NetworkResult:
         """The metrics of the run (call after :meth:`run`)."""
         topo, net = self.topo, self.net
@@ -970,6 +1014,8 @@ class NetworkSimulator:
                 "mean_jobs": float(self.area[k] / span),
                 "throughput": float(self.done_class[k] / span),
                 "holding_cost": float(topo.holding_cost[k] * self.area[k] / span),
+                **self._class_times("latency", 2 * k),
+                **self._class_times("ttft", 2 * k + 1),
             }
         engines: dict[str, dict[str, float | str]] = {}
         any_unstable = False
