@@ -376,6 +376,13 @@ def _bad_input(case: str, tmp_path: Path) -> list[str | Path]:
     if case == "bad_profile_line":
         text = "prefill_tokens,decode_tokens,time_ms\n10,1,oops\n20,2,5\n30,3,6\n40,1,7\n"
         return ["fit-batch-time", _write(tmp_path / "profile.csv", text)]
+    if case == "unknown_scheduler_option":
+        return ["simulate", "--scheduler", "orca:sometimes"]
+    if case == "unknown_scheduler_key":
+        return ["simulate", _write(cfg, "scheduler: {name: orca, chunk: true}\n")]
+    if case == "policy_unknown_class":
+        text = "classes:\n  chat: {}\n  docs: {}\n"
+        return ["simulate", _write(cfg, text), "--policy", "priority:chat>pdfs"]
     if case == "missing_config":
         return ["compare", "nope.yaml", "--out", tmp_path / "o"]
     assert case == "bad_yaml"
@@ -393,6 +400,9 @@ BAD_INPUTS = {
     "compare_vllm_long_prompt": ["engine.token_budget", "vllm", "512"],
     "bad_trace_line": ["workload.arrival.path", "trace.csv line 3"],
     "bad_profile_line": ["profile.csv line 2"],
+    "unknown_scheduler_option": ["scheduler", "'sometimes'", "NAME:whole"],
+    "unknown_scheduler_key": ["scheduler.chunk", "unknown key"],
+    "policy_unknown_class": ["policy", "'pdfs'", "chat, docs"],
     "missing_config": ["nope.yaml", "no such file"],
     "bad_yaml": ["broken.yaml", "line"],
 }

@@ -80,18 +80,10 @@ class SchedulerSpec(BaseModel):
         raise SpecError("", f"{cls.model_fields['name'].default!r} takes no option {option!r}")
 
 
-class _ChunkingSpec(SchedulerSpec):
-    """A scheduler that chunks prefill by default; ``chunked: false`` admits whole prompts."""
+class _PrefillOptionSpec(SchedulerSpec):
+    """A scheduler with the ``chunked`` option (``NAME:whole``, ``NAME:chunked``)."""
 
     chunked: bool | None = None
-
-    @property
-    def chunks(self) -> bool:
-        return self.chunked is not False
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}(whole)" if self.chunked is False else self.name
 
     @classmethod
     def from_option(cls, option: str) -> dict[str, Any]:
@@ -102,10 +94,20 @@ class _ChunkingSpec(SchedulerSpec):
         )
 
 
-class _WholePromptSpec(SchedulerSpec):
-    """A scheduler that never chunks prefill: ``chunked: true`` is refused with the fix."""
+class _ChunkingSpec(_PrefillOptionSpec):
+    """A scheduler that chunks prefill by default; ``chunked: false`` admits whole prompts."""
 
-    chunked: bool | None = None
+    @property
+    def chunks(self) -> bool:
+        return self.chunked is not False
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}(whole)" if self.chunked is False else self.name
+
+
+class _WholePromptSpec(_PrefillOptionSpec):
+    """A scheduler that never chunks prefill: ``chunked: true`` is refused with the fix."""
 
     @model_validator(mode="after")
     def _no_chunking(self) -> _WholePromptSpec:
@@ -116,14 +118,6 @@ class _WholePromptSpec(SchedulerSpec):
                 "drop chunked, or use orca or sarathi",
             )
         return self
-
-    @classmethod
-    def from_option(cls, option: str) -> dict[str, Any]:
-        if option in ("whole", "chunked"):
-            return {"chunked": option == "chunked"}
-        raise SpecError(
-            "", f"unknown scheduler option {option!r}", "use NAME, NAME:whole or NAME:chunked"
-        )
 
 
 class FasterTransformerSpec(_WholePromptSpec):
