@@ -38,6 +38,8 @@ from tqdm import tqdm
 from policyopt import __version__
 from policyopt.cli_learn import add_learn_parsers
 from policyopt.cli_network import (
+    DEFAULT_NETWORK_HORIZON_S,
+    DEFAULT_NETWORK_LOAD,
     DEFAULT_POLICIES,
     cmd_networks,
     network_arg,
@@ -61,6 +63,8 @@ from policyopt.model import EngineSpec, Scenario, build, fit_affine
 from policyopt.model.batch_time import AffineBatchTime
 from policyopt.model.config import read_mapping, spec_error
 from policyopt.model.network import NetworkSpec, scenario_network
+from policyopt.model.validation import MAX_TOKEN_BUDGET
+from policyopt.outdir import compare_out, simulate_out
 from policyopt.report import (
     TABLE_NOTES,
     CsvAppender,
@@ -78,6 +82,7 @@ from policyopt.report import (
     write_series_csv,
 )
 from policyopt.sim import EngineResult, simulate
+from policyopt.sim.run import MAX_REQUESTS, check_run_size, scenario_requests
 from policyopt.solvers.capacity import batch_seconds, budget_sweep, capacity
 from policyopt.sweep import horizon_bar
 
@@ -139,16 +144,27 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """argparse type: a whole number >= ``minimum``."""
+def _int_at_least(minimum: int, maximum: int | None = None, why: str = "") -> Callable[[str], int]:
+    """argparse type: a whole number >= ``minimum`` (and <= ``maximum``, because ``why``);
+    ``1e3`` is read as 1000."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+            try:
+                number = float(text)
+            except ValueError:
+                number = math.nan
+            if not (math.isfinite(number) and number == int(number)):
+                raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+            value = int(number)
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {minimum}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is above the limit of {maximum:,} ({why}; docs/model.md)"
+            )
         return value
 
     return parse
@@ -156,6 +172,9 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 _positive_int = _int_at_least(1)
 _nonnegative_int = _int_at_least(0)
+_token_budget = _int_at_least(
+    1, MAX_TOKEN_BUDGET, "the simulator tabulates the batch time of every batch size up to it"
+)
 
 
 def _list_of(item: Callable[[str], Any], what: str) -> Callable[[str], list[Any]]:
@@ -398,6 +417,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         cap = capacity(scen.engine, scen.workload)
         scen = scenario_for(scen, scen.scheduler, args.load * cap.lambda_star)
     horizon = scen.run.horizon_s
+    check_run_size(
+        scenario_requests(scen),
+        f"rate {scen.workload.rate:.4g} requests/s x horizon {horizon:g} s",
+        force=args.force,
+    )
+    out = simulate_out(args.out, args.trace_batches, overwrite=args.overwrite)
     bar = horizon_bar(horizon, f"simulate {scen.scheduler.label}")
 
     def progress(sim_time: float) -> None:
@@ -411,8 +436,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     written: list[Path] = []
     if args.trace_batches:
         written.append(write_batches_csv(args.trace_batches, result.batch_records))
-    if args.out:
-        out = Path(args.out)
+    if out is not None:
         written.append(write_json(out / "summary.json", result.summary()))
         written.append(write_series_csv(out / "series.csv", result))
         written.append(
@@ -463,10 +487,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     schedulers = args.schedulers or list(DEFAULT_SCHEDULERS)
     loads = args.loads or list(DEFAULT_LOADS)
     _, plan = plan_sweep(base, schedulers, loads)  # every spec error before anything runs
-    out = Path(args.out)
+    check_run_size(
+        sum(scenario_requests(run.scenario) for run in plan),
+        f"{len(plan)} runs at loads up to {max(loads):g} x lambda* "
+        f"(up to {max(run.rate for run in plan):.4g} requests/s) x horizon "
+        f"{base.run.horizon_s:g} s",
+        force=args.force,
+    )
+    out, note = compare_out(args.out, DEFAULT_COMPARE_OUT, overwrite=args.overwrite)
+    if note:
+        _info(note, args.json)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("compare.csv", "compare.json", "n_system.png"):
-        (out / stale).unlink(missing_ok=True)
     if not args.json:
         print(f"{len(plan)} runs, horizon {base.run.horizon_s:g} s, jobs {args.jobs}", flush=True)
     appender = CsvAppender(out / "compare.csv")
@@ -565,8 +596,8 @@ examples:
   policyopt capacity                         # the paper's engine: mu, lambda*, budget sweep
   policyopt simulate --scheduler vllm --load 0.9
   policyopt compare                          # 4 schedulers x 6 loads, table + CSV/JSON/PNG
-  policyopt compare my.yaml --schedulers orca,sarathi --loads 0.9,1.1 --jobs 2
-  policyopt fit-batch-time profile.csv
+  policyopt compare examples/scenario.yaml --schedulers orca,sarathi --loads 0.9,1.1 --jobs 2
+  policyopt fit-batch-time examples/profile.csv
   policyopt networks                         # the library of agent networks
   policyopt capacity rybko-stolyar           # traffic, nominal loads, capacity LP, duals
   policyopt compare rybko-stolyar --policies priority:exit,max-pressure
@@ -576,26 +607,29 @@ examples:
 CONFIG is a scenario file (one engine), or a network: a library name or a network file.
 Without CONFIG the defaults apply: token budget 512, the paper's staircase batch time
 (CodeLlama-34B on an A100), lognormal prompt/output lengths with means 129/112 tokens.
+The files of the examples are in the repository's examples/ folder.
 Exit codes: 0 ok, 1 runs failed, 2 bad config or arguments, 130 interrupted.
 """
 
-_CAPACITY_EPILOG = """\
+_CAPACITY_EPILOG = f"""\
 examples:
   policyopt capacity
-  policyopt capacity scenario.yaml --budget 1024
+  policyopt capacity examples/scenario.yaml --budget 1024
   policyopt capacity --budgets 128,256,512,1024,2048 --json
 
   policyopt capacity rybko-stolyar            # a network: traffic, loads, capacity LP
 
 mu = max over n <= b of n / t(n) tokens/s; lambda* = mu / (m_p + m_d) requests/s is the
 largest arrival rate any scheduler can carry (Theorem 2 of Li, Dai, Peng). For a network,
-theta* of the static planning LP is how far every arrival rate can grow.
+theta* of the static planning LP is how far every arrival rate can grow. Token budgets are
+at most {MAX_TOKEN_BUDGET:,} (the simulator tabulates the batch time of every batch size up
+to the budget; docs/model.md).
 """
 
-_SIMULATE_EPILOG = """\
+_SIMULATE_EPILOG = f"""\
 examples:
   policyopt simulate                                  # sarathi, the config's rate
-  policyopt simulate scenario.yaml --scheduler orca:whole --rate 12
+  policyopt simulate examples/scenario.yaml --scheduler orca:whole --rate 12
   policyopt simulate --scheduler vllm --load 0.9 --horizon 7200 --json
   policyopt simulate --load 1.05 --out results/run1
   policyopt simulate --horizon 60 --trace-batches batches.csv
@@ -608,6 +642,11 @@ whole-prompt admission), and any registered one. --load X sets the rate to X * l
 a network, or a scenario with request classes, as CONFIG, --policy picks the policy that
 orders the classes and --load X scales the rates to X * theta* (the LP boundary); the output
 has a row per class.
+
+--out DIR must not hold an earlier run's files (summary.json, series.csv, n_system.png,
+jobs.png) unless --overwrite is given. A run expecting more than {MAX_REQUESTS:,} requests
+(rate x horizon; a network: the sum of its workflow rates x horizon) is refused unless
+--force is given.
 """
 
 _COMPARE_EPILOG = f"""\
@@ -615,30 +654,39 @@ examples:
   policyopt compare                        # {len(DEFAULT_SCHEDULERS)} schedulers x \
 {len(DEFAULT_LOADS)} loads, horizon {COMPARE_HORIZON_S:g} s
   policyopt compare --jobs 2 --out results/cmp
-  policyopt compare scenario.yaml --schedulers orca,sarathi --loads 0.9,1.0,1.1
+  policyopt compare examples/scenario.yaml --schedulers orca,sarathi --loads 0.9,1.0,1.1
   policyopt compare --horizon 600 --json > compare.json
   policyopt compare rybko-stolyar --policies priority:exit,priority:entry,max-pressure,fluid
   policyopt compare fork-join --policies fcfs --loads 0.9,1.1 --jobs 2
   policyopt compare examples/chat_and_documents.yaml --policies fcfs,priority:chat>documents
 
-Defaults: schedulers {",".join(DEFAULT_SCHEDULERS)};
+Defaults for one engine: schedulers {",".join(DEFAULT_SCHEDULERS)};
 loads {",".join(f"{x:g}" for x in DEFAULT_LOADS)} (multiples of lambda*);
 horizon: --horizon, else run.horizon_s of CONFIG, else {COMPARE_HORIZON_S:g} s.
+Defaults for a network (or a scenario with request classes): policies
+{",".join(DEFAULT_POLICIES)}; one load, {DEFAULT_NETWORK_LOAD:g} (multiples of theta*);
+horizon: --horizon, else {DEFAULT_NETWORK_HORIZON_S:g} s.
 All runs use the same seed (the same request stream). Writes compare.csv (one row per
 run, appended as runs finish), compare.json and n_system.png (jobs.png for a network) into
---out. --jobs N runs N at a time, for one engine or a network, with the same numbers as one.
-A failed run is reported and the others go on (exit code 1); Ctrl-C keeps the finished runs
+--out, by default {DEFAULT_COMPARE_OUT} ({DEFAULT_COMPARE_OUT}-NAME for a network).
+When that folder already holds results, a second compare writes to a new numbered folder
+next to it ({DEFAULT_COMPARE_OUT.name}-2, {DEFAULT_COMPARE_OUT.name}-3, ...) and says so;
+an --out DIR that holds results is refused unless --overwrite is given. Runs expecting more
+than {MAX_REQUESTS:,} requests in all (rates x horizon) are refused unless --force is given.
+--jobs N runs N at a time, for one engine or a network, with the same numbers as one. A
+failed run is reported and the others go on (exit code 1); Ctrl-C keeps the finished runs
 (exit code 130).
 """
 
 _FIT_EPILOG = """\
 examples:
-  policyopt fit-batch-time profile.csv
-  policyopt fit-batch-time profile.csv --json
+  policyopt fit-batch-time examples/profile.csv
+  policyopt fit-batch-time examples/profile.csv --json
 
 The CSV has a header with prefill_tokens, decode_tokens, time_ms and optionally kv_tokens
 (KV-cache tokens read by the batch); one row per profiled batch. The model is
-t = c + cp * prefill + cd * decode + ckv * kv milliseconds.
+t = c + cp * prefill + cd * decode + ckv * kv milliseconds. Every field must be a finite
+number (no nan or inf).
 """
 
 
@@ -652,6 +700,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def force_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help=f"run even when the runs expect more than {MAX_REQUESTS:,} requests in all "
+            "(rates x horizon), which is refused otherwise",
+        )
 
     def config_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -669,10 +725,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     config_arg(p)
-    p.add_argument("--budget", type=_positive_int, metavar="B", help="token budget b to use")
+    p.add_argument("--budget", type=_token_budget, metavar="B", help="token budget b to use")
     p.add_argument(
         "--budgets",
-        type=_list_of(_positive_int, "token budgets"),
+        type=_list_of(_token_budget, "token budgets"),
         metavar="B1,B2,...",
         help="budgets of the sweep (default: powers of two from 64 to 4b, and b)",
     )
@@ -703,8 +759,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="N", help="random seed")
     p.add_argument("--json", action="store_true", help="print the summary as JSON to stdout")
     p.add_argument(
-        "--out", metavar="DIR", help="write summary.json, series.csv and n_system.png here"
+        "--out",
+        metavar="DIR",
+        help="write summary.json, series.csv and n_system.png (a network: summary.json and "
+        "jobs.png) here; a DIR holding an earlier run's files is refused without --overwrite",
     )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the result files already in --out"
+    )
+    force_arg(p)
     p.add_argument(
         "--trace-batches",
         metavar="FILE.csv",
@@ -739,7 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="X1,X2,...",
         help="loads as multiples of lambda* (default "
         + ",".join(f"{x:g}" for x in DEFAULT_LOADS)
-        + ")",
+        + f"); for a network, multiples of theta* (default {DEFAULT_NETWORK_LOAD:g})",
     )
     p.add_argument("--horizon", type=_finite_float, metavar="S", help="simulated seconds per run")
     p.add_argument("--seed", type=int, metavar="N", help="random seed shared by all runs")
@@ -752,10 +815,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out",
-        default=str(DEFAULT_COMPARE_OUT),
         metavar="DIR",
-        help=f"output directory (default {DEFAULT_COMPARE_OUT})",
+        help=f"output directory (default {DEFAULT_COMPARE_OUT}, or {DEFAULT_COMPARE_OUT}-NAME "
+        "for a network; a numbered one such as compare-2 when that holds results); a DIR "
+        "holding an earlier run's files is refused without --overwrite",
     )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the result files already in --out"
+    )
+    force_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)

@@ -24,12 +24,18 @@ from policyopt.jsonout import to_json
 from policyopt.model.config import read_mapping
 from policyopt.model.network import NetworkSpec, load_network
 from policyopt.model.networks_library import NETWORKS, get_network
+from policyopt.outdir import compare_out, simulate_out
 from policyopt.report import CsvAppender, format_table, write_csv
 from policyopt.sim.network_sim import NetworkResult, NetworkSimulator
+from policyopt.sim.run import check_run_size, expected_requests
 from policyopt.sweep import RunsInterrupted, horizon_bar, run_all
 
 DEFAULT_POLICIES = ("fcfs", "priority:exit", "priority:entry", "max-pressure", "fluid")
 DEFAULT_NETWORK_HORIZON_S = 7200.0
+DEFAULT_NETWORK_LOAD = 0.9
+"""The load (x theta*) of ``compare NETWORK`` without ``--loads``."""
+DEFAULT_NETWORK_OUT = Path("policyopt-results") / "compare"
+"""``compare NETWORK`` writes to ``policyopt-results/compare-NAME`` without ``--out``."""
 
 
 def network_arg(config: str | None) -> NetworkSpec | None:
@@ -37,6 +43,12 @@ def network_arg(config: str | None) -> NetworkSpec | None:
     if config is None:
         return None
     path = Path(config)
+    if path.is_dir():
+        raise SpecError(
+            config,
+            "is a directory, not a file",
+            "give a scenario or network file, or a library network (policyopt networks)",
+        )
     if path.is_file():
         data = read_mapping(path)
         if "workflows" in data or "engines" in data:  # (a scenario may have classes)
@@ -107,6 +119,11 @@ def _scaled(net: NetworkSpec, load: float | None) -> tuple[NetworkSpec, float]:
 
     factor = load * static_plan(net).theta
     return net.scaled(factor), factor
+
+
+def _total_rate(net: NetworkSpec) -> float:
+    """The sum of the workflows' arrival rates, requests/s."""
+    return math.fsum(net.workflow_rates().values())
 
 
 def _run(net: NetworkSpec, policy: str, horizon: float, seed: int, label: str) -> NetworkResult:
@@ -219,9 +236,14 @@ def network_simulate(net: NetworkSpec, args: argparse.Namespace) -> int:
     net, factor = _scaled(net, args.load)
     horizon = args.horizon or DEFAULT_NETWORK_HORIZON_S
     policy = args.policy or "fcfs"
+    check_run_size(
+        expected_requests(net.workflow_rates().values(), horizon),
+        f"the workflows' rates ({_total_rate(net):.4g} requests/s in all) x horizon {horizon:g} s",
+        force=args.force,
+    )
+    out = simulate_out(args.out, None, overwrite=args.overwrite)
     res = _run(net, policy, horizon, args.seed or 0, f"{net.name} {policy}")
-    if args.out:
-        out = Path(args.out)
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(to_json(res.summary()))
         _plot([(policy, res)], out / "jobs.png", f"{net.name}, {policy}")
@@ -258,11 +280,8 @@ def network_simulate(net: NetworkSpec, args: argparse.Namespace) -> int:
             f"  {name}: mean jobs {c['mean_jobs']:.2f}, throughput {c['throughput']:.3f}/s, "
             f"latency mean {c['latency_mean']:.2f} s, p99 {c['latency_p99']:.2f} s{ttft}"
         )
-    if args.out:
-        print(
-            f"wrote {Path(args.out) / 'summary.json'} and {Path(args.out) / 'jobs.png'}",
-            file=sys.stderr,
-        )
+    if out is not None:
+        print(f"wrote {out / 'summary.json'} and {out / 'jobs.png'}", file=sys.stderr)
     return 0
 
 
@@ -274,23 +293,27 @@ def network_compare(net: NetworkSpec, args: argparse.Namespace) -> int:
     go on (exit code 1); Ctrl-C keeps the finished runs in the files (exit code 130).
     """
     policies = args.policies or list(DEFAULT_POLICIES)
-    loads = args.loads or [0.9]
+    loads = args.loads or [DEFAULT_NETWORK_LOAD]
     horizon = args.horizon or DEFAULT_NETWORK_HORIZON_S
     seed = args.seed or 0
     from policyopt.policies import make_policy
 
     for p in policies:
         make_policy(p).bind(net)  # every bad policy name before anything runs
-    out = Path(
-        args.out
-        if args.out != "policyopt-results/compare"
-        else f"policyopt-results/compare-{net.name}"
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("compare.csv", "compare.json", "jobs.png"):
-        (out / stale).unlink(missing_ok=True)
     scaled = {load: _scaled(net, load)[0] for load in loads}
     runs = [NetworkRun(scaled[x], p, x, horizon, seed) for x in loads for p in policies]
+    check_run_size(
+        math.fsum(expected_requests(r.net.workflow_rates().values(), horizon) for r in runs),
+        f"{len(runs)} runs at loads up to {max(loads):g} x theta* (up to "
+        f"{max(_total_rate(n) for n in scaled.values()):.4g} requests/s) x horizon "
+        f"{horizon:g} s",
+        force=args.force,
+    )
+    default = DEFAULT_NETWORK_OUT.with_name(f"{DEFAULT_NETWORK_OUT.name}-{net.name}")
+    out, note = compare_out(args.out, default, overwrite=args.overwrite)
+    if note:
+        print(note, file=sys.stderr if args.json else sys.stdout, flush=True)
+    out.mkdir(parents=True, exist_ok=True)
     appender = CsvAppender(out / "compare.csv")
 
     def failed(index: int, error: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 
 from policyopt.model import EngineSpec, SchedulerSpec
@@ -52,3 +54,31 @@ def tokens_per_request(batches: list[BatchRecord]) -> tuple[dict[int, int], dict
 
 def rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    """Exit code 2 and exactly one stderr line ``policyopt: error: ...`` naming ``words``;
+    nothing on stdout, no traceback."""
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("policyopt: error: "), lines[0]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert proc.stdout == ""
+
+
+def assert_usage_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    """An argparse error: exit code 2, the usage, then one line ``policyopt CMD: error: ...``
+    naming ``words``; nothing on stdout, no traceback."""
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    errors = [line for line in lines if ": error: " in line]
+    assert len(errors) == 1 and errors[0] == lines[-1], proc.stderr
+    assert lines[0].startswith("usage: policyopt"), proc.stderr
+    assert all(line.startswith(("usage:", " ")) for line in lines[:-1]), proc.stderr
+    for word in words:
+        assert word in errors[0], (word, errors[0])
+    assert proc.stdout == ""

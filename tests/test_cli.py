@@ -21,6 +21,7 @@ import yaml
 
 from policyopt.cli import main
 from policyopt.model import EngineSpec, build
+from tests.helpers import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "configs"
@@ -43,17 +44,6 @@ def ok_json(*args: str | Path, cwd: Path | None = None) -> dict:
     proc = run_cli(*args, "--json", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
-    """Exit code 2 and exactly one stderr line ``policyopt: error: ...`` naming ``words``."""
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("policyopt: error: "), lines[0]
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    assert proc.stdout == ""
 
 
 # ----------------------------------------------------------------------------- help
@@ -439,3 +429,116 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not allowed with argument" in capsys.readouterr().err
     assert main(["compare", "--jobs", "-1"]) == 2
     assert "argument --jobs" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- examples, README
+
+
+def test_readme_commands_name_files_that_exist() -> None:
+    """Every file a README command line names is shipped (examples/...)."""
+    readme = (ROOT / "README.md").read_text()
+    commands = [line for line in readme.splitlines() if line.startswith("policyopt ")]
+    assert commands
+    named = [
+        word
+        for line in commands
+        for word in line.split("#", 1)[0].split()
+        if word.endswith((".yaml", ".yml", ".toml", ".csv"))
+    ]
+    assert "examples/scenario.yaml" in named and "examples/profile.csv" in named
+    for name in named:
+        assert (ROOT / name).is_file(), name
+
+
+def test_readme_scenario_is_the_example_file() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    example = (ROOT / "examples" / "scenario.yaml").read_text()
+    assert yaml.safe_load(block) == yaml.safe_load(example)
+
+
+def test_the_readme_example_commands_run(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = ok_json("simulate", ROOT / "examples" / "scenario.yaml", "--horizon", "300")
+    assert doc["scheduler"] == "sarathi" and doc["rate"] == 12.0
+    assert main(["fit-batch-time", str(ROOT / "examples" / "profile.csv")]) == 0
+    out = capsys.readouterr().out
+    assert float(out.split("R^2:", 1)[1].split()[0]) > 0.999
+
+
+def test_compare_help_gives_both_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "loads 0.6,0.8,0.9,0.95,1.05,1.1 (multiples of lambda*)" in out
+    assert "one load, 0.9 (multiples of theta*)" in out
+    assert "--overwrite" in out and "--force" in out and "compare-2" in out
+
+
+# ----------------------------------------------------------------------------- result folders
+
+
+def _compare(*args: str) -> list[str]:
+    return ["compare", "--schedulers", "orca", "--loads", "0.5", "--horizon", "60", *args]
+
+
+def test_a_second_compare_goes_to_a_new_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = tmp_path / "policyopt-results" / "compare"
+    assert main(_compare("--no-progress")) == 0
+    out = capsys.readouterr().out
+    assert "results go to" not in out
+    before = (first / "compare.json").read_bytes()
+    assert main(_compare("--no-progress", "--seed", "3")) == 0
+    out = capsys.readouterr().out
+    second = tmp_path / "policyopt-results" / "compare-2"
+    assert out.startswith(f"results go to {Path('policyopt-results/compare-2')}: ")
+    assert (first / "compare.json").read_bytes() == before  # the first run's results are kept
+    assert json.loads((second / "compare.json").read_text())["settings"]["seed"] == 3
+    assert main(_compare("--no-progress", "--json")) == 0  # the note goes to stderr with --json
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["complete"] is True
+    assert "results go to" in captured.err and "compare-3" in captured.err
+
+
+def test_an_out_folder_with_results_needs_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cmp"
+    assert main(_compare("--no-progress", "--out", str(out))) == 0
+    capsys.readouterr()
+    assert main(_compare("--no-progress", "--out", str(out), "--seed", "4")) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "--overwrite" in err
+    assert json.loads((out / "compare.json").read_text())["settings"]["seed"] == 0
+    assert main(_compare("--no-progress", "--out", str(out), "--seed", "4", "--overwrite")) == 0
+    assert json.loads((out / "compare.json").read_text())["settings"]["seed"] == 4
+    other = tmp_path / "other"  # a folder with other files is fine
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert main(_compare("--no-progress", "--out", str(other))) == 0
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_simulate_out_needs_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    args = ["simulate", "--horizon", "30", "--out", str(out)]
+    assert main(args) == 0
+    assert main([*args, "--seed", "2"]) == 2
+    assert "already holds results" in capsys.readouterr().err
+    assert json.loads((out / "summary.json").read_text())["seed"] == 0
+    assert main([*args, "--seed", "2", "--overwrite"]) == 0
+    assert json.loads((out / "summary.json").read_text())["seed"] == 2
+
+
+def test_force_runs_past_the_request_limit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import policyopt.sim.run as run
+
+    monkeypatch.setattr(run, "MAX_REQUESTS", 100)
+    assert main(["simulate", "--horizon", "30", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "expected requests: rate 10 requests/s x horizon 30 s = about 300 requests" in err
+    assert main(["simulate", "--horizon", "30", "--json", "--force"]) == 0
+    assert json.loads(capsys.readouterr().out)["horizon"] == 30

@@ -200,3 +200,55 @@ def test_evaluate_records_a_failed_run_and_keeps_runs_on_ctrl_c(
     partial = info.value.evaluation
     assert not partial.complete and partial.summary == plain.summary[:1]
     assert json.loads((tmp_path / "b" / "evaluate.json").read_text())["complete"] is False
+
+
+# ----------------------------------------------------------------------------- result folders
+
+STATION_LINE = (
+    "name: line\n"
+    "engines: {s1: {kind: station}}\n"
+    "classes:\n"
+    "  a: {engine: s1, service: {kind: exponential, mean: 0.5}}\n"
+    "workflows:\n"
+    "  - {name: w, arrival: {kind: poisson, rate: 1.0}, entry: a, after: {a: exit}}\n"
+)
+
+
+def test_a_second_network_compare_goes_to_a_new_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from policyopt.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "line.yaml").write_text(STATION_LINE)
+    args = ["compare", "line.yaml", "--policies", "fcfs", "--horizon", "200", "--no-progress"]
+    assert main(args) == 0
+    first = tmp_path / "policyopt-results" / "compare-line"
+    doc = json.loads((first / "compare.json").read_text())
+    assert [r["load_x_boundary"] for r in doc["runs"]] == [0.9]  # the one default load
+    capsys.readouterr()
+    assert main([*args, "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"results go to {Path('policyopt-results/compare-line-2')}: ")
+    assert json.loads((first / "compare.json").read_text()) == doc  # the first one is kept
+    assert (tmp_path / "policyopt-results" / "compare-line-2" / "jobs.png").is_file()
+    # an explicit --out with results is refused without --overwrite
+    assert main([*args, "--out", str(first)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--out", str(first), "--overwrite"]) == 0
+
+
+def test_network_simulate_out_needs_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from policyopt.cli import main
+
+    net = tmp_path / "line.yaml"
+    net.write_text(STATION_LINE)
+    args = ["simulate", str(net), "--horizon", "100", "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "already holds results of an earlier run (summary.json, jobs.png)" in (
+        capsys.readouterr().err
+    )
+    assert main([*args, "--overwrite"]) == 0

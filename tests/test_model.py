@@ -687,3 +687,167 @@ def test_infinite_numbers_are_refused() -> None:
         build(Scenario, {"run": {"horizon_s": float("inf")}})
     with pytest.raises(SpecError, match=r"workload\.arrival\.rate"):
         build(Scenario, {"workload": {"arrival": {"kind": "poisson", "rate": float("nan")}}})
+
+
+# ----------------------------------------------------------------------------- strict numbers
+
+
+def test_a_bool_is_not_a_number_in_any_spec() -> None:
+    err = refused({"engine": {"token_budget": True}}, "engine.token_budget")
+    assert err.problem == "true is not a number"
+    refused(
+        {"workload": {"prompt": {"kind": "empirical", "values": [3, False]}}},
+        "workload.prompt.values",
+    )
+    refused({"run": {"horizon_s": True}}, "run.horizon_s")
+    # a bool where a bool belongs is still fine
+    assert build(Scenario, {"scheduler": {"name": "orca", "chunked": False}}).scheduler.label == (
+        "orca(whole)"
+    )
+
+
+def test_every_spec_derives_from_the_strict_base() -> None:
+    """Every pydantic model of the model package refuses a bool for a number."""
+    import inspect
+
+    from pydantic import BaseModel
+
+    import policyopt.model as model
+    from policyopt.model import batch_time, engine, lengths, network, scenario, scheduler, workload
+    from policyopt.model.validation import StrictSpec
+
+    modules = (model, batch_time, engine, lengths, network, scenario, scheduler, workload)
+    specs = {
+        obj
+        for mod in modules
+        for _, obj in inspect.getmembers(mod, inspect.isclass)
+        if issubclass(obj, BaseModel) and obj.__module__.startswith("policyopt.model")
+    }
+    assert len(specs) > 20
+    assert [s.__name__ for s in specs if not issubclass(s, StrictSpec)] == []
+
+
+def test_a_registered_scheduler_option_refuses_a_bool() -> None:
+    from typing import Literal
+
+    from policyopt.model.scheduler import (
+        SarathiSpec,
+        register_scheduler_spec,
+        unregister_scheduler_spec,
+    )
+
+    class Slotted(SarathiSpec):
+        name: Literal["slotted"] = "slotted"  # type: ignore[assignment]
+        slots: int = 4
+
+    register_scheduler_spec(Slotted)
+    try:
+        assert scheduler_spec({"name": "slotted", "slots": 8}).slots == 8
+        with pytest.raises(SpecError, match="slots: true is not a number"):
+            scheduler_spec({"name": "slotted", "slots": True})
+    finally:
+        unregister_scheduler_spec("slotted")
+
+
+def test_limits_on_budget_lengths_and_samples() -> None:
+    from policyopt.model.validation import MAX_LENGTH, MAX_SAMPLES, MAX_TOKEN_BUDGET
+
+    assert build(EngineSpec, {"token_budget": MAX_TOKEN_BUDGET}).token_budget == MAX_TOKEN_BUDGET
+    err = refused({"engine": {"token_budget": MAX_TOKEN_BUDGET + 1}}, "engine.token_budget")
+    assert "1,048,576" in err.problem
+    refused({"workload": {"max_output_len": MAX_LENGTH + 1}}, "workload.max_output_len")
+    refused({"run": {"samples": MAX_SAMPLES + 1}}, "run.samples")
+    net = {
+        "engines": {"e": {"token_budget": MAX_TOKEN_BUDGET + 1}},
+        "classes": {"a": {"engine": "e"}},
+        "workflows": [
+            {
+                "name": "w",
+                "arrival": {"kind": "poisson", "rate": 1.0},
+                "entry": "a",
+                "after": {"a": "exit"},
+            }
+        ],
+    }
+    from policyopt.model import NetworkSpec
+
+    with pytest.raises(SpecError, match=r"^engines\.e\.token_budget: .*above the limit"):
+        build(NetworkSpec, net)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def test_binary_and_directory_files_are_named(tmp_path: Path) -> None:
+    binary = tmp_path / "model.yaml"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(SpecError, match=r"model\.yaml: is not a text file"):
+        load_scenario(binary)
+    with pytest.raises(SpecError, match="is a directory"):
+        load_scenario(tmp_path)
+    with pytest.raises(SpecError, match="is a directory"):
+        fit_affine(tmp_path)
+    with pytest.raises(SpecError, match="no such file"):
+        fit_affine(tmp_path / "none.csv")
+
+
+def test_fit_refuses_nan_and_inf(tmp_path: Path) -> None:
+    csv = tmp_path / "p.csv"
+    csv.write_text("prefill_tokens,decode_tokens,time_ms\n10,1,4\n20,2,nan\n30,3,6\n40,1,7\n")
+    with pytest.raises(SpecError, match=r"p\.csv line 3: time_ms=nan is not a finite number"):
+        fit_affine(csv)
+
+
+def test_the_example_profile_fits_well() -> None:
+    root = Path(__file__).resolve().parents[1]
+    model, diag = fit_affine(root / "examples" / "profile.csv")
+    assert diag["r2"] > 0.999 and diag["negative_coefficients_set_to_zero"] == 0
+    assert model.ckv_ms > 0 and model.max_tokens == 512
+
+
+def test_a_trace_with_every_arrival_at_zero_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text(TRACE_HEADER + "0,10,5\n0,12,5\n")
+    err = refused(
+        {"workload": {"arrival": {"kind": "trace", "path": str(tmp_path / "t.csv")}}},
+        "workload.arrival.path",
+    )
+    assert "t = 0" in err.problem
+
+
+# ----------------------------------------------------------------------------- run size
+
+
+def test_expected_requests_of_scenarios_and_the_limit(tmp_path: Path) -> None:
+    from policyopt.sim.run import MAX_REQUESTS, check_run_size, expected_requests, scenario_requests
+
+    assert expected_requests(2.0, 100.0) == 200.0
+    assert expected_requests([1.0, 2.5], 10.0) == 35.0
+    sc = build(
+        Scenario,
+        {"workload": {"arrival": {"kind": "poisson", "rate": 12.0}}, "run": {"horizon_s": 600}},
+    )
+    assert scenario_requests(sc) == 12.0 * 600
+    classes = build(
+        Scenario,
+        {
+            "classes": {
+                "a": {"arrival": {"kind": "poisson", "rate": 1.0}},
+                "b": {"arrival": {"kind": "poisson", "rate": 3.0}},
+            },
+            "run": {"horizon_s": 10},
+        },
+    )
+    assert scenario_requests(classes) == 40.0
+    (tmp_path / "t.csv").write_text(TRACE_HEADER + "0.5,10,5\n1.5,10,5\n9,10,5\n")
+    trace = build(
+        Scenario,
+        {
+            "workload": {"arrival": {"kind": "trace", "path": str(tmp_path / "t.csv")}},
+            "run": {"horizon_s": 5},
+        },
+    )
+    assert scenario_requests(trace) == 2  # the arrivals before the horizon
+    check_run_size(MAX_REQUESTS, "x", force=False)
+    check_run_size(10 * MAX_REQUESTS, "x", force=True)
+    with pytest.raises(SpecError, match="expected requests: x = about 1e"):
+        check_run_size(10 * MAX_REQUESTS, "x", force=False)

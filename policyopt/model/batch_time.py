@@ -15,19 +15,20 @@ Parameters are given in milliseconds (``*_ms`` fields), as profiles are.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from policyopt.errors import SpecError
+from policyopt.model.files import csv_reader, read_text, rows_of
+from policyopt.model.validation import StrictSpec
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class _Spec(StrictSpec):
+    """Base of this module's specs (:class:`StrictSpec`: frozen, strict keys and numbers)."""
 
 
 class StaircaseBatchTime(_Spec):
@@ -134,41 +135,47 @@ def fit_affine(path: str | Path) -> tuple[AffineBatchTime, dict[str, float]]:
     (``r2``, ``rmse_ms``, ``rows``). Raises :class:`SpecError` naming the line of a bad row.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(str(path), "no such file", "give the path of a profile CSV")
+    text = read_text(path, "a profile CSV", "give the path of a profile CSV")
     rows: list[tuple[float, float, float, float]] = []
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
-        need = ["prefill_tokens", "decode_tokens", "time_ms"]
-        missing = [c for c in need if c not in cols]
-        if missing:
+    reader = csv_reader(path, text)
+    cols = reader.fieldnames or []
+    need = ["prefill_tokens", "decode_tokens", "time_ms"]
+    missing = [c for c in need if c not in cols]
+    if missing:
+        raise SpecError(
+            f"{path} line 1",
+            f"missing column(s) {', '.join(missing)} (found {', '.join(cols) or 'none'})",
+            "the header must name prefill_tokens, decode_tokens, time_ms and optionally kv_tokens",
+        )
+    has_kv = "kv_tokens" in cols
+    for lineno, row in rows_of(path, reader):
+        try:
+            p = float(row["prefill_tokens"])
+            d = float(row["decode_tokens"])
+            t = float(row["time_ms"])
+            kv = float(row["kv_tokens"]) if has_kv else 0.0
+        except (TypeError, ValueError):
             raise SpecError(
-                f"{path} line 1",
-                f"missing column(s) {', '.join(missing)} (found {', '.join(cols) or 'none'})",
-                "the header must name prefill_tokens, decode_tokens, time_ms "
-                "and optionally kv_tokens",
-            )
-        has_kv = "kv_tokens" in cols
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                p = float(row["prefill_tokens"])
-                d = float(row["decode_tokens"])
-                t = float(row["time_ms"])
-                kv = float(row["kv_tokens"]) if has_kv else 0.0
-            except (TypeError, ValueError):
+                f"{path} line {lineno}",
+                f"not a number in row {dict(row)}",
+                "every field must be a number",
+            ) from None
+        for name, value in (("prefill_tokens", p), ("decode_tokens", d), ("time_ms", t)) + (
+            (("kv_tokens", kv),) if has_kv else ()
+        ):
+            if not math.isfinite(value):
                 raise SpecError(
                     f"{path} line {lineno}",
-                    f"not a number in row {dict(row)}",
-                    "every field must be a number",
-                ) from None
-            if min(p, d, kv) < 0 or t <= 0 or p + d <= 0:
-                raise SpecError(
-                    f"{path} line {lineno}",
-                    "token counts must be >= 0 with at least one token, and time_ms > 0",
-                    "fix or remove the row",
+                    f"{name}={row[name].strip()} is not a finite number",
+                    "fix or remove the row (a profile has no nan or inf)",
                 )
-            rows.append((p, d, kv, t))
+        if min(p, d, kv) < 0 or t <= 0 or p + d <= 0:
+            raise SpecError(
+                f"{path} line {lineno}",
+                "token counts must be >= 0 with at least one token, and time_ms > 0",
+                "fix or remove the row",
+            )
+        rows.append((p, d, kv, t))
     if len(rows) < (4 if has_kv else 3):
         raise SpecError(str(path), f"only {len(rows)} data rows", "profile at least 4 batches")
     data = np.array(rows)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from policyopt.errors import SpecError
+from policyopt.model.files import read_text
 from policyopt.model.scenario import Scenario
 from policyopt.model.validation import spec_error
 
@@ -42,9 +43,7 @@ def build(cls: type[M], data: Any = None, prefix: str = "", **kwargs: Any) -> M:
 def read_mapping(path: str | Path) -> dict[str, Any]:
     """The top-level mapping of a YAML or TOML file."""
     p = Path(path)
-    if not p.is_file():
-        raise SpecError(str(path), "no such file", "give the path of a .yaml or .toml config")
-    text = p.read_text()
+    text = read_text(p, "a .yaml or .toml config", "give the path of a .yaml or .toml config")
     try:
         if p.suffix.lower() == ".toml":
             data = tomllib.loads(text)

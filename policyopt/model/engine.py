@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from policyopt.model.batch_time import AffineBatchTime, BatchTime, StaircaseBatchTime
+from policyopt.model.validation import StrictSpec, TokenBudget
 
 
-class EngineSpec(BaseModel):
+class EngineSpec(StrictSpec):
     """One LLM inference engine.
 
     * ``token_budget`` (``b``): at most this many tokens per batch (vLLM's
@@ -18,9 +19,7 @@ class EngineSpec(BaseModel):
     * ``batch_time``: how long a batch takes; default the paper's CodeLlama-34B/A100 staircase.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    token_budget: int = Field(512, ge=1, description="tokens per batch (b)")
+    token_budget: TokenBudget = Field(512, description="tokens per batch (b)")
     max_seqs: int | None = Field(None, ge=1, description="requests per batch (k_max)")
     batch_time: BatchTime = Field(default_factory=StaircaseBatchTime)
 

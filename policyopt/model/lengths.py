@@ -12,21 +12,22 @@ draws from that same pmf, so theory and simulation agree by construction.
 
 from __future__ import annotations
 
-import csv
 import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from scipy import optimize, special
 
 from policyopt.errors import SpecError
+from policyopt.model.files import check_file, csv_reader, read_text, rows_of
+from policyopt.model.validation import StrictSpec
 
 
-class _Length(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class _Length(StrictSpec):
+    """Base of the length distributions (:class:`StrictSpec`: strict keys and numbers)."""
 
     def pmf(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
         """Support (int64 token counts) and probabilities, truncated to ``1..max_len``."""
@@ -258,27 +259,27 @@ class Empirical(_Length):
 @lru_cache(maxsize=32)
 def _read_column_cached(path: str, mtime: float, column: str) -> tuple[int, ...]:
     out: list[int] = []
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if column not in (reader.fieldnames or []):
+    text = read_text(path, "a CSV of lengths", "give the path of an existing CSV")
+    reader = csv_reader(path, text)
+    if column not in (reader.fieldnames or []):
+        raise SpecError(
+            f"{path} line 1",
+            f"no column {column!r} (found {', '.join(reader.fieldnames or []) or 'none'})",
+            "name an existing column",
+        )
+    for lineno, row in rows_of(path, reader):
+        raw = row.get(column)
+        try:
+            val = float(raw) if raw is not None else float("nan")
+        except ValueError:
+            val = float("nan")
+        if not math.isfinite(val) or val < 1 or val != int(val):
             raise SpecError(
-                f"{path} line 1",
-                f"no column {column!r} (found {', '.join(reader.fieldnames or []) or 'none'})",
-                "name an existing column",
+                f"{path} line {lineno}",
+                f"{column}={raw!r} is not a whole number of tokens >= 1",
+                "fix or remove the row",
             )
-        for lineno, row in enumerate(reader, start=2):
-            raw = row.get(column)
-            try:
-                val = float(raw) if raw is not None else float("nan")
-            except ValueError:
-                val = float("nan")
-            if not math.isfinite(val) or val < 1 or val != int(val):
-                raise SpecError(
-                    f"{path} line {lineno}",
-                    f"{column}={raw!r} is not a whole number of tokens >= 1",
-                    "fix or remove the row",
-                )
-            out.append(int(val))
+        out.append(int(val))
     if not out:
         raise SpecError(path, "the CSV has no data rows", "add at least one row")
     return tuple(out)
@@ -286,8 +287,7 @@ def _read_column_cached(path: str, mtime: float, column: str) -> tuple[int, ...]
 
 def read_length_column(path: Path, column: str) -> np.ndarray:
     """Whole-token lengths from one CSV column; bad rows raise with their line number."""
-    if not path.is_file():
-        raise SpecError(str(path), "no such file", "give the path of an existing CSV")
+    check_file(path, "give the path of an existing CSV")
     return np.asarray(_read_column_cached(str(path), path.stat().st_mtime, column), dtype=np.int64)
 
 

@@ -47,8 +47,6 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     field_validator,
@@ -64,6 +62,7 @@ from policyopt.model.engine import EngineSpec
 from policyopt.model.lengths import LengthDist
 from policyopt.model.scenario import Scenario, check_fits
 from policyopt.model.scheduler import SchedulerField, default_scheduler
+from policyopt.model.validation import MaxLength, StrictSpec, TokenBudget
 from policyopt.model.workload import DeterministicArrivals, PoissonArrivals, Workload
 
 EXIT = -1
@@ -77,8 +76,8 @@ TRANSIENT_TOL = 1e-9
 """A routing matrix with spectral radius above ``1 - TRANSIENT_TOL`` is refused."""
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class _Spec(StrictSpec):
+    """Base of this module's specs (:class:`StrictSpec`: frozen, strict keys and numbers)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,7 +95,7 @@ class LLMEngine(_Spec):
     """
 
     kind: Literal["llm"] = "llm"
-    token_budget: int = Field(512, ge=1, description="tokens per batch (b)")
+    token_budget: TokenBudget = Field(512, description="tokens per batch (b)")
     max_seqs: int | None = Field(None, ge=1, description="requests per batch (k_max)")
     batch_time: BatchTime = Field(default_factory=StaircaseBatchTime)
     scheduler: SchedulerField = Field(default_factory=default_scheduler)
@@ -168,8 +167,8 @@ class ClassSpec(_Spec):
     routing: Literal["jsq", "round_robin", "random"] | None = None
     prompt: LengthDist | None = None
     output: LengthDist | None = None
-    max_prompt_len: int = Field(512, ge=1, description="tokens")
-    max_output_len: int = Field(1024, ge=1, description="tokens")
+    max_prompt_len: MaxLength = Field(512, description="tokens")
+    max_output_len: MaxLength = Field(1024, description="tokens")
     service: ServiceTime | None = None
     holding_cost: float = Field(1.0, ge=0, description="cost per job per second")
 

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from policyopt.errors import SpecError
 from policyopt.model.engine import EngineSpec
 from policyopt.model.scheduler import SchedulerField, SchedulerSpec, default_scheduler
+from policyopt.model.validation import Samples, StrictSpec
 from policyopt.model.workload import TraceArrivals, Workload
 
 
-class RunSpec(BaseModel):
+class RunSpec(StrictSpec):
     """How long to simulate and what to keep.
 
     * ``horizon_s``: simulated seconds; no batch starts at or after it.
@@ -41,12 +42,10 @@ class RunSpec(BaseModel):
       batch, the paper's convention) or ``prefill`` (prefill emits it).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
     horizon_s: float = Field(3600.0, gt=0, description="seconds")
     warmup_s: float | None = Field(None, ge=0, description="seconds")
     seed: int = Field(0, ge=0)
-    samples: int = Field(2000, ge=20)
+    samples: Samples = 2000
     first_token: Literal["decode", "prefill"] = "decode"
 
     @model_validator(mode="after")
@@ -97,15 +96,13 @@ class RequestClass(Workload):
         return self
 
 
-class Scenario(BaseModel):
+class Scenario(StrictSpec):
     """Engine, scheduler, workload and run options, validated together.
 
     ``classes`` (name -> :class:`RequestClass`) replaces ``workload`` for an engine shared by
     several kinds of requests (e.g. chat and long documents); a network policy then decides
     which class fills the token budget first.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     engine: EngineSpec = Field(default_factory=EngineSpec)
     scheduler: SchedulerField = Field(default_factory=default_scheduler)

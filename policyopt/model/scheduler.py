@@ -31,9 +31,7 @@ from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SerializeAsAny,
     TypeAdapter,
@@ -42,18 +40,16 @@ from pydantic import (
 )
 
 from policyopt.errors import SpecError
-from policyopt.model.validation import spec_error
+from policyopt.model.validation import StrictSpec, spec_error
 
 
-class SchedulerSpec(BaseModel):
+class SchedulerSpec(StrictSpec):
     """Base of every scheduler's options. Subclasses set ``name`` to a ``Literal``.
 
     The class attributes say how the scheduler batches (they are facts of the scheduler,
     not options): ``decode_first``, ``mixes``, ``request_level``; :attr:`chunks` may depend
     on an option.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
 

@@ -14,21 +14,22 @@ from the generator passed in, so one seed gives one request stream whatever the 
 
 from __future__ import annotations
 
-import csv
 import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from policyopt.errors import SpecError
+from policyopt.model.files import check_file, csv_reader, read_text, rows_of
 from policyopt.model.lengths import LengthDist, LogNormal
+from policyopt.model.validation import MaxLength, StrictSpec
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class _Spec(StrictSpec):
+    """Base of this module's specs (:class:`StrictSpec`: frozen, strict keys and numbers)."""
 
 
 class PoissonArrivals(_Spec):
@@ -73,50 +74,50 @@ def _read_trace_cached(path: str, mtime: float) -> tuple[np.ndarray, np.ndarray,
     times: list[float] = []
     prompts: list[int] = []
     outputs: list[int] = []
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        need = ["arrival_s", "prompt_len", "output_len"]
-        cols = reader.fieldnames or []
-        missing = [c for c in need if c not in cols]
-        if missing:
+    text = read_text(path, "a trace CSV", "give the path of a trace CSV")
+    reader = csv_reader(path, text)
+    need = ["arrival_s", "prompt_len", "output_len"]
+    cols = reader.fieldnames or []
+    missing = [c for c in need if c not in cols]
+    if missing:
+        raise SpecError(
+            f"{path} line 1",
+            f"missing column(s) {', '.join(missing)} (found {', '.join(cols) or 'none'})",
+            "the header must be arrival_s,prompt_len,output_len",
+        )
+    last = -math.inf
+    for lineno, row in rows_of(path, reader):
+        try:
+            t = float(row["arrival_s"])
+            p = float(row["prompt_len"])
+            d = float(row["output_len"])
+        except (TypeError, ValueError):
             raise SpecError(
-                f"{path} line 1",
-                f"missing column(s) {', '.join(missing)} (found {', '.join(cols) or 'none'})",
-                "the header must be arrival_s,prompt_len,output_len",
+                f"{path} line {lineno}",
+                f"not a number in row {dict(row)}",
+                "every field must be a number",
+            ) from None
+        if not math.isfinite(t) or t < 0:
+            raise SpecError(
+                f"{path} line {lineno}", f"arrival_s={t} is not a time >= 0", "fix the row"
             )
-        last = -math.inf
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                t = float(row["arrival_s"])
-                p = float(row["prompt_len"])
-                d = float(row["output_len"])
-            except (TypeError, ValueError):
+        if t < last:
+            raise SpecError(
+                f"{path} line {lineno}",
+                f"arrival_s={t} is earlier than the row before ({last})",
+                "sort the trace by arrival_s",
+            )
+        for name, val in (("prompt_len", p), ("output_len", d)):
+            if not math.isfinite(val) or val < 1 or val != int(val):
                 raise SpecError(
                     f"{path} line {lineno}",
-                    f"not a number in row {dict(row)}",
-                    "every field must be a number",
-                ) from None
-            if not math.isfinite(t) or t < 0:
-                raise SpecError(
-                    f"{path} line {lineno}", f"arrival_s={t} is not a time >= 0", "fix the row"
+                    f"{name}={val:g} is not a whole number of tokens >= 1",
+                    "fix or remove the row",
                 )
-            if t < last:
-                raise SpecError(
-                    f"{path} line {lineno}",
-                    f"arrival_s={t} is earlier than the row before ({last})",
-                    "sort the trace by arrival_s",
-                )
-            for name, val in (("prompt_len", p), ("output_len", d)):
-                if not math.isfinite(val) or val < 1 or val != int(val):
-                    raise SpecError(
-                        f"{path} line {lineno}",
-                        f"{name}={val:g} is not a whole number of tokens >= 1",
-                        "fix or remove the row",
-                    )
-            last = t
-            times.append(t)
-            prompts.append(int(p))
-            outputs.append(int(d))
+        last = t
+        times.append(t)
+        prompts.append(int(p))
+        outputs.append(int(d))
     if not times:
         raise SpecError(path, "the trace has no data rows", "add at least one request")
     return (
@@ -128,9 +129,7 @@ def _read_trace_cached(path: str, mtime: float) -> tuple[np.ndarray, np.ndarray,
 
 def read_trace(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Arrival times (s), prompt and output lengths (tokens) of a trace CSV."""
-    p = Path(path)
-    if not p.is_file():
-        raise SpecError(str(path), "no such file", "give the path of a trace CSV")
+    p = check_file(path, "give the path of a trace CSV")
     return _read_trace_cached(str(p), p.stat().st_mtime)
 
 
@@ -161,8 +160,8 @@ class Workload(_Spec):
     arrival: Arrivals = Field(default_factory=lambda: PoissonArrivals(rate=10.0))
     prompt: LengthDist | None = None
     output: LengthDist | None = None
-    max_prompt_len: int = Field(512, ge=1, description="tokens")
-    max_output_len: int = Field(1024, ge=1, description="tokens")
+    max_prompt_len: MaxLength = Field(512, description="tokens")
+    max_output_len: MaxLength = Field(1024, description="tokens")
 
     @model_validator(mode="after")
     def _check(self) -> Workload:
@@ -175,9 +174,17 @@ class Workload(_Spec):
                         f"remove {name}",
                     )
             try:
-                _, prompts, outputs = read_trace(self.arrival.path)
+                times, prompts, outputs = read_trace(self.arrival.path)
             except SpecError as err:  # name the config key, keep the file location in the text
                 raise SpecError("arrival.path", f"{err.field}: {err.problem}", err.fix) from None
+            if times[-1] <= 0:
+                raise SpecError(
+                    "arrival.path",
+                    f"{self.arrival.path}: all {len(times)} arrivals are at t = 0 s, so the "
+                    "trace has no arrival rate (requests/s) to scale or report",
+                    "give arrival_s the times the requests arrived (increasing), or use "
+                    "kind: deterministic or poisson with a rate",
+                )
             for name, arr, cap in (
                 ("prompt_len", prompts, self.max_prompt_len),
                 ("output_len", outputs, self.max_output_len),

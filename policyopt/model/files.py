@@ -1,0 +1,73 @@
+"""Reading the files a user names (configs, profiles, traces, length columns) with one-line errors.
+
+:func:`read_text` is the one way the model reads a user's file: a missing path says
+``no such file``, a directory says ``is a directory``, and a file that is not text (not
+UTF-8, or holding NUL bytes: an image, an archive, a model) says so, each as a
+:class:`~policyopt.errors.SpecError` naming the file, never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+from policyopt.errors import SpecError
+
+
+def check_file(path: str | Path, fix: str) -> Path:
+    """``path`` as a :class:`Path` if it is a file; else a :class:`SpecError` saying why not
+    (``no such file`` or ``is a directory``) with ``fix``."""
+    p = Path(path)
+    if p.is_dir():
+        raise SpecError(str(path), "is a directory, not a file", fix)
+    if not p.is_file():
+        raise SpecError(str(path), "no such file", fix)
+    return p
+
+
+def read_text(path: str | Path, what: str, fix: str) -> str:
+    """The text of the file ``path`` (UTF-8, a leading byte-order mark dropped).
+
+    ``what`` names the kind of file expected (``a YAML or TOML config``), ``fix`` what to do
+    when there is no such file. Raises :class:`SpecError` naming the file.
+    """
+    p = check_file(path, fix)
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = "\x00"
+    if "\x00" in text:
+        raise SpecError(
+            str(path), "is not a text file (a binary file?)", f"give the path of {what}"
+        )
+    return text
+
+
+def csv_reader(path: str | Path, text: str) -> csv.DictReader[str]:
+    """A ``csv.DictReader`` over the CSV ``text`` of ``path``, its header read
+    (``fieldnames``); :func:`rows_of` gives its data rows."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        _ = reader.fieldnames
+    except csv.Error as err:
+        raise SpecError(
+            f"{path} line 1", f"not a valid CSV header: {err}", "fix the header"
+        ) from None
+    return reader
+
+
+def rows_of(path: str | Path, reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """The data rows of ``reader`` with their line numbers; a malformed line raises
+    :class:`SpecError` naming it."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise SpecError(
+                f"{path} line {reader.line_num}", f"not valid CSV: {err}", "fix the line"
+            ) from None
+        yield reader.line_num, row
