@@ -10,7 +10,6 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import islice
 
 import numpy as np
 
@@ -83,24 +82,33 @@ def not_work_conserving(
     ``available``: tokens of work the engine could serve now (one per decoding request plus
     every waiting prefill token); ``budget`` tokens and ``slots`` requests per batch;
     ``decoding`` requests decoding and ``waiting`` prompts waiting, whose remaining prefill
-    tokens ``remaining()`` gives (called only when the request slots bind). A batch is work
-    conserving when it is full, takes all the work, or is as large as the largest batch the
-    slots allow (:func:`largest_batch`, the reference this function is tested against; here
-    the prompts are scanned only until a larger batch is seen).
+    tokens ``remaining()`` gives (they sum to ``available - decoding``; called only when the
+    prompts outnumber the request slots). A batch is work conserving when it is full, takes
+    all the work, or is as large as the largest batch the slots allow (:func:`largest_batch`,
+    the reference this function is tested against; here the prompts are scanned only until a
+    larger batch is seen).
     """
     if n >= budget or n >= available:
         return False
     if slots >= decoding + waiting:
         return True
-    if waiting < slots:
-        return n < min(budget, sum(remaining()) + min(decoding, slots - waiting))
-    # the slots go to prompts: is the sum of the `slots` longest above n? Scan the prompts,
-    # keeping the longest `slots` seen in a min-heap, and stop as soon as it is.
-    it = iter(remaining())
-    top = list(islice(it, slots))
-    total = sum(top)
-    if total > n:
+    if waiting < slots:  # every prompt gets a slot: all the prefill work, then decodes
+        return n < available - decoding + min(decoding, slots - waiting)
+    # the slots go to prompts: is the sum of the `slots` longest above n? They hold at least
+    # their share of the prefill work; else scan the prompts, keeping the longest `slots`
+    # seen in a min-heap, and stop as soon as it is.
+    if (available - decoding) * slots > n * waiting:
         return True
+    it = iter(remaining())
+    top: list[int] = []
+    total = 0
+    for p in it:
+        top.append(p)
+        total += p
+        if total > n:
+            return True
+        if len(top) == slots:
+            break
     heapq.heapify(top)
     for p in it:
         if p > top[0]:

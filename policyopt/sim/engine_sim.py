@@ -17,27 +17,30 @@ How it stays fast (no per-token Python work):
   most the head ``pf`` is partly prefilled; the prefill work waiting is one running sum.
 * Decoding requests sit in arrival order in an insertion-ordered dict; a batch serves the
   oldest ``m`` of them (every scheduler serves decodes oldest first). Each has a finish key
-  with ``remaining decode tokens = key - G``, where ``G`` counts decode batches, kept in a
-  min-heap. A batch that serves every decoder only increments ``G`` and pops the requests
-  whose key is ``G``. A batch that serves a prefix also delays the unserved suffix by one:
-  a range add on a Fenwick tree indexed by request, O(log n); heap keys are lower bounds,
-  corrected lazily when they reach the top. Only the oldest ``min(b, max_seqs)`` decoders,
-  the only ones a batch can serve, are in the heap; the others wait outside it and enter as
-  older ones finish, so an overloaded engine's long decode queue costs nothing per batch.
-* Runs of identical decode-only batches (no prefill waiting, no arrival, no completion) are
-  advanced in one step.
+  with ``remaining decode tokens = key - G``, where ``G`` counts decode batches, filed in a
+  bucket queue by key (a dict from key to requests). A batch that serves every decoder only
+  increments ``G`` and takes out the bucket ``G``. A batch that serves a prefix also delays
+  the unserved suffix by one: a few requests one by one, many as a range add on an array
+  indexed by request; filed keys are then lower bounds, corrected lazily when ``G`` reaches
+  them. Only the oldest ``min(b, max_seqs)`` decoders, the only ones a batch can serve, are
+  filed; the others wait outside in arrival order and enter as older ones finish (never
+  served, their key is then ``G`` plus their output length), so an overloaded engine's long
+  decode queue costs nothing per batch.
+* The scheduler's batch depends only on the queues it sees: a decode-only batch repeats until
+  a request arrives or finishes, and such runs are advanced in one step (closed-form sums
+  when every decoder is served and no prompt waits, else batch-by-batch sums in a tight
+  loop, so the result is the same to the last bit as forming each batch).
 * Requests are generated in blocks; finished blocks are folded into streaming statistics and
   dropped, so memory stays bounded however long the run.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import islice
 
 import numpy as np
 
@@ -46,12 +49,8 @@ from policyopt.model.batch_time import AffineBatchTime
 from policyopt.model.engine import EngineSpec
 from policyopt.model.scheduler import SchedulerSpec
 from policyopt.model.workload import RequestStreams
-from policyopt.sim.batching import (
-    BatchRecord,
-    Counters,
-    batch_time_table,
-    not_work_conserving,
-)
+from policyopt.sim.batching import BatchRecord, Counters, batch_time_table
+from policyopt.sim.batching import not_work_conserving as nwc
 from policyopt.sim.schedulers import Scheduler, make_scheduler
 from policyopt.sim.stats import LogHistogram, WindowMeans, overlap_by_window
 
@@ -59,35 +58,36 @@ BIG = 1 << 62
 INF = math.inf
 
 
-def _fw_add(tree: list[int], j: int, v: int) -> None:
-    """Add ``v`` at 1-based position ``j`` of a Fenwick tree."""
-    n = len(tree)
-    while j < n:
-        tree[j] += v
-        j += j & -j
-
-
-def _fw_sum(tree: list[int], j: int) -> int:
-    """Sum of positions ``1..j`` of a Fenwick tree."""
-    total = 0
-    while j > 0:
-        total += tree[j]
-        j &= j - 1
-    return total
-
-
 ORDER = (0,)  # the class order of a single-class engine
+
+
+def _left(w_p: list[int], start: int, stop: int, done: int) -> Iterator[int]:
+    """Prefill tokens left of the prompts at window positions ``start..stop-1``, the first
+    with ``done`` tokens already prefilled."""
+    yield w_p[start] - done
+    for j in range(start + 1, stop):
+        yield w_p[j]
+
+
+def _file(due: dict[int, list[int]], key: int, i: int) -> None:
+    """File request ``i`` under finish key ``key``."""
+    ids = due.get(key)
+    if ids is None:
+        due[key] = [i]
+    else:
+        ids.append(i)
 
 
 class _OneClass:
     """The single-engine queues as a scheduler reads them (one class, index 0): set
-    ``D``, ``start``, ``stop`` and ``done`` before asking the scheduler."""
+    ``D``, ``start``, ``stop`` and ``done`` (window positions) before asking the scheduler;
+    ``w_p`` is the window's prompt lengths."""
 
-    __slots__ = ("D", "done", "sim", "start", "stop")
+    __slots__ = ("D", "done", "start", "stop", "w_p")
 
-    def __init__(self, sim: EngineSimulator) -> None:
-        self.sim = sim
+    def __init__(self) -> None:
         self.D = self.start = self.stop = self.done = 0
+        self.w_p: list[int] = []
 
     def decoding(self, k: int) -> int:
         return self.D
@@ -96,14 +96,20 @@ class _OneClass:
         return self.stop - self.start
 
     def prompts(self, k: int) -> tuple[Iterable[int], int]:
-        return map(self.sim.w_p.__getitem__, range(self.start, self.stop)), self.done
+        start, stop = self.start, self.stop
+        if stop - start <= 16:  # a short queue: a copy is cheaper than an iterator
+            return self.w_p[start:stop], self.done
+        return map(self.w_p.__getitem__, range(start, stop)), self.done
 
-    def remaining(self) -> Iterator[int]:
+    def remaining(self) -> Iterable[int]:
         """Prefill tokens left of each waiting prompt, oldest first."""
-        w_p, start = self.sim.w_p, self.start
-        if start >= self.stop:
-            return iter(())
-        return chain((w_p[start] - self.done,), map(w_p.__getitem__, range(start + 1, self.stop)))
+        w_p, start, stop = self.w_p, self.start, self.stop
+        if stop - start <= 16:  # a short queue: a copy
+            left = w_p[start:stop]
+            if left:
+                left[0] -= self.done
+            return left
+        return _left(w_p, start, stop, self.done)
 
 
 class RequestList:
@@ -182,7 +188,7 @@ class EngineSimulator:
         self.engine = engine
         self.sched = scheduler if isinstance(scheduler, Scheduler) else make_scheduler(scheduler)
         self.scheduler = self.sched.spec
-        self.queues = _OneClass(self)
+        self.queues = _OneClass()
         self.source = source
         self.horizon = float(horizon)
         self.warmup = float(warmup)
@@ -221,11 +227,13 @@ class EngineSimulator:
         self.pf_done = 0  # tokens of it already prefilled
         self.pf_backlog = 0  # prefill tokens waiting among seen requests
         self.G = 0  # decode batches so far
-        self.alive: dict[int, int] = {}  # decoding request -> finish key before delays
-        self.heap: list[tuple[int, int]] = []  # (lower bound of finish key, request)
-        self.cap = min(self.b, self.k)  # decoders a batch can serve: the heap holds the oldest
-        self.delay_tree: list[int] = [0]  # Fenwick tree over window positions: delays
-        self.delayed = False  # whether delay_tree holds anything
+        self.alive: dict[int, int] = {}  # filed decoding request -> finish key before delays
+        self.due: dict[int, list[int]] = {}  # filed finish key (a lower bound) -> requests
+        self.cap = min(self.b, self.k)  # decoders a batch can serve: the oldest are filed
+        self.outer: deque[int] = deque()  # the other decoders, oldest first (never served yet)
+        self.delays = np.zeros(0, dtype=np.int64)  # by window position: batches waited
+        self.spread = False  # whether delays holds anything
+        self.delayed = False  # whether filed keys may be lower bounds (some decoder waited)
         self.unstarted: deque[int] = deque()  # decoding requests with no decode token yet
         self.kv = 0
         self.processed = 0
@@ -269,14 +277,18 @@ class EngineSimulator:
         drop = keep - self.base
         if drop > 0:
             self._fold(slice(0, drop), final=False)
-        if self.delayed:  # fold the delays into the keys: the tree is rebuilt below
-            tree, base = self.delay_tree, self.base
+        if self.spread:  # fold the delays into the keys: the array is made anew below
+            delays, base = self.delays, self.base
             for i in self.alive:
-                self.alive[i] += _fw_sum(tree, i - base + 1)
+                self.alive[i] += delays.item(i - base)
+            self.spread = False
+        if self.delayed:
             self.delayed = False
-            # heap keys were lower bounds: make them exact again (in place: run() holds it)
-            self.heap[:] = [(key, i) for i, key in islice(self.alive.items(), self.cap)]
-            heapq.heapify(self.heap)
+            # filed keys were lower bounds: file them exactly (in place: run() holds it)
+            due = self.due
+            due.clear()
+            for i, key in self.alive.items():
+                _file(due, key, i)
         prompts = np.asarray(prompts, dtype=np.int64)
         outputs = np.asarray(outputs, dtype=np.int64)
         cumtok = self.w_cumtok[-1] + np.cumsum(prompts + outputs)
@@ -285,6 +297,7 @@ class EngineSimulator:
         self.w_arr = np.concatenate([self.w_arr[drop:], times])
         self.w_arr_l = self.w_arr_l[drop:] + np.asarray(times, dtype=float).tolist()
         self.w_p = self.w_p[drop:] + prompts.tolist()
+        self.queues.w_p = self.w_p
         self.w_d = self.w_d[drop:] + outputs.tolist()
         self.w_pn = np.concatenate([self.w_pn[drop:], prompts])
         self.w_dn = np.concatenate([self.w_dn[drop:], outputs])
@@ -294,7 +307,7 @@ class EngineSimulator:
         self.base += max(drop, 0)
         self.generated += n
         self.last_arrival = float(times[-1])
-        self.delay_tree = [0] * (len(self.w_p) + 1)
+        self.delays = np.zeros(len(self.w_p), dtype=np.int64)
         return True
 
     def _start_state(self, decoding: int, prefilled: int) -> None:
@@ -325,16 +338,20 @@ class EngineSimulator:
 
     def _join_decode(self, i: int, key: int) -> None:
         if len(self.alive) < self.cap:
-            heapq.heappush(self.heap, (key, i))
-        self.alive[i] = key
+            _file(self.due, key, i)
+            self.alive[i] = key
+        else:
+            self.outer.append(i)
         if not self.first_token_at_prefill:
             self.unstarted.append(i)
 
     def remaining_decode(self, i: int) -> int:
         """Decode tokens request ``i`` still needs (it must be decoding)."""
+        if self.outer and i >= self.outer[0]:  # not filed: never served yet
+            return self.w_d[i - self.base]
         key = self.alive[i]
-        if self.delayed:
-            key += _fw_sum(self.delay_tree, i - self.base + 1)
+        if self.spread:
+            key += self.delays.item(i - self.base)
         return key - self.G
 
     # ------------------------------------------------------------------ main loop
@@ -349,7 +366,9 @@ class EngineSimulator:
         ``progress`` is called now and then with the simulated time reached.
         """
         stop = self.horizon if until is None else min(float(until), self.horizon)
-        left = BIG if max_batches is None else int(max_batches)
+        left = left0 = BIG if max_batches is None else int(max_batches)
+        # progress is called when `left` falls below this mark (never without a callback)
+        mark = left - 2048 if progress is not None else -1
         form = self.sched.form
         sq = self.queues
         b, kmax = self.b, self.k
@@ -360,12 +379,12 @@ class EngineSimulator:
         record = self.record
         warmup = self.warmup
         track_start = not self.first_token_at_prefill
-        sample_t = self.sample_t
+        sample_t = self.sample_t.tolist()
         n_samples = self.samples
-        alive, heap, unstarted = self.alive, self.heap, self.unstarted
+        alive, due, unstarted, outer = self.alive, self.due, self.unstarted, self.outer
         cap = self.cap
-        heappush, heappop = heapq.heappush, heapq.heappop
-        tree, delayed = self.delay_tree, self.delayed
+        take, find = due.pop, due.get
+        delays, spread, delayed = self.delays, self.spread, self.delayed
 
         now = self.now
         n_vis, pf, pf_done, pf_backlog, G = (
@@ -375,12 +394,15 @@ class EngineSimulator:
             self.pf_backlog,
             self.G,
         )
-        D = len(alive)
+        D = len(alive) + len(outer)  # decoding requests: filed, then unfiled
         kv, processed, completed = self.kv, self.processed, self.completed
+        processed0 = processed
         c = self.counters
-        batches, tokens_c, full_c, nwc_c = c.batches, c.tokens, c.full, c.not_work_conserving
+        # batches and tokens are counted by `left` and `processed`: see sync()
+        batches0, tokens0, full_c, nwc_c = c.batches, c.tokens, c.full, c.not_work_conserving
         oor_c, busy_c, kv_area = c.out_of_range, c.busy_time, c.kv_area
         kv_max = self.kv_max
+        last_start, last_end, last_n = self.last_batch
         next_sample = self.next_sample
         t_sample = sample_t[next_sample] if next_sample < n_samples else INF
         base = self.base
@@ -388,41 +410,48 @@ class EngineSimulator:
         w_ftok, w_fin = self.w_ftok, self.w_fin
         L = len(w_arr)
         warm = self.warm_counters is not None
-        tick = 0
         dec: list[int] = []
+        chunks: list[tuple[int, int]] = []
 
         def sync() -> None:
             self.now, self.n_vis, self.pf, self.pf_done, self.G = now, n_vis, pf, pf_done, G
             self.pf_backlog = pf_backlog
             self.kv, self.processed, self.completed = kv, processed, completed
-            c.batches, c.tokens, c.full, c.not_work_conserving = batches, tokens_c, full_c, nwc_c
+            c.batches, c.tokens = batches0 + left0 - left, tokens0 + processed - processed0
+            c.full, c.not_work_conserving = full_c, nwc_c
             c.out_of_range, c.busy_time, c.kv_area = oor_c, busy_c, kv_area
             self.kv_max = kv_max
+            self.last_batch = (last_start, last_end, last_n)
             self.next_sample = next_sample
-            self.delayed = delayed
+            self.spread, self.delayed = spread, delayed
 
         def reload() -> None:
-            nonlocal base, w_arr, w_p, w_d, w_cumtok, w_ftok, w_fin, L, tree, delayed
+            nonlocal base, w_arr, w_p, w_d, w_cumtok, w_ftok, w_fin, L
+            nonlocal delays, spread, delayed
             base, w_arr, w_p, w_d = self.base, self.w_arr_l, self.w_p, self.w_d
             w_cumtok, w_ftok, w_fin = self.w_cumtok, self.w_ftok, self.w_fin
-            tree, delayed = self.delay_tree, self.delayed
+            delays, spread, delayed = self.delays, self.spread, self.delayed
             L = len(w_arr)
 
+        j = n_vis - base  # requests seen, as a window position
+        # when the next request arrives (-inf: the window must be extended first)
+        t_next = w_arr[j] if j < L else (INF if self.exhausted else -INF)
         while left > 0 and now < stop:
             # ---- arrivals that happened by now become visible
-            j = n_vis - base
-            while True:
-                while j < L and w_arr[j] <= now:
-                    pf_backlog += w_p[j]
-                    j += 1
-                if j < L or self.exhausted:
-                    break
+            if t_next <= now:
+                while True:
+                    while j < L and w_arr[j] <= now:
+                        pf_backlog += w_p[j]
+                        j += 1
+                    if j < L or self.exhausted:
+                        break
+                    n_vis = base + j
+                    sync()
+                    self._extend()
+                    reload()
+                    j = n_vis - base
                 n_vis = base + j
-                sync()
-                self._extend()
-                reload()
-                j = n_vis - base
-            n_vis = base + j
+                t_next = w_arr[j] if j < L else INF
             # ---- warm-up boundary
             if not warm and now >= warmup:
                 warm = True
@@ -433,7 +462,7 @@ class EngineSimulator:
             # ---- time-series samples (state at the start of the batch)
             if now >= t_sample:
                 nsys = n_vis - completed
-                backlog = int(w_cumtok[n_vis - base]) - processed
+                backlog = int(w_cumtok[j]) - processed
                 while next_sample < n_samples and sample_t[next_sample] <= now:
                     self.sample_n[next_sample] = nsys
                     self.sample_backlog[next_sample] = backlog
@@ -441,7 +470,7 @@ class EngineSimulator:
                     next_sample += 1
                 t_sample = sample_t[next_sample] if next_sample < n_samples else INF
             # ---- idle engine: jump to the next arrival
-            if D == 0 and Q == 0:
+            if not D and not Q:
                 if j >= L:  # no more requests
                     now = stop
                     break
@@ -460,72 +489,114 @@ class EngineSimulator:
                 continue
 
             # ---- the scheduler forms the batch
-            A = D + pf_backlog  # tokens of work available now
-            pf_done0 = pf_done
-            sq.D, sq.start, sq.stop, sq.done = D, pf - base, n_vis - base, pf_done
+            sq.D = D
+            sq.start = pf - base
+            sq.stop = j
+            sq.done = pf_done
             plan = form(sq, ORDER, b, kmax)
-            x, m = plan.x, plan.m
+            x = plan.x
+            m = plan.m
+            n = x + m
 
-            # ---- a run of identical decode-only batches, advanced in one step
-            if coalesce and Q == 0 and x == 0 and m == D:
-                k = heap[0][0] - G - 1  # batches before the next completion (or a lower bound)
-                if k >= 1:
+            # ---- runs of identical decode-only batches, advanced in one step. The plan
+            # depends only on the queues: it repeats until a request arrives or finishes
+            # (or the clock reaches a sample time, the warm-up or the end).
+            if coalesce and not x and m and G + 1 not in due:  # the batch finishes nobody
+                if not Q and m == D:  # every decoder served, no prompt: in closed form
                     tau = table[D] if table is not None else affine.seconds(0, D, 0)  # type: ignore[union-attr]
-                    ta = w_arr[j] if j < L else INF
-                    edge = min(ta, stop, t_sample, INF if warm else warmup)
+                    edge = min(t_next, stop, t_sample, INF if warm else warmup)
+                    k = left - 1
                     if edge < INF:
-                        k = min(k, int((edge - now) / tau))
-                        while k > 0 and now + k * tau >= edge:
-                            k -= 1
-                    k = min(k, left - 1)
-                if k >= 1:
+                        ke = int((edge - now) / tau)
+                        while ke > 0 and now + ke * tau >= edge:
+                            ke -= 1
+                        if ke < k:
+                            k = ke
+                    if k >= 1:  # at most k batches, and only those that finish nobody
+                        kk = 1
+                        while kk < k and G + kk + 1 not in due:
+                            kk += 1
+                        k = kk
+                        if record:
+                            ids = list(alive)
+                            for q in range(k):
+                                self.batches.append(
+                                    BatchRecord(now + q * tau, now + (q + 1) * tau, [], ids)
+                                )
+                        if unstarted:
+                            t1 = now + tau
+                            for i in unstarted:
+                                w_ftok[i - base] = t1
+                            unstarted.clear()
+                        kv_area += tau * (k * kv + D * k * (k - 1) / 2)
+                        kv += k * D
+                        if kv > kv_max:
+                            kv_max = kv
+                        G += k
+                        processed += k * D
+                        if b == D:
+                            full_c += k
+                        if affine is not None and not affine.in_range(D, 0):
+                            oor_c += k
+                        busy_c += k * tau
+                        last_start, last_end, last_n = now + (k - 1) * tau, now + k * tau, D
+                        now += k * tau
+                        left -= k
+                        continue
+                else:  # batch by batch: the same sums in the same order
+                    tau = table[m] if table is not None else affine.seconds(0, m, 0)  # type: ignore[union-attr]
+                    edge = min(t_next, stop, t_sample, INF if warm else warmup)
                     if record:
-                        ids = list(alive)
-                        for q in range(k):
-                            self.batches.append(
-                                BatchRecord(now + q * tau, now + (q + 1) * tau, [], ids)
-                            )
-                    if unstarted:
-                        t1 = now + tau
-                        for i in unstarted:
-                            w_ftok[i - base] = t1
-                        unstarted.clear()
-                    kv_area += tau * (k * kv + D * k * (k - 1) / 2)
-                    kv += k * D
+                        dec = list(islice(alive, m))
+                    q = 0
+                    t_end = now
+                    while True:
+                        t0 = t_end
+                        t_end = t0 + tau
+                        kv_area += kv * tau
+                        kv += m
+                        busy_c += tau
+                        q += 1
+                        if record:
+                            self.batches.append(BatchRecord(t0, t_end, [], list(dec)))
+                        if t_end >= edge or q >= left or G + q + 1 in due:
+                            break
                     if kv > kv_max:
                         kv_max = kv
-                    G += k
-                    processed += k * D
-                    batches += k
-                    tokens_c += k * D
-                    if b == D:
-                        full_c += k
-                    if affine is not None and not affine.in_range(D, 0):
-                        oor_c += k
-                    busy_c += k * tau
-                    self.last_batch = (now + (k - 1) * tau, now + k * tau, D)
-                    now += k * tau
-                    left -= k
+                    if unstarted:  # the first of the batches serves them
+                        for _ in range(m - (D - len(unstarted))):
+                            w_ftok[unstarted.popleft() - base] = now + tau
+                    wait = len(alive) - m  # filed decoders not served: their keys move up
+                    if wait > 0:
+                        delayed = True
+                        if wait <= 8:  # a few: one by one
+                            for i in islice(reversed(alive), wait):
+                                alive[i] += q
+                        else:  # many: a range of window positions at once
+                            if m <= wait:
+                                first = next(islice(alive, m, None))
+                            else:
+                                first = next(islice(reversed(alive), wait - 1, None))
+                            end = outer[0] if outer else next(reversed(alive)) + 1
+                            delays[first - base : end - base] += q
+                            spread = True
+                    if (
+                        m < b
+                        and m < D + pf_backlog
+                        and (kmax >= D + Q or nwc(m, D + pf_backlog, b, kmax, D, Q, sq.remaining))
+                    ):
+                        nwc_c += q
+                    if affine is not None and not affine.in_range(m, 0):
+                        oor_c += q
+                    if m == b:
+                        full_c += q
+                    G += q
+                    processed += q * m
+                    last_start, last_end, last_n = t0, t_end, m
+                    now = t_end
+                    left -= q
                     continue
 
-            # ---- prompts whose prefill the batch finishes become decoders below
-            entrants: list[int] = []
-            chunks: list[tuple[int, int]] | None = [] if record else None
-            if x:
-                _, whole, chunk = plan.prefill[0]
-                if whole:
-                    entrants = list(range(pf, pf + whole))
-                    if chunks is not None:
-                        chunks.append((pf, w_p[pf - base] - pf_done))
-                        chunks.extend((i, w_p[i - base]) for i in range(pf + 1, pf + whole))
-                    pf += whole
-                    pf_done = 0
-                if chunk:
-                    if chunks is not None:
-                        chunks.append((pf, chunk))
-                    pf_done += chunk
-                pf_backlog -= x
-            n = x + m
             if n == 0:  # cannot happen with work present; guard against a frozen clock
                 raise RuntimeError(f"empty batch at t={now} with D={D}, Q={Q}")
             # ---- batch time
@@ -534,10 +605,10 @@ class EngineSimulator:
             else:
                 kv_read = 0
                 if kv_matters:
-                    kv_read = pf_done0 if x else 0  # context of a continued prompt chunk
+                    kv_read = pf_done if x else 0  # context of a continued prompt chunk
                     for i, key in islice(alive.items(), m):  # context of each decoder
-                        if delayed:
-                            key += _fw_sum(tree, i - base + 1)
+                        if spread:
+                            key += delays.item(i - base)
                         kv_read += w_p[i - base] + w_d[i - base] - (key - G)
                 dt = affine.seconds(x, m, kv_read)  # type: ignore[union-attr]
                 if not affine.in_range(n, kv_read):  # type: ignore[union-attr]
@@ -549,84 +620,125 @@ class EngineSimulator:
             if kv > kv_max:
                 kv_max = kv
             # ---- work conservation: was this the largest feasible batch?
-            if n != b and not_work_conserving(n, A, b, kmax, D, Q, sq.remaining):
+            if (
+                n < b
+                and n < D + pf_backlog
+                and (kmax >= D + Q or nwc(n, D + pf_backlog, b, kmax, D, Q, sq.remaining))
+            ):
                 nwc_c += 1
+            # ---- prompts whose prefill the batch finishes become decoders below
+            whole = 0
+            if x:
+                _, whole, chunk = plan.prefill[0]
+                if record:
+                    chunks = []
+                    if whole:
+                        chunks.append((pf, w_p[pf - base] - pf_done))
+                        chunks.extend((i, w_p[i - base]) for i in range(pf + 1, pf + whole))
+                    if chunk:
+                        chunks.append((pf + whole, chunk))
+                if whole:
+                    pf += whole
+                    pf_done = chunk
+                else:
+                    pf_done += chunk
+                pf_backlog -= x
+            elif record:
+                chunks = []
             # ---- one decode token to each of the oldest m decoding requests
             if m:
                 if record:
                     dec = list(islice(alive, m))
-                if m != D:  # the unserved suffix waits: its finish keys move up by one
-                    first = next(islice(alive, m, None))
-                    last = next(reversed(alive))
-                    _fw_add(tree, first - base + 1, 1)
-                    if last - base + 2 < len(tree):
-                        _fw_add(tree, last - base + 2, -1)
-                    delayed = True
+                if m != D:
+                    # the filed decoders this batch does not serve: their finish keys move up
+                    # by one (the unfiled ones have never been served: keys set on filing)
+                    wait = len(alive) - m
+                    if wait > 0:
+                        delayed = True
+                        if wait <= 8:  # a few: one by one
+                            for i in islice(reversed(alive), wait):
+                                alive[i] += 1
+                        else:  # many: a range of window positions at once
+                            if m <= wait:
+                                first = next(islice(alive, m, None))
+                            else:
+                                first = next(islice(reversed(alive), wait - 1, None))
+                            end = outer[0] if outer else next(reversed(alive)) + 1
+                            delays[first - base : end - base] += 1
+                            spread = True
                 G += 1
-                done_ids: list[int] = []
-                while heap and heap[0][0] <= G:
-                    key, i = heappop(heap)
-                    if delayed:  # add the delays of request i (a Fenwick prefix sum, inlined)
-                        key = alive[i]
-                        jf = i - base + 1
-                        while jf:
-                            key += tree[jf]
-                            jf &= jf - 1
-                        if key != G:
-                            heappush(heap, (key, i))
-                            continue
-                    done_ids.append(i)
-                if unstarted:
-                    started = D - len(unstarted)
-                    for _ in range(m - started):
+                if unstarted:  # the newest decoders: those served get their first token
+                    first_tokens = m - D + len(unstarted)
+                    while first_tokens > 0:
                         w_ftok[unstarted.popleft() - base] = t_end
-                if done_ids:
-                    for i in done_ids:
+                        first_tokens -= 1
+                filed = take(G, None)
+                if filed is not None:
+                    nd = 0
+                    for i in filed:
+                        if delayed:  # its key was a lower bound: add the batches it waited
+                            key = alive[i] + delays.item(i - base) if spread else alive[i]
+                            if key != G:  # file it again
+                                ids = find(key)
+                                if ids is None:
+                                    due[key] = [i]
+                                else:
+                                    ids.append(i)
+                                continue
                         del alive[i]
                         ji = i - base
                         w_fin[ji] = t_end
                         # a finished request frees its whole context: prompt + output tokens
                         kv -= w_p[ji] + w_d[ji]
-                    nd = len(done_ids)
-                    waiting = D - cap  # decoders outside the heap before these finished
-                    D -= nd
-                    completed += nd
-                    if waiting > 0:  # the oldest of them take the freed places
-                        for i in islice(alive, cap - nd, cap - nd + min(nd, waiting)):
-                            key = alive[i]
-                            if delayed:
-                                key += _fw_sum(tree, i - base + 1)
-                            heappush(heap, (key, i))
+                        nd += 1
+                    if nd:
+                        D -= nd
+                        completed += nd
+                        if outer:  # the oldest unfiled decoders take the places
+                            for _ in range(nd if nd < len(outer) else len(outer)):
+                                i = outer.popleft()
+                                key = G + w_d[i - base]  # never served: all its tokens left
+                                alive[i] = key
+                                ids = find(key)
+                                if ids is None:
+                                    due[key] = [i]
+                                else:
+                                    ids.append(i)
             elif record:
                 dec = []
             # ---- requests whose prefill finished join the decode queue
-            if entrants:
-                for e in entrants:
-                    key = G + w_d[e - base]
+            if whole:
+                for e in range(pf - whole, pf):
                     if len(alive) < cap:
-                        heappush(heap, (key, e))
-                    alive[e] = key
-                    if track_start:
-                        unstarted.append(e)
+                        key = G + w_d[e - base]
+                        alive[e] = key
+                        ids = find(key)
+                        if ids is None:
+                            due[key] = [e]
+                        else:
+                            ids.append(e)
                     else:
+                        outer.append(e)
+                D += whole
+                if track_start:
+                    unstarted.extend(range(pf - whole, pf))
+                else:
+                    for e in range(pf - whole, pf):
                         w_ftok[e - base] = t_end
-                D += len(entrants)
             # ---- bookkeeping
             if record:
-                self.batches.append(BatchRecord(now, t_end, chunks or [], dec))
+                self.batches.append(BatchRecord(now, t_end, chunks, dec))
             processed += n
-            batches += 1
-            tokens_c += n
             if n == b:
                 full_c += 1
             busy_c += dt
-            self.last_batch = (now, t_end, n)
-            now = t_end
+            last_start = now
+            last_end = now = t_end
+            last_n = n
             left -= 1
-            tick += 1
-            if progress is not None and tick >= 2048:
-                tick = 0
-                progress(now)
+            if left < mark:
+                mark = left - 2048
+                progress(now)  # type: ignore[misc]
         sync()
         return self
 

@@ -67,8 +67,19 @@ def fill_decode(
     """One decode token to each decoding request, classes in ``order`` (oldest first within
     a class), while tokens (``budget``) and request slots last; requests already served by
     ``plan`` are not served twice. Adds to ``plan``; returns the tokens taken."""
-    taken = 0
+    if budget <= 0 or slots <= 0:
+        return 0
     dec = plan.decode
+    if not dec and len(order) == 1:  # one class, first pass (a single engine): no loop
+        k = order[0]
+        nk = queues.decoding(k)
+        if not nk:
+            return 0
+        mk = nk if nk <= budget and nk <= slots else min(nk, budget, slots)
+        dec.append((k, mk))
+        plan.m += mk
+        return mk
+    taken = 0
     for k in order:
         if budget <= 0 or slots <= 0:
             break
@@ -110,16 +121,18 @@ def fill_prefill(
     does not fit stops all prefill (no skipping ahead). Each prompt served takes a request
     slot. Adds to ``plan``; returns the ``(budget, slots)`` left."""
     x = 0
-    stop = False
     for k in order:
         if budget <= 0 or slots <= 0:
             break
+        if not queues.waiting(k):
+            continue
         lengths, done = queues.prompts(k)
         whole = chunk = 0
+        stop = False
         for p in lengths:
             rem = p - done
-            done = 0
             if rem <= budget:
+                done = 0
                 whole += 1
                 budget -= rem
                 x += rem
@@ -139,8 +152,25 @@ def fill_prefill(
             plan.prefill.append((k, whole, chunk))
         if stop:
             break
-    plan.x += x
+    if x:
+        plan.x += x
     return budget, slots
+
+
+def has_decoding(queues: Queues, order: Sequence[int]) -> bool:
+    """Whether a class in ``order`` has a decoding request."""
+    for k in order:  # noqa: SIM110 (a loop: no generator object per batch)
+        if queues.decoding(k):
+            return True
+    return False
+
+
+def has_waiting(queues: Queues, order: Sequence[int]) -> bool:
+    """Whether a class in ``order`` has a prompt waiting for prefill."""
+    for k in order:  # noqa: SIM110 (a loop: no generator object per batch)
+        if queues.waiting(k):
+            return True
+    return False
 
 
 class Scheduler:

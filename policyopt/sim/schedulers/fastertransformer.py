@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from policyopt.sim.schedulers.base import BatchPlan, Queues, Scheduler, fill_decode, fill_prefill
+from policyopt.sim.schedulers.base import (
+    BatchPlan,
+    Queues,
+    Scheduler,
+    fill_decode,
+    fill_prefill,
+    has_decoding,
+)
 
 
 class FasterTransformer(Scheduler):
@@ -26,7 +33,7 @@ class FasterTransformer(Scheduler):
         decode_cap: int | None = None,
     ) -> BatchPlan:
         plan = BatchPlan([], [], 0, 0)
-        if any(queues.decoding(k) for k in order):
+        if has_decoding(queues, order):
             fill_decode(queues, order, budget, slots, plan)
         else:
             fill_prefill(queues, order, budget, slots, False, plan)

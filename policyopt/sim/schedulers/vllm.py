@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from policyopt.sim.schedulers.base import BatchPlan, Queues, Scheduler, fill_decode, fill_prefill
+from policyopt.sim.schedulers.base import (
+    BatchPlan,
+    Queues,
+    Scheduler,
+    fill_decode,
+    fill_prefill,
+    has_waiting,
+)
 
 
 class VLLM(Scheduler):
@@ -25,7 +32,7 @@ class VLLM(Scheduler):
         decode_cap: int | None = None,
     ) -> BatchPlan:
         plan = BatchPlan([], [], 0, 0)
-        if any(queues.waiting(k) for k in order):
+        if has_waiting(queues, order):
             fill_prefill(queues, order, budget, slots, False, plan)
         else:
             fill_decode(queues, order, budget, slots, plan)
