@@ -1,12 +1,16 @@
-"""Benchmark: simulator speed per scheduler, and peak memory of a long run.
+"""Benchmark: simulator speed per scheduler, without and with a slot limit, and peak memory.
 
 Prints, per scheduler at ``--load`` x lambda* on the default engine (staircase, b = 512,
 workload 129/112 tokens lognormal), the wall time of ``--hours`` of engine time, simulated
-batches and requests per wall second, and (``--memory``) the peak resident memory of a
-1,000,000-request run in a fresh process. Wall times are the best of ``--repeat`` runs (this
-machine is shared: compare ratios within one run, not absolute numbers across runs).
+batches and requests per wall second, then the wall time of the same run with ``max_seqs``
+set (``--max-seqs``, at ``--load`` x that engine's own lambda*, which the slot limit lowers)
+and the ratio of the two; ``--memory`` adds the peak resident memory of a 1,000,000-request
+run in a fresh process. Wall times are the best of ``--repeat`` runs, the runs of every
+scheduler and both engines taking turns (this machine is shared: compare ratios within one
+run, not absolute numbers across runs).
 
     python experiments/bench_engine.py
+    python experiments/bench_engine.py --max-seqs 100 --repeat 5
     python experiments/bench_engine.py --memory --json
 """
 
@@ -25,36 +29,62 @@ from policyopt.solvers.capacity import capacity
 SCHEDULERS = ["fastertransformer", "vllm", "orca", "sarathi"]
 
 
-def scenario(scheduler: str, load: float, horizon: float, seed: int) -> Scenario:
-    base = Scenario()
+def scenario(
+    scheduler: str, load: float, horizon: float, seed: int, max_seqs: int | None = None
+) -> Scenario:
+    """The default scenario with ``scheduler`` at ``load`` x lambda* of its engine (the
+    default engine, with ``max_seqs`` if given)."""
+    engine = {"max_seqs": max_seqs} if max_seqs is not None else {}
+    base = Scenario(engine=engine)
     lam = capacity(base.engine, base.workload).lambda_star
     return Scenario(
         scheduler=scheduler,
+        engine=engine,
         workload={"arrival": {"kind": "poisson", "rate": load * lam}},
         run={"horizon_s": horizon, "seed": seed},
     )
 
 
-def time_one(scheduler: str, load: float, horizon: float, repeat: int) -> dict[str, float]:
-    sc = scenario(scheduler, load, horizon, seed=0)
-    best = float("inf")
-    res = None
+def time_all(
+    schedulers: list[str], load: float, horizon: float, repeat: int, max_seqs: int | None
+) -> list[dict[str, object]]:
+    """Best wall time of ``repeat`` runs per scheduler, without and with ``max_seqs``; the
+    runs take turns so that both see the same machine."""
+    variants = [None] if max_seqs is None else [None, max_seqs]
+    cases = {(s, k): scenario(s, load, horizon, 0, k) for s in schedulers for k in variants}
+    best = dict.fromkeys(cases, float("inf"))
+    results = {}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        res = simulate(sc)
-        best = min(best, time.perf_counter() - t0)
-    assert res is not None
-    batches = res.batches / (1 - res.warmup / res.horizon)  # batches over the whole run
-    return {
-        "scheduler": scheduler,
-        "load": load,
-        "engine_hours": horizon / 3600,
-        "requests": res.arrived,
-        "wall_s": best,
-        "batches_per_s": batches / best,
-        "requests_per_s": res.arrived / best,
-        "verdict": res.verdict,
-    }
+        for key, sc in cases.items():
+            t0 = time.perf_counter()
+            results[key] = simulate(sc)
+            best[key] = min(best[key], time.perf_counter() - t0)
+    rows: list[dict[str, object]] = []
+    for s in schedulers:
+        res = results[(s, None)]
+        wall = best[(s, None)]
+        batches = res.batches / (1 - res.warmup / res.horizon)  # batches over the whole run
+        row: dict[str, object] = {
+            "scheduler": s,
+            "load": load,
+            "engine_hours": horizon / 3600,
+            "requests": res.arrived,
+            "wall_s": wall,
+            "batches_per_s": batches / wall,
+            "requests_per_s": res.arrived / wall,
+            "verdict": res.verdict,
+        }
+        if max_seqs is not None:
+            limited = results[(s, max_seqs)]
+            row |= {
+                "max_seqs": max_seqs,
+                "requests_max_seqs": limited.arrived,
+                "wall_s_max_seqs": best[(s, max_seqs)],
+                "ratio": best[(s, max_seqs)] / wall,
+                "verdict_max_seqs": limited.verdict,
+            }
+        rows.append(row)
+    return rows
 
 
 def peak_memory(requests: int, load: float) -> dict[str, float]:
@@ -79,25 +109,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load", type=float, default=0.9, help="load as a multiple of lambda*")
     ap.add_argument("--hours", type=float, default=1.0, help="engine hours per run")
     ap.add_argument("--repeat", type=int, default=3, help="runs per scheduler (best is kept)")
+    ap.add_argument(
+        "--max-seqs", type=int, default=24, help="slot limit of the second run (0: no second run)"
+    )
     ap.add_argument("--memory", action="store_true", help="also measure a 1,000,000-request run")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args(argv)
 
-    rows = [time_one(s, args.load, 3600 * args.hours, args.repeat) for s in SCHEDULERS]
+    max_seqs = args.max_seqs if args.max_seqs > 0 else None
+    rows = time_all(SCHEDULERS, args.load, 3600 * args.hours, args.repeat, max_seqs)
     mem = peak_memory(1_000_000, args.load) if args.memory else None
     if args.json:
         print(json.dumps({"runs": rows, "memory": mem}, indent=2))
         return 0
     print(f"{args.hours:g} engine hour(s) at {args.load:g} lambda*, best of {args.repeat}")
-    print(
+    head = (
         f"{'scheduler':<18} {'requests':>9} {'wall s':>8} {'batches/s':>10} "
-        f"{'requests/s':>11}  verdict"
+        f"{'requests/s':>11}  {'verdict':<12}"
     )
+    if max_seqs is not None:
+        head += f" {'max_seqs ' + str(max_seqs) + ' wall s':>20} {'ratio':>6}"
+    print(head)
     for r in rows:
-        print(
+        line = (
             f"{r['scheduler']:<18} {r['requests']:>9} {r['wall_s']:>8.3f} "
-            f"{r['batches_per_s']:>10.0f} {r['requests_per_s']:>11.0f}  {r['verdict']}"
+            f"{r['batches_per_s']:>10.0f} {r['requests_per_s']:>11.0f}  {r['verdict']:<12}"
         )
+        if max_seqs is not None:
+            line += f" {r['wall_s_max_seqs']:>20.3f} {r['ratio']:>6.2f}"
+        print(line)
     if mem:
         print(
             f"\n1,000,000 requests (sarathi): {mem['wall_s']:.2f} s wall, "

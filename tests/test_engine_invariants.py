@@ -10,6 +10,7 @@ import pytest
 from policyopt.model import EngineSpec, Scenario, scheduler_spec
 from policyopt.model.workload import RequestStreams
 from policyopt.sim import simulate
+from policyopt.sim.batching import largest_batch, not_work_conserving
 from policyopt.sim.engine_sim import EngineSimulator, RequestList
 from tests.helpers import run_requests, tokens_per_request
 
@@ -103,6 +104,71 @@ def test_coalesced_runs_match_batch_by_batch(scheduler: str) -> None:
         assert (a.prefill, a.decode) == (b.prefill, b.decode)
         assert a.end == pytest.approx(b.end, rel=1e-9)
     assert fast.counters.not_work_conserving == slow.counters.not_work_conserving
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("max_seqs", [3, 7])
+def test_coalesced_runs_match_batch_by_batch_with_max_seqs(scheduler: str, max_seqs: int) -> None:
+    """With a slot limit the shortcut also advances runs that serve only the oldest decoders
+    or leave prompts waiting; those runs are summed batch by batch: the same numbers."""
+    fast = random_run(scheduler, seed=6, max_seqs=max_seqs, coalesce=True)
+    slow = random_run(scheduler, seed=6, max_seqs=max_seqs, coalesce=False)
+    assert len(fast.batches) == len(slow.batches) > 100
+    for a, b in zip(fast.batches, slow.batches, strict=True):
+        assert (a.prefill, a.decode) == (b.prefill, b.decode)
+        assert a.end == pytest.approx(b.end, rel=1e-9)
+    assert fast.counters.not_work_conserving == slow.counters.not_work_conserving
+    assert fast.counters.tokens == slow.counters.tokens == fast.processed
+    assert fast.completed == slow.completed
+
+
+def test_coalesced_runs_with_waiting_prompts_are_exact() -> None:
+    """FasterTransformer decodes its group while prompts wait: those runs are advanced in one
+    step batch by batch, so their times equal forming every batch, to the last bit."""
+    arrivals = [0.0] * 3 + [0.01 * i for i in range(1, 40)]
+    outputs = [200, 150, 90] + [5] * 39
+
+    def run(coalesce: bool) -> EngineSimulator:
+        sim = EngineSimulator(
+            EngineSpec(token_budget=128),
+            scheduler_spec("fastertransformer"),
+            RequestList(arrivals, [30] * len(arrivals), outputs),
+            horizon=1e6,
+            record_batches=True,
+            coalesce=coalesce,
+        )
+        return sim.run()
+
+    fast, slow = run(True), run(False)
+    # up to the last group's prefill prompts wait; after it, runs are summed in closed form
+    last = max(i for i, r in enumerate(slow.batches) if r.prefill)
+    assert last > 200
+    assert [(r.start, r.end, r.prefill, r.decode) for r in fast.batches[: last + 1]] == [
+        (r.start, r.end, r.prefill, r.decode) for r in slow.batches[: last + 1]
+    ]
+    assert len(fast.batches) == len(slow.batches)
+    assert fast.counters.not_work_conserving == slow.counters.not_work_conserving
+    assert fast.completed == slow.completed == len(arrivals)
+
+
+def test_work_conservation_check_matches_the_largest_batch() -> None:
+    """The check scans prompts only until it sees a larger batch (and skips the scan when the
+    prompts' share of the work already says so): the same verdict as the reference."""
+    rng = np.random.default_rng(11)
+    for _ in range(3000):
+        budget = int(rng.integers(1, 600))
+        slots = int(rng.integers(1, 40))
+        dec = int(rng.integers(0, 60))
+        left = rng.integers(1, 300, size=rng.integers(0, 60)).tolist()
+        available = dec + sum(left)
+        if not available:
+            continue
+        n = int(rng.integers(0, min(budget, available) + 1))
+        want = n < min(budget, available) and n < largest_batch(
+            budget, slots, dec, len(left), list(left)
+        )
+        got = not_work_conserving(n, available, budget, slots, dec, len(left), left.copy)
+        assert got == want, (n, budget, slots, dec, left)
 
 
 @pytest.mark.parametrize("scheduler", ["orca", "vllm"])

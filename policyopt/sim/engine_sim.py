@@ -51,7 +51,7 @@ from policyopt.model.scheduler import SchedulerSpec
 from policyopt.model.workload import RequestStreams
 from policyopt.sim.batching import BatchRecord, Counters, batch_time_table
 from policyopt.sim.batching import not_work_conserving as nwc
-from policyopt.sim.schedulers import Scheduler, make_scheduler
+from policyopt.sim.schedulers import BatchPlan, Scheduler, make_scheduler
 from policyopt.sim.stats import LogHistogram, WindowMeans, overlap_by_window
 
 BIG = 1 << 62
@@ -198,6 +198,7 @@ class EngineSimulator:
         self.batches: list[BatchRecord] = []
         self.block = int(block)
         self.coalesce = bool(coalesce)
+        self.decode_plans: dict[int, BatchPlan] = {}  # decoders -> the batch, no prompt waiting
 
         bt = engine.batch_time
         self.b = int(engine.token_budget)
@@ -371,6 +372,7 @@ class EngineSimulator:
         mark = left - 2048 if progress is not None else -1
         form = self.sched.form
         sq = self.queues
+        decode_plans = self.decode_plans
         b, kmax = self.b, self.k
         table = self.table
         affine = self.affine
@@ -488,12 +490,18 @@ class EngineSimulator:
                 now = ta
                 continue
 
-            # ---- the scheduler forms the batch
+            # ---- the scheduler forms the batch (with no prompt waiting, the queues it sees
+            # are the number of decoders alone: the batch it formed for them before)
             sq.D = D
             sq.start = pf - base
             sq.stop = j
             sq.done = pf_done
-            plan = form(sq, ORDER, b, kmax)
+            if Q or not coalesce:
+                plan = form(sq, ORDER, b, kmax)
+            else:
+                plan = decode_plans.get(D)
+                if plan is None:
+                    plan = decode_plans[D] = form(sq, ORDER, b, kmax)
             x = plan.x
             m = plan.m
             n = x + m
@@ -708,17 +716,22 @@ class EngineSimulator:
                 dec = []
             # ---- requests whose prefill finished join the decode queue
             if whole:
-                for e in range(pf - whole, pf):
-                    if len(alive) < cap:
-                        key = G + w_d[e - base]
-                        alive[e] = key
-                        ids = find(key)
-                        if ids is None:
-                            due[key] = [e]
-                        else:
-                            ids.append(e)
+                e = pf - whole
+                room = cap - len(alive)  # filed while there is room, the others wait
+                if whole > room:
+                    outer.extend(range(e + room, pf))
+                    end = e + room
+                else:
+                    end = pf
+                while e < end:
+                    key = G + w_d[e - base]
+                    alive[e] = key
+                    ids = find(key)
+                    if ids is None:
+                        due[key] = [e]
                     else:
-                        outer.append(e)
+                        ids.append(e)
+                    e += 1
                 D += whole
                 if track_start:
                     unstarted.extend(range(pf - whole, pf))

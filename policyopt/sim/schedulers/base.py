@@ -124,8 +124,6 @@ def fill_prefill(
     for k in order:
         if budget <= 0 or slots <= 0:
             break
-        if not queues.waiting(k):
-            continue
         lengths, done = queues.prompts(k)
         whole = chunk = 0
         stop = False
@@ -155,22 +153,6 @@ def fill_prefill(
     if x:
         plan.x += x
     return budget, slots
-
-
-def has_decoding(queues: Queues, order: Sequence[int]) -> bool:
-    """Whether a class in ``order`` has a decoding request."""
-    for k in order:  # noqa: SIM110 (a loop: no generator object per batch)
-        if queues.decoding(k):
-            return True
-    return False
-
-
-def has_waiting(queues: Queues, order: Sequence[int]) -> bool:
-    """Whether a class in ``order`` has a prompt waiting for prefill."""
-    for k in order:  # noqa: SIM110 (a loop: no generator object per batch)
-        if queues.waiting(k):
-            return True
-    return False
 
 
 class Scheduler:

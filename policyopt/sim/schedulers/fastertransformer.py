@@ -11,14 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from policyopt.sim.schedulers.base import (
-    BatchPlan,
-    Queues,
-    Scheduler,
-    fill_decode,
-    fill_prefill,
-    has_decoding,
-)
+from policyopt.sim.schedulers.base import BatchPlan, Queues, Scheduler, fill_decode, fill_prefill
 
 
 class FasterTransformer(Scheduler):
@@ -33,8 +26,10 @@ class FasterTransformer(Scheduler):
         decode_cap: int | None = None,
     ) -> BatchPlan:
         plan = BatchPlan([], [], 0, 0)
-        if has_decoding(queues, order):
-            fill_decode(queues, order, budget, slots, plan)
+        for k in order:
+            if queues.decoding(k):  # the group is still decoding
+                fill_decode(queues, order, budget, slots, plan)
+                break
         else:
             fill_prefill(queues, order, budget, slots, False, plan)
         return plan

@@ -10,14 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from policyopt.sim.schedulers.base import (
-    BatchPlan,
-    Queues,
-    Scheduler,
-    fill_decode,
-    fill_prefill,
-    has_waiting,
-)
+from policyopt.sim.schedulers.base import BatchPlan, Queues, Scheduler, fill_decode, fill_prefill
 
 
 class VLLM(Scheduler):
@@ -32,8 +25,10 @@ class VLLM(Scheduler):
         decode_cap: int | None = None,
     ) -> BatchPlan:
         plan = BatchPlan([], [], 0, 0)
-        if has_waiting(queues, order):
-            fill_prefill(queues, order, budget, slots, False, plan)
+        for k in order:
+            if queues.waiting(k):  # a prompt waits: a prefill-only batch
+                fill_prefill(queues, order, budget, slots, False, plan)
+                break
         else:
             fill_decode(queues, order, budget, slots, plan)
         return plan
