@@ -7,6 +7,7 @@ Bad input raises :class:`~policyopt.errors.SpecError` (one line, exit code 2).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -27,7 +28,16 @@ ENV_OR_NETWORK is a network (library name, see `policyopt networks`, or a networ
 policyopt/AgentNetwork-v0, or a registered id such as policyopt/LLMEngine-v0. Hyperparameters:
 experiments/configs/ppo_default.yaml documents the defaults (--config overrides any of them).
 Writes model.zip, config.json, checkpoints/, eval/, best/ and learning_curve.csv into --out.
-Ctrl-C saves a checkpoint that --resume continues (exit code 130). Use the model as a policy:
+A directory that already holds a run is refused unless --resume (continue it: an interrupted
+run from its latest checkpoint, a finished one from model.zip when --timesteps asks for more)
+or --overwrite (delete that run's files first). Ctrl-C during the RL phase saves a checkpoint
+that --resume continues; during the behaviour-cloning warm start it saves nothing (exit code
+130 either way; evaluations made so far stay in learning_curve.csv).
+
+Torch runs on --threads threads (default 1, or $OMP_NUM_THREADS when set): the policies are
+small MLPs, for which one thread is the fastest, and extra threads spin on cores that other
+processes need. Progress: a bar when stderr is a terminal, else a line every 30 s (steps,
+steps/s, ETA, last evaluation). Use the model as a policy:
   policyopt evaluate rybko-stolyar --policies max-pressure,maskable-ppo:runs/rs
 """
 
@@ -74,7 +84,20 @@ def add_learn_parsers(sub: Any, formatter: type) -> None:
     p.add_argument("--seed", default="0", metavar="S", help="random seed (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--config", metavar="HYPER.yaml", help="hyperparameters over the defaults")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (latest checkpoint, or a finished run's model.zip), "
+        "with its hyperparameters unless --config",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="delete the run already in --out, then train"
+    )
+    p.add_argument(
+        "--threads",
+        metavar="N",
+        help="torch threads (default 1, or $OMP_NUM_THREADS when set)",
+    )
     p.add_argument(
         "--bc", metavar="POLICY", help="behaviour-cloning warm start from this heuristic"
     )
@@ -84,7 +107,7 @@ def add_learn_parsers(sub: Any, formatter: type) -> None:
         choices=("order", "split"),
         help="order: the class served first; split: and a decode/prefill budget split (env.action)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_train)
 
@@ -124,6 +147,17 @@ def _positive(text: str | None, field: str, kind: type = float) -> Any:
     return value
 
 
+def _run_hp(out: str) -> dict[str, Any] | None:
+    """The hyperparameters recorded in ``out/config.json`` (what ``--resume`` keeps unless
+    ``--config`` is given); ``None`` when there are none."""
+    try:
+        cfg = json.loads((Path(out) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    hp = cfg.get("hyperparameters") if isinstance(cfg, dict) else None
+    return hp if isinstance(hp, dict) else None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``policyopt train``."""
     from policyopt.learn.common import check_algo, load_hyperparams
@@ -134,13 +168,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed = int(args.seed)
     except ValueError:
         raise SpecError("--seed", f"{args.seed!r} is not a whole number", "") from None
-    hp = load_hyperparams(args.config)
+    hp = load_hyperparams(args.config if args.config or not args.resume else _run_hp(args.out))
     horizon = _positive(args.horizon, "--horizon")
     if horizon is not None:
         hp["env"]["horizon"] = horizon
     if args.action is not None:
         hp["env"]["action"] = args.action
-    from policyopt.learn.train import train
+    threads = _positive(args.threads, "--threads", int)
+    from policyopt.learn.train import TrainingInterrupted, train
 
     try:
         res = train(
@@ -153,13 +188,22 @@ def cmd_train(args: argparse.Namespace) -> int:
             resume=args.resume,
             bc_policy=args.bc,
             progress=not args.no_progress,
+            overwrite=args.overwrite,
+            threads=threads,
         )
-    except KeyboardInterrupt:
-        print(
-            f"policyopt: interrupted; saved a checkpoint in {Path(args.out) / 'checkpoints'} "
-            "(continue with --resume)",
-            file=sys.stderr,
-        )
+    except TrainingInterrupted as stop:
+        if stop.checkpoint is not None:
+            print(
+                f"policyopt: interrupted at {stop.timesteps} steps; saved the checkpoint "
+                f"{stop.checkpoint} (continue with --resume)",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"policyopt: interrupted during {stop.phase}, before the first RL step; no "
+                f"checkpoint saved (start again with --overwrite --out {args.out})",
+                file=sys.stderr,
+            )
         return 130
     info = {
         "out": str(res.out_dir),
@@ -172,13 +216,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         else None,
         "resumed_from": res.resumed_from,
         "bc": res.bc or None,
+        "threads": res.threads,
     }
     if args.json:
         print(to_json(info))
     else:
+        rate = info["steps_per_second"]
+        speed = f" ({rate:,.0f} steps/s, torch threads {res.threads})" if rate else ""
         print(
-            f"trained {algo} for {res.timesteps} steps in {res.seconds:.1f} s "
-            f"({info['steps_per_second']} steps/s); model {res.model_path}"
+            f"trained {algo} for {res.timesteps} steps in {res.seconds:.1f} s{speed}; "
+            f"model {res.model_path}"
         )
         if res.bc:
             print(
@@ -220,6 +267,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not (math.isfinite(warmup) and 0 <= warmup < horizon):
             raise SpecError("--warmup", f"must be in [0, horizon), got {args.warmup}", "")
     out = Path(args.out or f"policyopt-results/evaluate-{net.name}")
+    from policyopt.learn.common import ALGOS, set_threads
+
+    if any(p.split(":")[0].strip().lower() in ALGOS for p in policies if ":" in p):
+        set_threads()  # loading an agent runs torch (its actor then runs as numpy matrices)
 
     def progress(row: dict[str, Any]) -> None:
         if not args.json:

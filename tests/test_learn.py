@@ -24,7 +24,7 @@ from policyopt.learn import bc
 from policyopt.learn.agent_policy import AgentPolicy
 from policyopt.learn.common import DEFAULT_HYPERPARAMS, algo_class, load_hyperparams, make_env
 from policyopt.learn.evaluate import evaluate
-from policyopt.learn.train import latest_checkpoint, train
+from policyopt.learn.train import TrainingInterrupted, latest_checkpoint, train
 from policyopt.model.networks_library import get_network
 from policyopt.policies import make_policy
 from policyopt.sim.network_sim import simulate_network
@@ -253,6 +253,216 @@ def test_interrupt_then_resume(tmp_path: Path) -> None:
 def test_resume_without_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="--resume"):
         train("rybko-stolyar", "ppo", 100, 0, tmp_path, TINY, resume=True, progress=False)
+
+
+# ----------------------------------------------------------------------------- run directories
+
+SMALL: dict[str, Any] = {
+    **TINY,
+    "eval": {"eval_freq": 256, "n_eval_episodes": 1},
+    "checkpoint": {"save_freq": 256},
+}
+"""Evaluations and checkpoints every 256 steps (128 per env with the two envs of TINY)."""
+
+
+def _curve_steps(out: Path) -> list[int]:
+    lines = (out / "learning_curve.csv").read_text().splitlines()[1:]
+    return [int(line.split(",")[0]) for line in lines]
+
+
+def _status(out: Path) -> str:
+    return json.loads((out / "config.json").read_text())["status"]
+
+
+def test_fresh_run_into_an_old_directory_is_refused_then_overwritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    train("rybko-stolyar", "ppo", 768, 0, out, SMALL, progress=False)
+    assert latest_checkpoint(out).name == "model_768_steps.zip"  # type: ignore[union-attr]
+    (out / "notes.txt").write_text("mine")
+    model_bytes = (out / "model.zip").read_bytes()
+    with pytest.raises(SpecError, match=r"--out.*already holds a training run.*--overwrite"):
+        train("rybko-stolyar", "ppo", 256, 1, out, SMALL, progress=False)
+    assert (out / "model.zip").read_bytes() == model_bytes and _status(out) == "done"
+    argv = ["train", "rybko-stolyar", "--timesteps", "256", "--out", str(out), "--no-progress"]
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert "--out" in line and "--resume" in line and "--overwrite" in line
+    # --overwrite deletes the old run's files (not the others) and starts afresh
+    res = train("rybko-stolyar", "ppo", 256, 1, out, SMALL, progress=False, overwrite=True)
+    assert res.resumed_from is None and res.timesteps == 256
+    assert latest_checkpoint(out).name == "model_256_steps.zip"  # type: ignore[union-attr]
+    assert _curve_steps(out) == [256]  # none of the old run's rows
+    assert (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+    with pytest.raises(SpecError, match="--overwrite"):
+        train("rybko-stolyar", "ppo", 256, 1, out, SMALL, resume=True, overwrite=True)
+    # a file as --out
+    with pytest.raises(SpecError, match=r"--out.*is a file"):
+        train("rybko-stolyar", "ppo", 256, 1, out / "notes.txt", SMALL, progress=False)
+
+
+def test_resume_of_a_finished_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    train("rybko-stolyar", "ppo", 512, 0, out, SMALL, progress=False)
+    (out / "checkpoints" / "model_512_steps.zip").unlink()  # the latest checkpoint is older
+    model_bytes = (out / "model.zip").read_bytes()
+    argv = ["train", "rybko-stolyar", "--timesteps", "512", "--out", str(out)]
+    assert main([*argv, "--resume", "--no-progress"]) == 2
+    line = _error_line(capsys)
+    assert "finished run of 512 steps" in line and "--timesteps" in line
+    assert (out / "model.zip").read_bytes() == model_bytes and _status(out) == "done"
+    # more steps: it continues from the final model, not from the older checkpoint
+    argv = ["train", "rybko-stolyar", "--timesteps", "1024", "--out", str(out), "--resume"]
+    assert main([*argv, "--no-progress", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["resumed_from"] == str(out / "model.zip") and doc["timesteps"] >= 1024
+    assert doc["steps_per_second"] > 0
+    assert algo_class("ppo").load(str(out / "model.zip")).num_timesteps == doc["timesteps"]
+    assert _curve_steps(out)[:2] == [256, 512] and max(_curve_steps(out)) > 512
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["status"] == "done" and cfg["resumed_from"] == str(out / "model.zip")
+
+
+def test_ctrl_c_during_behaviour_cloning_saves_nothing_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bc, "clone", interrupted)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as info:
+        train("rybko-stolyar", "ppo", 512, 0, out, SMALL, bc_policy="max-pressure")
+    assert info.value.checkpoint is None and info.value.phase == "behaviour cloning"
+    assert latest_checkpoint(out) is None and not (out / "model.zip").exists()
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["status"] == "interrupted" and cfg["interrupted_during"] == "behaviour cloning"
+    argv = ["train", "rybko-stolyar", "--timesteps", "512", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--bc", "max-pressure", "--overwrite"]) == 130
+    err = capsys.readouterr().err
+    assert "no checkpoint saved" in err and "saved the checkpoint" not in err
+    assert "--overwrite" in err
+    assert main([*argv, "--resume"]) == 2  # nothing to resume, and it says so
+    assert "no checkpoint" in _error_line(capsys)
+
+
+def test_evaluations_are_kept_across_an_interruption(tmp_path: Path) -> None:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Interrupt(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.model.num_timesteps >= 640:
+                raise KeyboardInterrupt
+            return True
+
+    hp = {**SMALL, "checkpoint": {"save_freq": 0}}
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as info:
+        train("rybko-stolyar", "ppo", 1536, 0, out, hp, progress=False, callbacks=[Interrupt()])
+    assert info.value.checkpoint == out / "checkpoints" / "model_640_steps.zip"
+    assert info.value.checkpoint.is_file()
+    before = (out / "learning_curve.csv").read_text().splitlines()
+    assert _curve_steps(out) == [256, 512]
+    assert list(np.load(out / "eval" / "evaluations.npz")["timesteps"]) == [256, 512]
+    res = train("rybko-stolyar", "ppo", 1536, 0, out, hp, resume=True, progress=False)
+    assert res.timesteps >= 1536 and _status(out) == "done"
+    after = (out / "learning_curve.csv").read_text().splitlines()
+    assert after[: len(before)] == before and len(after) > len(before)
+    saved = np.load(out / "eval" / "evaluations.npz")["timesteps"]
+    assert list(saved[:2]) == [256, 512] and saved[-1] > 640
+
+
+def test_a_failed_run_is_marked_failed(tmp_path: Path) -> None:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Boom(BaseCallback):
+        def _on_step(self) -> bool:
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        train("rybko-stolyar", "ppo", 512, 0, tmp_path, SMALL, progress=False, callbacks=[Boom()])
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["status"] == "failed" and cfg["error"] == "RuntimeError: disk full"
+
+
+# ----------------------------------------------------------------------------- threads, progress
+
+
+def test_torch_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from policyopt.learn.common import default_threads, set_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert default_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert default_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "lots")
+    assert default_threads() == 1
+    before = torch.get_num_threads()
+    try:
+        res = train("rybko-stolyar", "ppo", 256, 0, tmp_path, SMALL, progress=False, threads=1)
+        assert res.threads == 1 and torch.get_num_threads() == 1
+        assert json.loads((tmp_path / "config.json").read_text())["threads"] == 1
+        with pytest.raises(SpecError, match="--threads"):
+            set_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cli_threads_bad_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["train", "rybko-stolyar", "--timesteps", "10", "--threads", "0"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    assert "--threads" in _error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_progress_lines_without_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """stderr is captured here (not a terminal): one line per ``progress_every`` seconds."""
+    hp = {**SMALL, "bc": {"steps": 300, "epochs": 1}}
+    train("rybko-stolyar", "ppo", 512, 0, tmp_path, hp, bc_policy="fcfs", progress_every=0.0)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "bc: collecting 300 samples of fcfs"
+    assert any(line.startswith("bc: accuracy ") for line in err)
+    lines = [line for line in err if line.startswith("train: ")]
+    assert len(lines) >= 3 and "ETA" in lines[1] and "steps/s" in lines[1]
+    assert "last evaluation at 512 steps:" in lines[-1] and "done in" in lines[-1]
+    assert not any("None" in line for line in err)
+
+
+# ----------------------------------------------------------------------------- evaluate Ctrl-C
+
+
+def test_cli_evaluate_ctrl_c_keeps_the_finished_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import policyopt.learn.evaluate as evaluate_mod
+    from policyopt.sim.network_sim import NetworkSimulator
+
+    class Sim(NetworkSimulator):
+        def run(self, progress=None):  # type: ignore[no-untyped-def]
+            if self.policy_name == "priority:exit" and self.seed == 1:
+                raise KeyboardInterrupt
+            return super().run(progress)
+
+    monkeypatch.setattr(evaluate_mod, "NetworkSimulator", Sim)
+    argv = ["evaluate", "criss-cross", "--policies", "max-pressure,priority:exit"]
+    argv += ["--seeds", "0,1", "--horizon", "40", "--out", str(tmp_path)]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted after 3 of 4 runs" in err
+    doc = json.loads((tmp_path / "evaluate.json").read_text())
+    assert doc["complete"] is False
+    assert [(r["policy"], r["seed"]) for r in doc["runs"]] == [
+        ("max-pressure", 0),
+        ("max-pressure", 1),
+        ("priority:exit", 0),
+    ]
+    assert len((tmp_path / "evaluate.csv").read_text().splitlines()) == 4
 
 
 # ----------------------------------------------------------------------------- evaluate

@@ -15,6 +15,7 @@ own split level (:meth:`~policyopt.envs.agent_network.AgentNetworkEnv.native_lev
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +36,15 @@ class Demonstrations:
 
 
 def collect(
-    env: Any, policy: str = "max-pressure", steps: int = 20000, seed: int = 0
+    env: Any,
+    policy: str = "max-pressure",
+    steps: int = 20000,
+    seed: int = 0,
+    progress: Callable[[int], Any] | None = None,
 ) -> Demonstrations:
     """Roll out ``policy`` in ``env`` (a policyopt environment, wrapped or not) for ``steps``
-    env steps (whole episodes are started with seeds ``seed, seed + 1, ...``)."""
+    env steps (whole episodes are started with seeds ``seed, seed + 1, ...``). ``progress``
+    is called with the number of new samples (every 256 and at the end)."""
     base = env.unwrapped
     heuristic = make_policy(policy)
     obs_l: list[np.ndarray] = []
@@ -64,6 +70,10 @@ def collect(
             mask_l.append(base.action_masks())
             act_l.append(action)
             obs, _, _, truncated, _ = env.step(action)
+            if progress is not None and len(act_l) % 256 == 0:
+                progress(256)
+    if progress is not None and len(act_l) % 256:
+        progress(len(act_l) % 256)
     return Demonstrations(
         np.stack(obs_l), np.stack(mask_l), np.asarray(act_l, dtype=np.int64), str(policy), episodes
     )
@@ -76,8 +86,10 @@ def clone(
     batch_size: int = 256,
     learning_rate: float = 1e-3,
     seed: int = 0,
+    progress: Callable[[int], Any] | None = None,
 ) -> dict[str, float]:
-    """Fit ``model.policy``'s actor to ``demos`` by cross-entropy (Adam, ``epochs`` passes).
+    """Fit ``model.policy``'s actor to ``demos`` by cross-entropy (Adam, ``epochs`` passes;
+    ``progress`` is called with 1 after each).
 
     Returns ``{"loss": ..., "accuracy": ...}`` of the last epoch (mean negative log-likelihood
     per sample, nats; share of samples whose most likely action is the heuristic's). The
@@ -113,5 +125,7 @@ def clone(
             with torch.no_grad():
                 best = dist.distribution.probs.argmax(dim=1)
                 correct += float((best == actions[idx]).sum())
+        if progress is not None:
+            progress(1)
     policy.set_training_mode(False)
     return {"loss": loss_sum / n, "accuracy": correct / n}

@@ -3,7 +3,9 @@ the hyperparameter file."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,29 @@ constructor), ``eval``, ``checkpoint`` and ``bc`` (behaviour-cloning warm start)
 
 # MaskablePPO is PPO with action masks: the same defaults
 DEFAULT_HYPERPARAMS["maskable-ppo"] = copy.deepcopy(DEFAULT_HYPERPARAMS["ppo"])
+
+
+def default_threads() -> int:
+    """Torch threads when none are asked for: ``$OMP_NUM_THREADS`` when it is a positive whole
+    number, else 1 (the policies here are small MLPs: one thread is the fastest, and more
+    threads spin on cores that other processes need)."""
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else 1
+
+
+def set_threads(threads: int | None = None, field: str = "--threads") -> int:
+    """Set torch's intra-op threads to ``threads`` (``None``: :func:`default_threads`) and its
+    inter-op threads to 1; return the intra-op count. Torch accepts the inter-op count once per
+    process, before any parallel work: later calls leave it as it is. Imports torch."""
+    n = default_threads() if threads is None else threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SpecError(field, f"must be a whole number >= 1, got {threads!r}", "e.g. --threads 1")
+    import torch
+
+    torch.set_num_threads(n)
+    with contextlib.suppress(RuntimeError):  # already set, or inter-op work has started
+        torch.set_num_interop_threads(1)
+    return n
 
 
 def check_algo(algo: str, field: str = "--algo") -> str:
