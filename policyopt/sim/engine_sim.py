@@ -26,10 +26,11 @@ How it stays fast (no per-token Python work):
   filed; the others wait outside in arrival order and enter as older ones finish (never
   served, their key is then ``G`` plus their output length), so an overloaded engine's long
   decode queue costs nothing per batch.
-* The scheduler's batch depends only on the queues it sees: a decode-only batch repeats until
-  a request arrives or finishes, and such runs are advanced in one step (closed-form sums
-  when every decoder is served and no prompt waits, else batch-by-batch sums in a tight
-  loop, so the result is the same to the last bit as forming each batch).
+* The scheduler's batch depends only on the queues it sees. With no prompt waiting they show
+  only the number of decoders, so the batch formed for that number is reused. A decode-only
+  batch repeats until a request arrives or finishes, and such runs are advanced in one step:
+  in closed form when every decoder is served and no prompt waits (equal to rounding), else
+  batch-by-batch sums in a tight loop (the same to the last bit as forming each batch).
 * Requests are generated in blocks; finished blocks are folded into streaming statistics and
   dropped, so memory stays bounded however long the run.
 """
@@ -259,12 +260,15 @@ class EngineSimulator:
         self.finished = False
         self.last_batch = (0.0, 0.0, 0)  # (start s, end s, tokens) of the latest batch
 
-        self._extend()
+        self._extend(self.pf, self.spread, self.delayed)
         self._start_state(int(start_decoding), int(start_prefilled))
 
     # ------------------------------------------------------------------ request window
-    def _extend(self) -> bool:
-        """Generate the next block of requests; fold and drop requests that are done."""
+    def _extend(self, pf: int, spread: bool, delayed: bool) -> bool:
+        """Generate the next block of requests; fold and drop requests that are done. ``pf``,
+        ``spread`` and ``delayed``: the state as :meth:`run` holds it (its attributes are
+        stored back only at the end of a run); ``spread`` and ``delayed`` are set here."""
+        self.spread, self.delayed = spread, delayed
         if self.exhausted:
             return False
         times, prompts, outputs = self.source.sample_block(  # type: ignore[attr-defined]
@@ -274,7 +278,7 @@ class EngineSimulator:
             self.exhausted = True
         if len(times) == 0:
             return False
-        keep = min(self.pf, next(iter(self.alive))) if self.alive else self.pf
+        keep = min(pf, next(iter(self.alive))) if self.alive else pf
         drop = keep - self.base
         if drop > 0:
             self._fold(slice(0, drop), final=False)
@@ -400,7 +404,7 @@ class EngineSimulator:
         kv, processed, completed = self.kv, self.processed, self.completed
         processed0 = processed
         c = self.counters
-        # batches and tokens are counted by `left` and `processed`: see sync()
+        # batches and tokens are counted by `left` and `processed`
         batches0, tokens0, full_c, nwc_c = c.batches, c.tokens, c.full, c.not_work_conserving
         oor_c, busy_c, kv_area = c.out_of_range, c.busy_time, c.kv_area
         kv_max = self.kv_max
@@ -415,26 +419,8 @@ class EngineSimulator:
         dec: list[int] = []
         chunks: list[tuple[int, int]] = []
 
-        def sync() -> None:
-            self.now, self.n_vis, self.pf, self.pf_done, self.G = now, n_vis, pf, pf_done, G
-            self.pf_backlog = pf_backlog
-            self.kv, self.processed, self.completed = kv, processed, completed
-            c.batches, c.tokens = batches0 + left0 - left, tokens0 + processed - processed0
-            c.full, c.not_work_conserving = full_c, nwc_c
-            c.out_of_range, c.busy_time, c.kv_area = oor_c, busy_c, kv_area
-            self.kv_max = kv_max
-            self.last_batch = (last_start, last_end, last_n)
-            self.next_sample = next_sample
-            self.spread, self.delayed = spread, delayed
-
-        def reload() -> None:
-            nonlocal base, w_arr, w_p, w_d, w_cumtok, w_ftok, w_fin, L
-            nonlocal delays, spread, delayed
-            base, w_arr, w_p, w_d = self.base, self.w_arr_l, self.w_p, self.w_d
-            w_cumtok, w_ftok, w_fin = self.w_cumtok, self.w_ftok, self.w_fin
-            delays, spread, delayed = self.delays, self.spread, self.delayed
-            L = len(w_arr)
-
+        # (no nested function reads these locals: closure cells would slow every access;
+        # the state is stored back at the end)
         j = n_vis - base  # requests seen, as a window position
         # when the next request arrives (-inf: the window must be extended first)
         t_next = w_arr[j] if j < L else (INF if self.exhausted else -INF)
@@ -448,17 +434,26 @@ class EngineSimulator:
                     if j < L or self.exhausted:
                         break
                     n_vis = base + j
-                    sync()
-                    self._extend()
-                    reload()
+                    self._extend(pf, spread, delayed)
+                    base, w_arr, w_p, w_d = self.base, self.w_arr_l, self.w_p, self.w_d
+                    w_cumtok, w_ftok, w_fin = self.w_cumtok, self.w_ftok, self.w_fin
+                    delays, spread, delayed = self.delays, self.spread, self.delayed
+                    L = len(w_arr)
                     j = n_vis - base
                 n_vis = base + j
                 t_next = w_arr[j] if j < L else INF
             # ---- warm-up boundary
             if not warm and now >= warmup:
                 warm = True
-                sync()
-                self.warm_counters = c.copy()
+                self.warm_counters = Counters(
+                    batches0 + left0 - left,
+                    tokens0 + processed - processed0,
+                    full_c,
+                    nwc_c,
+                    oor_c,
+                    busy_c,
+                    kv_area,
+                )
                 self.processed_at_warmup = processed
             Q = n_vis - pf
             # ---- time-series samples (state at the start of the batch)
@@ -501,6 +496,8 @@ class EngineSimulator:
             else:
                 plan = decode_plans.get(D)
                 if plan is None:
+                    if len(decode_plans) >= 4096:  # bounded: a long decode queue grows forever
+                        decode_plans.clear()
                     plan = decode_plans[D] = form(sq, ORDER, b, kmax)
             x = plan.x
             m = plan.m
@@ -752,7 +749,16 @@ class EngineSimulator:
             if left < mark:
                 mark = left - 2048
                 progress(now)  # type: ignore[misc]
-        sync()
+        self.now, self.n_vis, self.pf, self.pf_done, self.G = now, n_vis, pf, pf_done, G
+        self.pf_backlog = pf_backlog
+        self.kv, self.processed, self.completed = kv, processed, completed
+        c.batches, c.tokens = batches0 + left0 - left, tokens0 + processed - processed0
+        c.full, c.not_work_conserving = full_c, nwc_c
+        c.out_of_range, c.busy_time, c.kv_area = oor_c, busy_c, kv_area
+        self.kv_max = kv_max
+        self.last_batch = (last_start, last_end, last_n)
+        self.next_sample = next_sample
+        self.spread, self.delayed = spread, delayed
         return self
 
     # ------------------------------------------------------------------ statistics
