@@ -44,19 +44,10 @@ class HalfPrefillSpec(SchedulerSpec):
 
 
 class HalfPrefill(Scheduler):
-    def form(
-        self,
-        queues: Queues,
-        order: Sequence[int],
-        budget: int,
-        slots: int,
-        decode_cap: int | None = None,
-    ) -> BatchPlan:
-        plan = BatchPlan([], [], 0, 0)
-        m = fill_decode(queues, order, budget, slots, plan)
-        cap = max(1, int(budget * self.spec.share))  # type: ignore[attr-defined]
-        fill_prefill(queues, order, min(budget - m, cap), slots - m, True, plan)
-        return plan
+    def fill(self, q: Queues, order: Sequence[int], b: int, k: int, plan: BatchPlan) -> None:
+        m = fill_decode(q, order, b, k, plan)
+        cap = max(1, int(b * self.spec.share))  # type: ignore[attr-defined]
+        fill_prefill(q, order, min(b - m, cap), k - m, True, plan)
 
 
 @pytest.fixture

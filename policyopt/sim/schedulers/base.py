@@ -178,16 +178,19 @@ class Scheduler:
         decode_cap: int | None = None,
     ) -> BatchPlan:
         """The next batch of at most ``budget`` tokens and ``slots`` requests, classes in
-        ``order``. ``decode_cap`` (tokens; only schedulers with ``splits_budget``): decode
-        tokens first up to the cap, then prefill, then decode tokens fill what prefill left."""
-        raise NotImplementedError
-
-    def _split(
-        self, queues: Queues, order: Sequence[int], budget: int, slots: int, cap: int
-    ) -> BatchPlan:
-        """The budget split: decode up to ``cap``, then prefill, then decode again."""
+        ``order``: the scheduler's :meth:`fill`, or, with a ``decode_cap`` (tokens) at a
+        scheduler that ``splits_budget``, decode tokens first up to the cap, then prefill,
+        then decode tokens in what prefill left."""
         plan = BatchPlan([], [], 0, 0)
-        m = fill_decode(queues, order, min(budget, cap), slots, plan)
+        if decode_cap is None or not self.splits_budget:
+            self.fill(queues, order, budget, slots, plan)
+            return plan
+        m = fill_decode(queues, order, min(budget, decode_cap), slots, plan)
         budget, slots = fill_prefill(queues, order, budget - m, slots - m, self.chunked, plan)
         fill_decode(queues, order, max(budget, 0), slots, plan)
         return plan
+
+    def fill(self, q: Queues, order: Sequence[int], b: int, k: int, plan: BatchPlan) -> None:
+        """The scheduler's rule: add to the empty ``plan`` the batch of at most ``b`` tokens
+        and ``k`` requests it forms from ``q``, classes in ``order``."""
+        raise NotImplementedError

@@ -17,19 +17,9 @@ from policyopt.sim.schedulers.base import BatchPlan, Queues, Scheduler, fill_dec
 class FasterTransformer(Scheduler):
     """Decode the running group; admit the next group only when it has left."""
 
-    def form(
-        self,
-        queues: Queues,
-        order: Sequence[int],
-        budget: int,
-        slots: int,
-        decode_cap: int | None = None,
-    ) -> BatchPlan:
-        plan = BatchPlan([], [], 0, 0)
-        for k in order:
-            if queues.decoding(k):  # the group is still decoding
-                fill_decode(queues, order, budget, slots, plan)
-                break
-        else:
-            fill_prefill(queues, order, budget, slots, False, plan)
-        return plan
+    def fill(self, q: Queues, order: Sequence[int], b: int, k: int, plan: BatchPlan) -> None:
+        for c in order:
+            if q.decoding(c):  # the group is still decoding
+                fill_decode(q, order, b, k, plan)
+                return
+        fill_prefill(q, order, b, k, False, plan)

@@ -18,17 +18,6 @@ class Orca(Scheduler):
 
     splits_budget = True
 
-    def form(
-        self,
-        queues: Queues,
-        order: Sequence[int],
-        budget: int,
-        slots: int,
-        decode_cap: int | None = None,
-    ) -> BatchPlan:
-        if decode_cap is not None:
-            return self._split(queues, order, budget, slots, decode_cap)
-        plan = BatchPlan([], [], 0, 0)
-        budget, slots = fill_prefill(queues, order, budget, slots, self.chunked, plan)
-        fill_decode(queues, order, budget, slots, plan)
-        return plan
+    def fill(self, q: Queues, order: Sequence[int], b: int, k: int, plan: BatchPlan) -> None:
+        b, k = fill_prefill(q, order, b, k, self.chunked, plan)
+        fill_decode(q, order, b, k, plan)

@@ -17,17 +17,6 @@ class Sarathi(Scheduler):
 
     splits_budget = True
 
-    def form(
-        self,
-        queues: Queues,
-        order: Sequence[int],
-        budget: int,
-        slots: int,
-        decode_cap: int | None = None,
-    ) -> BatchPlan:
-        if decode_cap is not None:
-            return self._split(queues, order, budget, slots, decode_cap)
-        plan = BatchPlan([], [], 0, 0)
-        m = fill_decode(queues, order, budget, slots, plan)
-        fill_prefill(queues, order, budget - m, slots - m, self.chunked, plan)
-        return plan
+    def fill(self, q: Queues, order: Sequence[int], b: int, k: int, plan: BatchPlan) -> None:
+        m = fill_decode(q, order, b, k, plan)
+        fill_prefill(q, order, b - m, k - m, self.chunked, plan)

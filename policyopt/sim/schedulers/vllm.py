@@ -16,19 +16,9 @@ from policyopt.sim.schedulers.base import BatchPlan, Queues, Scheduler, fill_dec
 class VLLM(Scheduler):
     """Prefill-only batches of whole prompts while prompts wait, else decode-only batches."""
 
-    def form(
-        self,
-        queues: Queues,
-        order: Sequence[int],
-        budget: int,
-        slots: int,
-        decode_cap: int | None = None,
-    ) -> BatchPlan:
-        plan = BatchPlan([], [], 0, 0)
-        for k in order:
-            if queues.waiting(k):  # a prompt waits: a prefill-only batch
-                fill_prefill(queues, order, budget, slots, False, plan)
-                break
-        else:
-            fill_decode(queues, order, budget, slots, plan)
-        return plan
+    def fill(self, q: Queues, order: Sequence[int], b: int, k: int, plan: BatchPlan) -> None:
+        for c in order:
+            if q.waiting(c):  # a prompt waits: a prefill-only batch
+                fill_prefill(q, order, b, k, False, plan)
+                return
+        fill_decode(q, order, b, k, plan)
