@@ -20,13 +20,17 @@ TRAIN_EPILOG = """\
 examples:
   policyopt train rybko-stolyar --algo maskable-ppo --timesteps 200000 --seed 0 --out runs/rs
   policyopt train rybko-stolyar --algo ppo --timesteps 500000 --bc max-pressure --out runs/rs-bc
-  policyopt train fork-join --algo ppo --timesteps 100000 --config my-hyper.yaml --out runs/fj
+  policyopt train fork-join --algo ppo --timesteps 100000 \
+      --config experiments/configs/ppo_default.yaml --out runs/fj
   policyopt train policyopt/LLMEngine-v0 --algo a2c --timesteps 50000 --out runs/llm
   policyopt train rybko-stolyar --algo ppo --timesteps 500000 --out runs/rs --resume
 
 ENV_OR_NETWORK is a network (library name, see `policyopt networks`, or a network file) for
-policyopt/AgentNetwork-v0, or a registered id such as policyopt/LLMEngine-v0. Hyperparameters:
-experiments/configs/ppo_default.yaml documents the defaults (--config overrides any of them).
+policyopt/AgentNetwork-v0, or a registered id: policyopt/AgentNetwork-v0 (rybko-stolyar) or
+policyopt/LLMEngine-v0. The algorithm is ppo unless --algo says a2c or maskable-ppo.
+Hyperparameters: experiments/configs/ppo_default.yaml (shipped with the repository) holds the
+defaults; copy it, change what you need and give your copy with --config (keys left out keep
+their defaults; unknown keys and values out of range are refused, naming the key).
 Writes model.zip, config.json, checkpoints/, eval/, best/ and learning_curve.csv into --out.
 A directory that already holds a run is refused unless --resume (continue it: an interrupted
 run from its latest checkpoint, a finished one from model.zip when --timesteps asks for more)
@@ -53,7 +57,10 @@ common random numbers). Loads are fractions of the capacity boundary (static pla
 default: the network's own rates. Per policy and load: mean over seeds of the long-run
 holding cost per second and the mean number in system, with a 95% interval over seeds (one
 seed: the run's batch-means interval), mean latency, and the verdict (stable only if every
-seed is). Writes evaluate.csv (one row per run), summary.csv, evaluate.json and evaluate.png.
+seed is). Writes evaluate.csv (one row per run), summary.csv, evaluate.json and evaluate.png
+into --out, by default policyopt-results/evaluate-NAME (NAME: the network's name, e.g.
+policyopt-results/evaluate-rybko-stolyar; a second run there replaces those four files).
+Seeds are whole numbers >= 0.
 A failed run is reported and the others go on (exit code 1); Ctrl-C keeps the finished runs
 in the files (exit code 130).
 """
@@ -79,11 +86,19 @@ def add_learn_parsers(sub: Any, formatter: type) -> None:
         formatter_class=formatter,
     )
     p.add_argument("target", metavar="ENV_OR_NETWORK", help="network name or file, or env id")
-    p.add_argument("--algo", default="ppo", metavar="ALGO", help="ppo, a2c or maskable-ppo")
+    p.add_argument(
+        "--algo", default="ppo", metavar="ALGO", help="ppo, a2c or maskable-ppo (default ppo)"
+    )
     p.add_argument("--timesteps", required=True, metavar="N", help="env steps in total (all envs)")
-    p.add_argument("--seed", default="0", metavar="S", help="random seed (default 0)")
+    p.add_argument(
+        "--seed", default="0", metavar="S", help="random seed, a whole number >= 0 (default 0)"
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--config", metavar="HYPER.yaml", help="hyperparameters over the defaults")
+    p.add_argument(
+        "--config",
+        metavar="HYPER.yaml",
+        help="your hyperparameter file over the defaults (experiments/configs/ppo_default.yaml)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -126,12 +141,45 @@ def add_learn_parsers(sub: Any, formatter: type) -> None:
         "max-pressure,priority:exit,priority:entry,fluid)",
     )
     p.add_argument("--loads", metavar="X1,X2,...", help="fractions of the boundary")
-    p.add_argument("--seeds", default="0,1,2", metavar="S1,S2,...", help="seeds (default 0,1,2)")
+    p.add_argument(
+        "--seeds", default="0,1,2", metavar="S1,S2,...", help="seeds >= 0 (default 0,1,2)"
+    )
     p.add_argument("--horizon", metavar="S", help="simulated seconds per run (default 3600)")
     p.add_argument("--warmup", metavar="S", help="seconds left out (default horizon/10)")
-    p.add_argument("--out", metavar="DIR", help="output directory (default policyopt-results/)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output directory (default policyopt-results/evaluate-NAME, NAME the network's)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
     p.set_defaults(func=cmd_evaluate)
+
+
+def _seed(text: str, field: str, maximum: int | None = None) -> int:
+    """A seed: a whole number >= 0 (and <= ``maximum``), or a :class:`SpecError` naming
+    ``field``."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise SpecError(
+            field, f"{text!r} is not a whole number", "seeds are whole numbers >= 0, e.g. 0"
+        ) from None
+    if value < 0:
+        raise SpecError(field, f"a seed must be >= 0, got {value}", "e.g. 0")
+    if maximum is not None and value > maximum:
+        raise SpecError(field, f"a seed must be <= {maximum}, got {value}", "e.g. 0")
+    return value
+
+
+def _seeds(text: str, field: str = "--seeds") -> list[int]:
+    """A comma-separated list of seeds (whole numbers >= 0)."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if not parts or any(not p for p in parts):
+        raise SpecError(field, f"{text!r} is not a comma-separated list", "e.g. 0,1,2")
+    try:
+        return [_seed(p, field) for p in parts]
+    except SpecError as err:
+        raise SpecError(field, f"in {text!r}: {err.problem}", "e.g. 0,1,2") from None
 
 
 def _positive(text: str | None, field: str, kind: type = float) -> Any:
@@ -160,21 +208,21 @@ def _run_hp(out: str) -> dict[str, Any] | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``policyopt train``."""
-    from policyopt.learn.common import check_algo, load_hyperparams
+    from policyopt.learn.common import MAX_SEED, check_algo, load_hyperparams
 
     algo = check_algo(args.algo)
     timesteps = _positive(args.timesteps, "--timesteps", int)
-    try:
-        seed = int(args.seed)
-    except ValueError:
-        raise SpecError("--seed", f"{args.seed!r} is not a whole number", "") from None
-    hp = load_hyperparams(args.config if args.config or not args.resume else _run_hp(args.out))
+    seed = _seed(args.seed, "--seed", MAX_SEED)
     horizon = _positive(args.horizon, "--horizon")
+    threads = _positive(args.threads, "--threads", int)
+    if args.config or not args.resume:
+        hp = load_hyperparams(args.config)
+    else:  # the run's own hyperparameters
+        hp = load_hyperparams(_run_hp(args.out), where=str(Path(args.out) / "config.json"))
     if horizon is not None:
         hp["env"]["horizon"] = horizon
     if args.action is not None:
         hp["env"]["action"] = args.action
-    threads = _positive(args.threads, "--threads", int)
     from policyopt.learn.train import TrainingInterrupted, train
 
     try:
@@ -246,7 +294,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     from policyopt.model.networks_library import resolve_network
 
-    net = resolve_network(args.network)
+    seeds = _seeds(args.seeds)
     policies = (
         _parse_list(args.policies, str, "--policies", "max-pressure,fluid")
         if args.policies
@@ -256,7 +304,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for x in loads:
         if x is not None and not (math.isfinite(x) and x > 0):
             raise SpecError("--loads", f"a load must be > 0, got {x:g}", "")
-    seeds = _parse_list(args.seeds, int, "--seeds", "0,1,2")
     horizon = _positive(args.horizon, "--horizon") or DEFAULT_EVAL_HORIZON_S
     warmup = None
     if args.warmup is not None:
@@ -266,6 +313,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise SpecError("--warmup", f"{args.warmup!r} is not a number", "") from None
         if not (math.isfinite(warmup) and 0 <= warmup < horizon):
             raise SpecError("--warmup", f"must be in [0, horizon), got {args.warmup}", "")
+    net = resolve_network(args.network)
     out = Path(args.out or f"policyopt-results/evaluate-{net.name}")
     from policyopt.learn.common import ALGOS, set_threads
 

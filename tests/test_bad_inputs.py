@@ -515,7 +515,23 @@ def test_bad_input_in_a_subprocess(name: str, tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- train and evaluate
 
+TRAIN = ("train", "rybko-stolyar", "--timesteps", "200", "--out", "r", "--no-progress")
+"""A tiny training run (it never starts: every case below fails first)."""
+
+
+def hyper(text: str | bytes, *words: str, algo: str = "ppo") -> Case:
+    """``train --config hyper.yaml`` with ``text`` as the hyperparameter file."""
+    return Case((*TRAIN, "--algo", algo, "--config", "hyper.yaml"), words, {"hyper.yaml": text})
+
+
+def evaluate_with(*argv: str, words: tuple[str, ...], files: dict[str, str | bytes] | None = None):
+    return Case(("evaluate", "rybko-stolyar", "--horizon", "10", *argv), words, files or {})
+
+
+LARGER = "use a larger value"
+
 LEARN_CASES: dict[str, Case] = {
+    # ------------------------------------------------------------------ hyperparameter files
     "hyperparameters_unknown_section": Case(
         ("train", "rybko-stolyar", "--config", "hyper.yaml", "--timesteps", "10", "--out", "r"),
         ("learnin_rate", "unknown"),
@@ -523,12 +539,181 @@ LEARN_CASES: dict[str, Case] = {
     ),
     "hyperparameters_directory": Case(
         ("train", "rybko-stolyar", "--config", "hyper", "--timesteps", "10", "--out", "r"),
-        ("--config", "hyper"),
+        ("--config", "hyper", "is a directory"),
         {"hyper/": ""},
     ),
+    "hyper_unknown_section_underscore": hyper(
+        "maskable_ppo: {n_steps: 64}\n",
+        "maskable_ppo",
+        "unknown hyperparameter section",
+        "maskable-ppo",
+    ),
+    "hyper_unknown_key_in_ppo": hyper(
+        "ppo: {learnin_rate: 0.1}\n", "ppo.learnin_rate", "unknown key of ppo", "learning_rate"
+    ),
+    "hyper_unknown_key_in_env": hyper(
+        "env: {horizn: 50}\n", "env.horizn", "unknown key of env", "horizon"
+    ),
+    "hyper_key_of_another_algorithm": hyper(
+        "a2c: {batch_size: 64}\n", "a2c.batch_size", "unknown key of a2c", algo="a2c"
+    ),
+    "hyper_key_set_by_train": hyper("ppo: {seed: 3}\n", "ppo.seed", "set by policyopt train"),
+    "hyper_policy_kwargs_unknown_key": hyper(
+        "ppo: {policy_kwargs: {net_arc: [64]}}\n", "ppo.policy_kwargs.net_arc", "net_arch"
+    ),
+    "hyper_learning_rate_negative": hyper(
+        "ppo: {learning_rate: -1}\n", "ppo.learning_rate", "greater than 0", "-1", LARGER
+    ),
+    "hyper_learning_rate_zero_a2c": hyper(
+        "a2c: {learning_rate: 0}\n", "a2c.learning_rate", "greater than 0", algo="a2c"
+    ),
+    "hyper_learning_rate_word": hyper(
+        "ppo: {learning_rate: fast}\n", "ppo.learning_rate", "'fast'", "give a number"
+    ),
+    "hyper_learning_rate_true": hyper(
+        "ppo: {learning_rate: true}\n", "ppo.learning_rate", "true is not a number"
+    ),
+    "hyper_n_steps_zero": hyper(
+        "maskable-ppo: {n_steps: 0}\n", "maskable-ppo.n_steps", "(got 0)", algo="maskable-ppo"
+    ),
+    "hyper_n_steps_true": hyper("ppo: {n_steps: true}\n", "ppo.n_steps", "true is not a number"),
+    "hyper_n_steps_fraction": hyper(
+        "ppo: {n_steps: 64.5}\n", "ppo.n_steps", "64.5", "give a whole number"
+    ),
+    "hyper_n_steps_huge": hyper(
+        "ppo: {n_steps: 1000000000}\n", "ppo.n_steps", "above the limit of 1,000,000"
+    ),
+    "hyper_one_step_rollout": hyper(
+        "env: {n_envs: 1}\nppo: {n_steps: 1}\n", "ppo.n_steps", "normalize advantages"
+    ),
+    "hyper_batch_size_zero": hyper("ppo: {batch_size: 0}\n", "ppo.batch_size", "(got 0)"),
+    "hyper_batch_size_one": hyper(
+        "ppo: {batch_size: 1}\n", "ppo.batch_size", "normalize_advantage"
+    ),
+    "hyper_n_epochs_word": hyper(
+        "ppo: {n_epochs: many}\n", "ppo.n_epochs", "'many'", "give a whole number"
+    ),
+    "hyper_gamma_above_one": hyper(
+        "ppo: {gamma: 1.5}\n", "ppo.gamma", "less than or equal to 1", "use a smaller value"
+    ),
+    "hyper_gamma_zero": hyper("a2c: {gamma: 0}\n", "a2c.gamma", "greater than 0", algo="a2c"),
+    "hyper_gae_lambda_negative": hyper(
+        "ppo: {gae_lambda: -0.1}\n", "ppo.gae_lambda", "greater than or equal to 0"
+    ),
+    "hyper_clip_range_zero": hyper("ppo: {clip_range: 0}\n", "ppo.clip_range", LARGER),
+    "hyper_ent_coef_negative": hyper("ppo: {ent_coef: -0.01}\n", "ppo.ent_coef", LARGER),
+    "hyper_vf_coef_false": hyper("ppo: {vf_coef: false}\n", "ppo.vf_coef", "false is not"),
+    "hyper_max_grad_norm_zero": hyper(
+        "ppo: {max_grad_norm: 0}\n", "ppo.max_grad_norm", "greater than 0"
+    ),
+    "hyper_target_kl_negative": hyper("ppo: {target_kl: -1}\n", "ppo.target_kl", LARGER),
+    "hyper_net_arch_negative": hyper(
+        "ppo: {policy_kwargs: {net_arch: [64, -1]}}\n", "ppo.policy_kwargs.net_arch", "-1"
+    ),
+    "hyper_net_arch_true": hyper(
+        "ppo: {policy_kwargs: {net_arch: [64, true]}}\n",
+        "ppo.policy_kwargs.net_arch",
+        "true is not a number",
+    ),
+    "hyper_net_arch_not_a_list": hyper(
+        "ppo: {policy_kwargs: {net_arch: 64}}\n",
+        "ppo.policy_kwargs.net_arch",
+        "valid list (got 64)",
+        "[64, 64]",
+    ),
+    "hyper_policy_kwargs_not_a_mapping": hyper(
+        "ppo: {policy_kwargs: [64, 64]}\n", "ppo.policy_kwargs", "must be a mapping"
+    ),
+    "hyper_section_not_a_mapping": hyper("ppo: 0.001\n", "ppo", "must be a mapping", "0.001"),
+    "hyper_env_n_envs_zero": hyper("env: {n_envs: 0}\n", "env.n_envs", "(got 0)"),
+    "hyper_env_n_envs_true": hyper("env: {n_envs: true}\n", "env.n_envs", "true is not"),
+    "hyper_env_horizon_negative": hyper("env: {horizon: -5}\n", "env.horizon", LARGER),
+    "hyper_env_action_unknown": hyper(
+        "env: {action: fifo}\n", "env.action", "'order' or 'split'", "'fifo'"
+    ),
+    "hyper_env_vec_env_unknown": hyper("env: {vec_env: threads}\n", "env.vec_env", "'subproc'"),
+    "hyper_eval_freq_negative": hyper("eval: {eval_freq: -5}\n", "eval.eval_freq", "(got -5)"),
+    "hyper_checkpoint_word": hyper(
+        "checkpoint: {save_freq: often}\n", "checkpoint.save_freq", "give a whole number"
+    ),
+    "hyper_bc_learning_rate_zero": hyper(
+        "bc: {learning_rate: 0}\n", "bc.learning_rate", "greater than 0"
+    ),
+    "hyper_binary": hyper(BINARY, "--config", "hyper.yaml", "not a text file"),
+    "hyper_not_utf8": hyper(NOT_UTF8, "--config", "not a text file"),
+    "hyper_empty": hyper("", "--config", "hyper.yaml", "empty", "leave out --config"),
+    "hyper_comments_only": hyper("# nothing here\n", "--config", "empty"),
+    "hyper_not_a_mapping": hyper("- 1\n- 2\n", "--config", "mapping of sections", "list"),
+    "hyper_a_number": hyper("0.001\n", "--config", "mapping of sections", "float"),
+    "hyper_bad_yaml": hyper("ppo: {n_steps: [1, 2\n", "--config", "hyper.yaml", "not valid YAML"),
+    "hyper_missing": Case(
+        (*TRAIN, "--config", "none.yaml"), ("--config", "no such file", "none.yaml")
+    ),
+    "hyper_of_a_run_to_resume": Case(
+        (*TRAIN, "--resume"),
+        ("ppo.learning_rate", "greater than 0", "r/config.json"),
+        {"r/config.json": '{"algo": "ppo", "hyperparameters": {"ppo": {"learning_rate": -1}}}'},
+    ),
+    # ------------------------------------------------------------------ train arguments
+    "train_seed_negative": Case((*TRAIN, "--seed", "-1"), ("--seed", ">= 0", "-1")),
+    "train_seed_fraction": Case((*TRAIN, "--seed", "1.5"), ("--seed", "'1.5'", "whole number")),
+    "train_seed_huge": Case((*TRAIN, "--seed", "99999999999"), ("--seed", "<= 2147483647")),
+    "train_timesteps_zero": Case(
+        ("train", "rybko-stolyar", "--timesteps", "0", "--out", "r"), ("--timesteps", "> 0")
+    ),
+    "train_timesteps_word": Case(
+        ("train", "rybko-stolyar", "--timesteps", "many", "--out", "r"),
+        ("--timesteps", "'many'", "whole number"),
+    ),
+    "train_algo_unknown": Case(
+        (*TRAIN, "--algo", "sac"), ("--algo", "unknown algorithm 'sac'", "maskable-ppo")
+    ),
+    "train_threads_zero": Case((*TRAIN, "--threads", "0"), ("--threads", "> 0")),
+    "train_env_id_unknown": Case(
+        ("train", "policyopt/Foo-v0", "--timesteps", "200", "--out", "r"),
+        (
+            "ENV_OR_NETWORK",
+            "unknown environment id 'policyopt/Foo-v0'",
+            "policyopt/AgentNetwork-v0, policyopt/LLMEngine-v0",
+        ),
+    ),
+    "train_env_id_of_another_package": Case(
+        ("train", "phys2d/CartPole-v1", "--timesteps", "200", "--out", "r"),
+        ("ENV_OR_NETWORK", "not a policyopt environment", "policyopt/LLMEngine-v0"),
+    ),
+    "train_network_unknown": Case(
+        ("train", "no-such-net", "--timesteps", "200", "--out", "r"), ("no-such-net",)
+    ),
+    "train_out_is_a_file": Case(
+        ("train", "rybko-stolyar", "--timesteps", "200", "--out", "taken"),
+        ("--out", "taken", "is a file"),
+        {"taken": "x"},
+    ),
+    # ------------------------------------------------------------------ evaluate arguments
+    "evaluate_seeds_negative": evaluate_with("--seeds", "-1", words=("--seeds", ">= 0", "-1")),
+    "evaluate_seeds_one_negative": evaluate_with(
+        "--seeds", "0,1,-2", words=("--seeds", "'0,1,-2'", ">= 0")
+    ),
+    "evaluate_seeds_word": evaluate_with(
+        "--seeds", "x", words=("--seeds", "'x' is not a whole number")
+    ),
+    "evaluate_seeds_fraction": evaluate_with(
+        "--seeds", "0.5", words=("--seeds", "'0.5' is not a whole number")
+    ),
+    "evaluate_seeds_empty_item": evaluate_with(
+        "--seeds", "0,,1", words=("--seeds", "comma-separated")
+    ),
+    "evaluate_loads_negative": evaluate_with("--loads", "-0.5", words=("--loads", "> 0")),
+    "evaluate_out_is_a_file": evaluate_with(
+        "--out", "taken", words=("--out", "taken", "is a file"), files={"taken": "x"}
+    ),
+    "evaluate_policy_algo_unknown": evaluate_with(
+        "--policies", "sac:runs/rs", words=("sac:runs/rs",)
+    ),
+    # ------------------------------------------------------------------ model directories
     "model_directory_missing": Case(
         ("evaluate", "rybko-stolyar", "--policies", "ppo:runs/none", "--horizon", "10"),
-        ("policy", "runs/none"),
+        ("policy", "runs/none", "no model directory"),
     ),
     "model_directory_empty": Case(
         ("evaluate", "rybko-stolyar", "--policies", "ppo:runs/empty", "--horizon", "10"),
@@ -537,10 +722,23 @@ LEARN_CASES: dict[str, Case] = {
     ),
     "model_directory_is_a_file": Case(
         ("evaluate", "rybko-stolyar", "--policies", "ppo:runs/file", "--horizon", "10"),
-        ("policy", "runs/file"),
+        ("policy", "runs/file", "is a file, not a model directory"),
         {"runs/file": "x"},
     ),
+    "model_directory_without_model_zip": evaluate_with(
+        "--policies",
+        "max-pressure,ppo:runs/rs",
+        words=("policy", "runs/rs", "has no model.zip"),
+        files={"runs/rs/config.json": '{"algo": "ppo"}', "runs/rs/checkpoints/": ""},
+    ),
+    "model_directory_a2c_missing": evaluate_with(
+        "--policies", "a2c:runs/none", words=("policy", "runs/none", "no model directory")
+    ),
 }
+
+
+def test_at_least_15_learning_cases() -> None:
+    assert len(LEARN_CASES) >= 15
 
 
 @pytest.mark.parametrize("name", sorted(LEARN_CASES))
@@ -550,9 +748,31 @@ def test_bad_learning_input(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """In-process: exit code 2, one line naming the field or argument, nothing written
+    (every case fails before training or evaluating starts)."""
     case = LEARN_CASES[name]
     _write(tmp_path, case.files)
     monkeypatch.chdir(tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     code = main(list(case.argv))
     captured = capsys.readouterr()
     _check(case, subprocess.CompletedProcess(list(case.argv), code, captured.out, captured.err))
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    "name", ["hyper_binary", "hyper_learning_rate_negative", "train_seed_negative"]
+)
+def test_bad_learning_input_in_a_subprocess(name: str, tmp_path: Path) -> None:
+    """As a user runs it: the real streams, exit code and no traceback."""
+    case = LEARN_CASES[name]
+    _write(tmp_path, case.files)
+    proc = subprocess.run(
+        [sys.executable, "-m", "policyopt.cli", *case.argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    _check(case, proc)

@@ -107,6 +107,123 @@ def test_hyperparams_merge_and_errors(tmp_path: Path) -> None:
         load_hyperparams(bad)
 
 
+def _old_load_hyperparams(source: dict[str, Any] | None) -> dict[str, Any]:
+    """The loader before the hyperparameters were validated models (kept here as the
+    reference: a valid input must reach stable-baselines3 exactly as it did then)."""
+    import copy
+
+    def merge(base: dict[str, Any], over: dict[str, Any], where: str) -> dict[str, Any]:
+        out = copy.deepcopy(base)
+        for key, value in over.items():
+            assert key in base, f"{where}{key}"
+            if isinstance(base[key], dict) and key != "policy_kwargs":
+                assert isinstance(value, dict)
+                if where == "" and key in ("ppo", "a2c", "maskable-ppo"):
+                    out[key] = {**out[key], **value}
+                else:
+                    out[key] = merge(base[key], value, f"{where}{key}.")
+            else:
+                out[key] = value
+        return out
+
+    return (
+        copy.deepcopy(DEFAULT_HYPERPARAMS)
+        if source is None
+        else merge(DEFAULT_HYPERPARAMS, source, "")
+    )
+
+
+PPO_DEFAULT = ROOT / "experiments" / "configs" / "ppo_default.yaml"
+
+VALID_HYPERPARAMS: list[dict[str, Any]] = [
+    TINY,
+    {"env": {"horizon": 50.0, "load": 0.8, "action": "split"}, "ppo": {"target_kl": 0.02}},
+    {"ppo": {"policy_kwargs": {"net_arch": [32]}}, "a2c": {"policy_kwargs": {}}},
+    {"maskable-ppo": {"normalize_advantage": False, "clip_range_vf": 0.5, "gamma": 1.0}},
+    {"a2c": {"use_rms_prop": False, "rms_prop_eps": 1e-5, "normalize_advantage": True}},
+    {"eval": {"eval_freq": 0}, "checkpoint": {"save_freq": 0}, "bc": {"steps": 10}},
+]
+
+
+def test_validated_hyperparams_are_the_old_mapping() -> None:
+    """Validation changes nothing in a valid input: the same keys, values, types and order
+    as the old merge (what train() hands to stable-baselines3 and writes to config.json)."""
+    yaml_data = yaml.safe_load(PPO_DEFAULT.read_text())
+    cases = [
+        (None, None),
+        (PPO_DEFAULT, yaml_data),
+        (str(PPO_DEFAULT), yaml_data),
+        *((data, data) for data in VALID_HYPERPARAMS),
+    ]
+    for source, old_source in cases:
+        new = load_hyperparams(source)
+        old = _old_load_hyperparams(old_source)
+        assert json.dumps(new) == json.dumps(old), source
+        assert load_hyperparams(new) == new  # validating again (train() does) keeps it
+
+
+def test_hyperparameter_models_check_every_algorithm() -> None:
+    """Each algorithm section takes its own SB3 keywords (and only those), with bounds."""
+    import inspect
+
+    from policyopt.learn.hyperparams import A2CHyper, MaskablePPOHyper, PPOHyper, keys_of
+
+    for algo, model in (("ppo", PPOHyper), ("a2c", A2CHyper), ("maskable-ppo", MaskablePPOHyper)):
+        accepted = set(keys_of((algo,)))
+        assert accepted == set(model.model_fields)
+        sb3 = set(inspect.signature(algo_class(algo).__init__).parameters)
+        assert accepted <= sb3, accepted - sb3  # every key reaches the constructor
+        assert set(DEFAULT_HYPERPARAMS[algo]) <= accepted
+    bad = [
+        ({"ppo": {"learning_rate": -1}}, r"^ppo\.learning_rate: .*greater than 0"),
+        ({"a2c": {"n_epochs": 3}}, r"^a2c\.n_epochs: unknown key of a2c"),
+        ({"maskable-ppo": {"gae_lambda": 1.5}}, r"^maskable-ppo\.gae_lambda: "),
+        ({"ppo": {"policy_kwargs": {"net_arch": [64, 0]}}}, r"^ppo\.policy_kwargs\.net_arch"),
+        ({"ppo": {"device": "cuda"}}, r"^ppo\.device: is set by policyopt train"),
+        ({"env": {"split_levels": 1}}, r"^env\.split_levels: "),
+        ({"env": {"load": 0}}, r"^env\.load: "),
+        ({"bc": {"epochs": True}}, r"^bc\.epochs: true is not a number"),
+    ]
+    for data, pattern in bad:
+        with pytest.raises(SpecError, match=pattern):
+            load_hyperparams(data)
+
+
+def test_help_names_defaults_and_shipped_files(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "(default ppo)" in text and "my-hyper" not in text
+    examples = text.split("examples:")[1].replace("\\\n", " ").splitlines()
+    commands = [line for line in examples if line.strip().startswith("policyopt train")]
+    names = [m for line in commands for m in re.findall(r"--config (\S+)", line)]
+    assert names
+    for name in names:
+        assert (ROOT / name).is_file(), name  # every example file is in the repository
+    assert main(["evaluate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "policyopt-results/evaluate-NAME" in text
+
+
+def test_evaluate_writes_to_the_folder_its_help_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["evaluate", "rybko-stolyar", "--policies", "max-pressure", "--seeds", "0"]
+    assert main([*argv, "--horizon", "20"]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "policyopt-results" / "evaluate-rybko-stolyar" / "evaluate.csv").is_file()
+
+
+def test_seeds_must_be_whole_numbers_from_zero(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"--seed: must be a whole number from 0"):
+        train("rybko-stolyar", "ppo", 100, -1, tmp_path / "r", TINY, progress=False)
+    with pytest.raises(SpecError, match=r"--seeds: a seed must be a whole number >= 0"):
+        evaluate("rybko-stolyar", ["max-pressure"], seeds=[0, -1], horizon=10.0)
+    assert not (tmp_path / "r").exists()
+
+
 # ----------------------------------------------------------------------------- training
 
 

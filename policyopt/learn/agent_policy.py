@@ -42,6 +42,12 @@ def _model_file(path: Path) -> Path:
         raise SpecError(
             "policy", f"no model directory {str(path)!r}", "train one with policyopt train"
         )
+    if not path.is_dir():
+        raise SpecError(
+            "policy",
+            f"{str(path)!r} is a file, not a model directory (or a .zip model)",
+            "give a directory written by policyopt train",
+        )
     model = path / "model.zip"
     if not model.is_file():
         raise SpecError(

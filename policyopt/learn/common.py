@@ -6,12 +6,20 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from policyopt.errors import SpecError
+from policyopt.model.files import read_text
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 ALGOS = ("ppo", "a2c", "maskable-ppo")
 """The algorithm names of ``policyopt train --algo`` and of ``ALGO:DIR`` policies."""
@@ -69,6 +77,11 @@ DEFAULT_HYPERPARAMS: dict[str, Any] = {
 parallel environments), one per algorithm (keyword arguments of the stable-baselines3
 constructor), ``eval``, ``checkpoint`` and ``bc`` (behaviour-cloning warm start)."""
 
+MAX_SEED = 2**31 - 1
+"""The largest training seed accepted (NumPy's legacy seeding, which stable-baselines3 uses,
+takes seeds below 2**32; training also seeds its evaluation and warm-start environments with
+offsets of the seed)."""
+
 # MaskablePPO is PPO with action masks: the same defaults
 DEFAULT_HYPERPARAMS["maskable-ppo"] = copy.deepcopy(DEFAULT_HYPERPARAMS["ppo"])
 
@@ -122,44 +135,106 @@ def algo_class(algo: str) -> type:
     return MaskablePPO
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any], where: str) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if key not in base:
+HYPERPARAMS_FIX = (
+    "give a YAML file of hyperparameters (experiments/configs/ppo_default.yaml lists them all)"
+)
+
+
+def _merge(data: dict[str, Any]) -> dict[str, Any]:
+    """:data:`DEFAULT_HYPERPARAMS` with the sections of ``data`` over them, key by key (a
+    ``policy_kwargs`` given replaces the default one whole); unknown sections are kept, for
+    the validation to name them."""
+    out = copy.deepcopy(DEFAULT_HYPERPARAMS)
+    for key, value in data.items():
+        if key in out and isinstance(value, dict):
+            out[key] = {**out[key], **copy.deepcopy(value)}
+        elif key in out:
             raise SpecError(
-                f"{where}{key}", "unknown hyperparameter section or key", f"use {', '.join(base)}"
+                str(key),
+                f"must be a mapping of keys to values, got {value!r}",
+                f"write {key}: {{key: value, ...}}",
             )
-        if isinstance(base[key], dict) and key != "policy_kwargs":
-            if not isinstance(value, dict):
-                raise SpecError(f"{where}{key}", "must be a mapping", "")
-            if where == "" and key in ALGOS:  # algorithm sections take any SB3 keyword
-                out[key] = {**out[key], **value}
-            else:
-                out[key] = _merge(base[key], value, f"{where}{key}.")
         else:
             out[key] = value
     return out
 
 
-def load_hyperparams(source: str | Path | dict[str, Any] | None) -> dict[str, Any]:
+def read_hyperparams(path: str | Path) -> dict[str, Any]:
+    """The mapping in the hyperparameter file ``path`` (YAML; TOML for a ``.toml`` name).
+    A missing file, a directory, a binary file, bad syntax, an empty file or one that does
+    not hold a mapping raises :class:`SpecError` naming ``--config``."""
+    p = Path(path)
+    try:
+        text = read_text(p, "a hyperparameter YAML file", HYPERPARAMS_FIX)
+    except SpecError as err:
+        name = repr(str(path))  # "'x' is a directory", "no such file 'x'"
+        what = f"{name} {err.problem}" if err.problem.startswith("is ") else f"{err.problem} {name}"
+        raise SpecError("--config", what, err.fix) from None
+    try:
+        data = tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        kind = "TOML" if p.suffix.lower() == ".toml" else "YAML"
+        raise SpecError(
+            "--config",
+            f"{path}{line} is not valid {kind}: {str(err).splitlines()[0]}",
+            "fix the syntax",
+        ) from None
+    if data is None:
+        raise SpecError(
+            "--config",
+            f"{str(path)!r} holds no hyperparameters (it is empty)",
+            "write the ones to change (experiments/configs/ppo_default.yaml lists them), or "
+            "leave out --config for the defaults",
+        )
+    if not isinstance(data, dict):
+        raise SpecError(
+            "--config",
+            f"{str(path)!r} must hold a mapping of sections (env, ppo, ...), not a "
+            f"{type(data).__name__}",
+            "write section: {key: value} pairs as in experiments/configs/ppo_default.yaml",
+        )
+    return data
+
+
+def load_hyperparams(
+    source: str | Path | dict[str, Any] | None, where: str | None = None
+) -> dict[str, Any]:
     """:data:`DEFAULT_HYPERPARAMS` updated by a YAML file (path) or a mapping (``None``: the
-    defaults). Unknown sections and unknown keys of ``env``/``eval``/``checkpoint``/``bc``
-    raise :class:`SpecError`; an algorithm section takes any keyword of its SB3 class."""
+    defaults), validated (:func:`~policyopt.learn.hyperparams.validate_hyperparams`): unknown
+    sections or keys, values out of range or of the wrong type raise :class:`SpecError`
+    naming the field (``ppo.learning_rate``). A valid input gives the same mapping as the
+    merge alone: the keys given over the defaults. ``where``: the source named in errors
+    (default: the file)."""
+    from policyopt.learn.hyperparams import validate_hyperparams
+
     if source is None:
         return copy.deepcopy(DEFAULT_HYPERPARAMS)
     if isinstance(source, dict):
         data = source
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise SpecError("--config", f"no hyperparameter file {str(path)!r}", "")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise SpecError("--config", f"{path} is not valid YAML: {err}", "") from None
-        if not isinstance(data, dict):
-            raise SpecError("--config", f"{path} must hold a mapping of sections", "")
-    return _merge(DEFAULT_HYPERPARAMS, data, "")
+        data = read_hyperparams(source)
+        where = str(source) if where is None else where
+    try:
+        merged = _merge(data)
+    except SpecError as err:
+        fix = f"{err.fix} (in {where})" if where else err.fix
+        raise SpecError(err.field, err.problem, fix) from None
+    return validate_hyperparams(merged, where or "")
+
+
+ENV_ID_PATTERN = re.compile(r"[\w:.-]+/[\w:.-]+-v\d+")
+"""What a Gymnasium id with a namespace looks like (``policyopt/LLMEngine-v0``)."""
+
+
+def policyopt_env_ids() -> list[str]:
+    """The registered ``policyopt/...`` Gymnasium ids."""
+    import gymnasium
+
+    import policyopt.envs  # noqa: F401  (registers the ids)
+
+    return sorted(k for k in gymnasium.registry if k.startswith("policyopt/"))
 
 
 def is_env_id(name: object) -> bool:
@@ -173,6 +248,30 @@ def is_env_id(name: object) -> bool:
     return name in gymnasium.registry
 
 
+def check_env_id(name: object, field: str = "ENV_OR_NETWORK") -> None:
+    """Refuse (:class:`SpecError` naming ``field``) a ``name`` that reads as a Gymnasium id
+    (``namespace/Name-vN``, or anything under ``policyopt/``) but is not a registered
+    ``policyopt/`` id; anything else (network names and files) passes."""
+    if not isinstance(name, str) or Path(name).exists():
+        return
+    if not (name.startswith("policyopt/") or ENV_ID_PATTERN.fullmatch(name)):
+        return
+    ids = policyopt_env_ids()
+    if name in ids:
+        return
+    problem = (
+        f"{name!r} is not a policyopt environment (training needs one of its networks)"
+        if is_env_id(name)
+        else f"unknown environment id {name!r}"
+    )
+    raise SpecError(
+        field,
+        problem,
+        f"use one of the registered ids {', '.join(ids)}, or a network (library name, see "
+        "policyopt networks, or a network file)",
+    )
+
+
 def make_env(target: Any, env_kwargs: dict[str, Any]) -> Any:
     """One environment: ``target`` a registered id (``policyopt/LLMEngine-v0``), or a network
     (library name, file, :class:`~policyopt.model.network.NetworkSpec`) for
@@ -182,6 +281,7 @@ def make_env(target: Any, env_kwargs: dict[str, Any]) -> Any:
 
     import policyopt.envs  # noqa: F401
 
+    check_env_id(target)
     kwargs = {k: v for k, v in env_kwargs.items() if v is not None or k == "load"}
     if isinstance(target, str) and is_env_id(target):
         if target == "policyopt/LLMEngine-v0" and kwargs.get("load") is None:

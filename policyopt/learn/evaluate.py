@@ -235,11 +235,19 @@ def evaluate(
         raise SpecError("--horizon", f"must be a positive number of seconds, got {horizon!r}", "")
     if not seeds:
         raise SpecError("--seeds", "give at least one seed", "e.g. --seeds 0,1,2")
+    for x in seeds:
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 0:
+            raise SpecError("--seeds", f"a seed must be a whole number >= 0, got {x!r}", "")
     if not policies:
         raise SpecError("--policies", "give at least one policy", "e.g. --policies max-pressure")
     for x in loads:
         if x is not None and not (math.isfinite(x) and x > 0):
             raise SpecError("--loads", f"a load must be > 0, got {x!r}", "")
+    if out is not None:
+        for place in (Path(out), *Path(out).parents):
+            if place.exists() and not place.is_dir():
+                where = "is a file" if place == Path(out) else f"is inside {str(place)!r}, a file"
+                raise SpecError("--out", f"{str(out)!r} {where}", "give a directory")
     net = resolve_network(network)
     built = [make_policy(p) for p in policies]
     names = [p if isinstance(p, str) else b.name for p, b in zip(policies, built, strict=True)]

@@ -48,6 +48,7 @@ import numpy as np
 
 from policyopt.errors import SpecError
 from policyopt.learn.common import (
+    MAX_SEED,
     algo_class,
     check_algo,
     is_env_id,
@@ -390,6 +391,14 @@ def train(
     if isinstance(timesteps, bool) or not isinstance(timesteps, (int, np.integer)):
         raise SpecError("--timesteps", f"must be a whole number, got {timesteps!r}", "")
     _check_positive("timesteps", timesteps, "--timesteps")
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, (int, np.integer))
+        or not 0 <= seed <= MAX_SEED
+    ):
+        raise SpecError(
+            "--seed", f"must be a whole number from 0 to {MAX_SEED}, got {seed!r}", "e.g. 0"
+        )
     if resume and overwrite:
         raise SpecError("--overwrite", "cannot be combined with --resume", "use one of them")
     hp = load_hyperparams(hyperparams)
