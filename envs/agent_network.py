@@ -216,6 +216,9 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.sim: NetworkSimulator | None = None
         self.engine: int | None = None
         self._mask = np.ones(K, dtype=bool)  # legal classes (actions: repeated L times)
+        self._legal = [True] * K  # the same, as Python bools (the step's legality check)
+        # the masks of the legal-class sets met so far: (engine, legal) -> (array, bools)
+        self._masks: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, list[bool]]] = {}
         self._last_cost = 0.0
         self._steps = 0
         self._over = True
@@ -248,9 +251,17 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         sim = self.sim
         j = self.engine
         decoder, view = self.decoder, sim.view
-        d = decoder.decode(int(action), self._mask, view, j)
+        a = int(action)
+        L = self.split_levels
+        first, level = divmod(a, L) if L > 1 else (a, 0)
+        if 0 <= a < decoder.n_actions and self._legal[first]:
+            illegal = False  # as decoder.decode finds it, without building its Decision
+        else:
+            d = decoder.decode(a, self._mask, view, j)
+            a, first, level, illegal = d.action, d.first, d.level, d.illegal
         if j is not None:
-            sim.decide(decoder.order(view, j, d.first), decoder.decode_cap(view, j, d.level))
+            cap = None if L == 1 else decoder.decode_cap(view, j, level)
+            sim.decide(decoder.order(view, j, first), cap)
         self._steps += 1
         self._advance()
         seconds, cost = sim.cost_so_far(self._h)
@@ -258,7 +269,7 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._last_cost = cost
         truncated = self.engine is None
         self._over = truncated
-        return self._obs(), reward, False, truncated, self._info(d.action, d.illegal, seconds, cost)
+        return self._obs(), reward, False, truncated, self._info(a, illegal, seconds, cost)
 
     def action_masks(self) -> np.ndarray:
         """Legal actions (bool, shape ``(K * L,)``, ``L = 1`` unless ``action='split'``; never
@@ -304,18 +315,29 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         sim = self.sim
         assert sim is not None
         decoder, view = self.decoder, sim.view
+        classes_at = view.classes_at
+        skip = self.skip_trivial
+        # without a budget split, the simulator itself takes the epochs where at most one class
+        # has work (as the loop below would)
+        fast = skip and self.split_levels == 1
         while True:
-            j = sim.advance()
+            j = sim.advance(fast)
             if j is None:
                 self.engine = None
                 self._mask = decoder.class_mask(view, None)
+                self._legal = [True] * self.n_classes
                 return
             legal = sim.classes_with_work(j)
-            if not self.skip_trivial or decoder.asks(view, j, legal):
+            if not skip or len(legal) >= 2 or decoder.asks(view, j, legal):
                 break
-            sim.decide(view.classes_at[j])  # every order gives the same batch
+            sim.decide(classes_at[j])  # every order gives the same batch
         self.engine = j
-        self._mask = decoder.class_mask(view, j, legal)
+        key = (j, tuple(legal))
+        masks = self._masks.get(key)
+        if masks is None:  # the arrays are never written: a mask is shared by its steps
+            mask = decoder.class_mask(view, j, legal)
+            masks = self._masks[key] = (mask, mask.tolist())
+        self._mask, self._legal = masks
 
     def _obs(self) -> np.ndarray:
         """The observation now (:func:`observation`)."""
@@ -327,10 +349,10 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         holding cost integral up to now."""
         sim = self.sim
         assert sim is not None
-        now = min(sim.now, self.horizon)
+        now = sim.now if sim.now < self.horizon else self.horizon
         counts = sim.jobs.tolist()
         jobs = sum(counts)
-        rate = sum(h * n for h, n in zip(self._h, counts, strict=True))
+        rate = sum([h * n for h, n in zip(self._h, counts, strict=True)])
         return {
             "time": now,
             "engine": -1 if self.engine is None else self.engine,

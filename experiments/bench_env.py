@@ -12,8 +12,8 @@ timed twice:
   and are not steps, so there are fewer steps than simulator decisions).
 
 ``overhead`` is the env's wall time over the simulator's for the same simulated run (the
-target is under 2x); ``rate ratio`` is decisions/s over steps/s. Best of ``--repeat`` runs of
-each, the env and simulator runs alternating so that both meet the same machine load.
+target is at most 1.5x); ``rate ratio`` is decisions/s over steps/s. Best of ``--repeat`` runs
+of each, the env and simulator runs alternating so that both meet the same machine load.
 
 A second table gives the throughput a trainer sees: ``rybko-stolyar`` episodes stepped with
 seeded random actions (made legal by the env's replacement rule) through one env, through

@@ -46,12 +46,15 @@ Replaying the orders a policy returned reproduces its run exactly
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
+from operator import attrgetter
 from typing import Protocol
 
 import numpy as np
@@ -59,7 +62,14 @@ import numpy as np
 from policyopt.errors import SpecError
 from policyopt.model.batch_time import AffineBatchTime
 from policyopt.model.network import EXIT, JOIN, LLMEngine, NetworkSpec
-from policyopt.policies import NetworkView, Policy, make_policy
+from policyopt.policies import (
+    FCFS,
+    MaxPressure,
+    NetworkView,
+    Policy,
+    StaticPriority,
+    make_policy,
+)
 from policyopt.sim.batching import BatchRecord, Counters, batch_time_table, not_work_conserving
 from policyopt.sim.schedulers import BatchPlan, make_scheduler
 from policyopt.sim.stability import DRIFT_TOLERANCE, verdict
@@ -68,64 +78,148 @@ from policyopt.solvers.traffic import traffic
 
 ARRIVAL, DONE, DECIDE = 0, 1, 2  # event kinds; DECIDE sorts after the others at one instant
 INF = math.inf
+BLOCK = 1024  # random draws per block (interarrival times, work, routing)
+_PRE_LEFT = attrgetter("pre_left")
 
 
 class DecodeQueue:
-    """Decoding jobs of one class at one engine, oldest first; serves prefixes in O(min(m, D-m)).
+    """Decoding jobs of one class at one engine, oldest first.
 
-    ``alive[job] = key`` with ``remaining decode tokens = key - G``; a heap of keys finds the
-    finished jobs. Serving the oldest ``m`` of ``D`` either raises the keys of the ``D - m``
-    youngest (and increments ``G``) or lowers the keys of the ``m`` oldest, whichever is fewer;
-    heap entries are corrected lazily when they reach the top.
+    Every batch serves the oldest ``m`` jobs, one decode token each, and at most ``cap`` of
+    them (the engine's ``min(token_budget, max_seqs)``), so only the oldest ``cap`` jobs (the
+    *window*, :attr:`alive`) can make progress; the others wait in :attr:`outside` with their
+    remaining tokens as they are, and enter the window, oldest first, as window jobs finish.
+
+    A window job's remaining decode tokens are ``key + delay(seq) - G``: ``G`` counts the
+    batches that served this class, ``seq`` numbers the jobs in the order they joined, and a
+    batch that serves only a prefix of the window delays the unserved rest by one, a range
+    update that is one point update of a Fenwick tree over ``seq`` (``delay(seq)`` is a prefix
+    sum; a job's ``key`` is stored net of the delays before it entered the window). A heap of
+    lower bounds of the window's finish keys finds the finished jobs; an entry is corrected
+    when it reaches the top. A batch costs O(log n) plus O(log n) per finished job, however
+    long the queue.
+
+    The jobs that finish in one batch are returned in job-id order (as the heap pops them:
+    every entry popped in a round has the key ``G``).
     """
 
-    __slots__ = ("G", "alive", "heap")
+    __slots__ = ("G", "alive", "cap", "heap", "outside", "seq", "total", "tree")
 
-    def __init__(self) -> None:
-        self.alive: dict[Job, int] = {}
+    def __init__(self, cap: int = 1 << 62) -> None:
+        self.alive: dict[Job, int] = {}  # the window, oldest first: job -> key
+        self.outside: deque[tuple[Job, int]] = deque()  # the rest: (job, remaining tokens)
         self.heap: list[tuple[int, int, Job]] = []
         self.G = 0
+        self.cap = cap
+        self.tree = [0] * 1025  # Fenwick tree over sequence numbers 1..1024 (grows)
+        self.seq = 0  # the last sequence number given
+        self.total = 0  # every delay added so far (the prefix sum past the last number)
 
     def __len__(self) -> int:
-        return len(self.alive)
+        return len(self.alive) + len(self.outside)
+
+    def _delay(self, seq: int) -> int:
+        """Delays that apply to the job numbered ``seq`` (a Fenwick prefix sum)."""
+        tree = self.tree
+        s = 0
+        while seq:
+            s += tree[seq]
+            seq &= seq - 1
+        return s
+
+    def _renumber(self) -> None:
+        """Number the jobs again from 1, folding the delays into the window's keys."""
+        alive = self.alive
+        total = self.total
+        i = 0
+        for job, key in alive.items():
+            if total:
+                alive[job] = key + self._delay(job.dseq)  # type: ignore[attr-defined]
+            i += 1
+            job.dseq = i  # type: ignore[attr-defined]
+        for job, _ in self.outside:
+            i += 1
+            job.dseq = i  # type: ignore[attr-defined]
+        self.seq = i
+        self.tree = [0] * (max(1024, 4 * i) + 1)
+        self.total = 0
 
     def add(self, job: Job, tokens: int) -> None:
-        key = self.G + tokens
-        self.alive[job] = key
-        heapq.heappush(self.heap, (key, job.id, job))
+        """``job`` starts decoding ``tokens`` tokens (the youngest of the queue)."""
+        seq = self.seq + 1
+        if seq >= len(self.tree):
+            self._renumber()
+            seq = self.seq + 1
+        self.seq = seq
+        job.dseq = seq
+        alive = self.alive
+        if len(alive) < self.cap:  # then nothing waits outside
+            key = self.G + tokens
+            alive[job] = key - self.total
+            heapq.heappush(self.heap, (key, job.id, job))
+        else:
+            self.outside.append((job, tokens))
 
     def remaining(self, job: Job) -> int:
-        return self.alive[job] - self.G
+        """Decode tokens ``job`` still needs."""
+        if job in self.alive:
+            return self.alive[job] + self._delay(job.dseq) - self.G
+        return next(tokens for other, tokens in self.outside if other is job)
+
+    def context(self, m: int) -> int:
+        """KV tokens the oldest ``m`` jobs read: prompt plus decode tokens done, each."""
+        total, G = self.total, self.G
+        read = 0
+        for job, key in islice(self.alive.items(), m):
+            if total:
+                key += self._delay(job.dseq)
+            read += job.prompt + job.dec_tokens - (key - G)
+        return read
 
     def serve(self, m: int) -> list[Job]:
-        """One decode token to each of the ``m`` oldest jobs; the jobs that finish."""
-        alive, heap = self.alive, self.heap
-        D = len(alive)
+        """One decode token to each of the ``m`` oldest jobs (``m`` at most the window's
+        size); the jobs that finish."""
         if m <= 0:
             return []
-        if m >= D:
-            self.G += 1
-        elif m <= D - m:
-            for job in list(islice(alive, m)):
-                key = alive[job] - 1
-                alive[job] = key
-                heapq.heappush(heap, (key, job.id, job))
-        else:
-            for job in list(islice(reversed(alive), D - m)):
-                alive[job] += 1
-            self.G += 1
-        G = self.G
+        alive = self.alive
+        if m < len(alive):  # the rest of the window waits: delay numbers >= its first one's
+            seq = next(islice(alive, m, None)).dseq
+            tree = self.tree
+            size = len(tree)
+            while seq < size:
+                tree[seq] += 1
+                seq += seq & -seq
+            self.total += 1
+        self.G = G = self.G + 1
+        heap = self.heap
+        if not heap or heap[0][0] > G:
+            return []
         done: list[Job] = []
+        total = self.total
         while heap and heap[0][0] <= G:
-            key, _, job = heapq.heappop(heap)
-            cur = alive.get(job)
-            if cur is None or cur < key:
-                continue  # finished already, or a stale entry of a lowered key
-            if cur == G:
-                del alive[job]
+            entry = heapq.heappop(heap)
+            job = entry[2]
+            key = alive[job]
+            if total:
+                seq = job.dseq
+                tree = self.tree
+                while seq:
+                    key += tree[seq]
+                    seq &= seq - 1
+            if key == G:
                 done.append(job)
-            else:  # the key was raised: re-file it
-                heapq.heappush(heap, (cur, job.id, job))
+            else:  # delayed: file it again at its true key
+                heapq.heappush(heap, (key, entry[1], job))
+        if done:
+            for job in done:
+                del alive[job]
+            outside = self.outside
+            if outside:  # the oldest waiting jobs take the freed places in the window
+                for _ in range(min(len(done), len(outside))):
+                    job, tokens = outside.popleft()
+                    key = G + tokens
+                    alive[job] = key - total
+                    heapq.heappush(heap, (key, job.id, job))
         return done
 
 
@@ -145,6 +239,7 @@ class Job:
         "arrived",
         "cls",
         "dec_tokens",
+        "dseq",
         "engine",
         "fork",
         "id",
@@ -155,18 +250,28 @@ class Job:
     )
 
     def __init__(
-        self, jid: int, cls: int, engine: int, arrived: float, workflow: int, fork: int
+        self,
+        jid: int,
+        cls: int,
+        engine: int,
+        arrived: float,
+        workflow: tuple[int, float, int],
+        fork: int,
+        pre_left: int | float = 0,
+        work: float = 0.0,
+        dec_tokens: int = 0,
+        prompt: int = 0,
     ) -> None:
         self.id = jid
         self.cls = cls
         self.engine = engine
         self.arrived = arrived
-        self.workflow = workflow
+        self.workflow = workflow  # the instance's token: (id, arrival time, workflow index)
         self.fork = fork
-        self.pre_left = 0  # prefill tokens left (LLM), or service seconds left (station)
-        self.work = 0.0  # total work: tokens (LLM) or seconds (station)
-        self.dec_tokens = 0  # decode tokens (LLM)
-        self.prompt = 0  # prompt tokens (LLM)
+        self.pre_left = pre_left  # prefill tokens left (LLM), or service seconds left (station)
+        self.work = work  # total work: tokens (LLM) or seconds (station)
+        self.dec_tokens = dec_tokens  # decode tokens (LLM)
+        self.prompt = prompt  # prompt tokens (LLM)
 
     def __lt__(self, other: Job) -> bool:
         return self.id < other.id
@@ -179,10 +284,13 @@ class _Engine:
         self.index = index
         self.llm = isinstance(spec, LLMEngine)
         self.classes = classes
+        self.single = len(classes) == 1  # one class: nothing to order, never a decision
+        self.fixed: tuple[int, ...] | None = None  # the policy's order here, if it never changes
+        self.rank: list[int] | None = None  # station, policy mode: each class's place in it
+        self.repeat: tuple[BatchPlan, bool] | None = None  # LLM: the last batch, if reusable
         self.wait: dict[int, deque[Job]] = {k: deque() for k in classes}
-        self.dec: dict[int, DecodeQueue] = {k: DecodeQueue() for k in classes}
         self.unstarted: dict[int, deque[Job]] = {k: deque() for k in classes}  # no token yet
-        self.busy = False
+        self.busy = False  # LLM: a batch is running (a station's job in service: current)
         self.decide_pending = False
         self.backlog = 0.0  # remaining work at this engine: tokens, or seconds at a station
         self.n_wait = 0  # jobs whose prefill (or service) has not finished
@@ -194,13 +302,15 @@ class _Engine:
         self.warm_stats = Counters()
         self.current: Job | None = None  # station: the job in service
         self.started = 0.0
-        self.version = 0
+        self.version = 0  # station: the number of the completion event due (0: none)
         self.rr = 0
+        cap = 1 << 62
         if self.llm:
             assert isinstance(spec, LLMEngine)
             self.sched = make_scheduler(spec.scheduler)
             self.b = spec.token_budget
             self.kmax = spec.max_seqs if spec.max_seqs is not None else 1 << 62
+            cap = min(self.b, self.kmax)
             self.bt = spec.batch_time
             self.table = batch_time_table(spec.engine_spec())
             bt = self.bt
@@ -208,18 +318,20 @@ class _Engine:
             self.decode_first = spec.scheduler.decode_first
             self.mixes = spec.scheduler.mixes
             self.request_level = spec.scheduler.request_level
+        self.dec: dict[int, DecodeQueue] = {k: DecodeQueue(cap) for k in classes}
         self.kv = 0  # KV-cache tokens held: prompt tokens computed + decoded tokens, resident
         self.kv_max = 0
-
-    # the queues as a scheduler reads them (policyopt.sim.schedulers.base.Queues)
-    def decoding(self, k: int) -> int:
-        return len(self.dec[k].alive)
-
-    def waiting(self, k: int) -> int:
-        return len(self.wait[k])
-
-    def prompts(self, k: int) -> tuple[Iterable[int], int]:
-        return (job.pre_left for job in self.wait[k]), 0
+        # the queues as a scheduler reads them (policyopt.sim.schedulers.base.Queues); plain
+        # functions over this engine's dicts, cheaper to call than methods
+        dec, wait = self.dec, self.wait
+        alive = {k: q.alive for k, q in dec.items()}
+        outside = {k: q.outside for k, q in dec.items()}
+        self.decoding: Callable[[int], int] = lambda k: len(alive[k]) + len(outside[k])
+        self.waiting: Callable[[int], int] = lambda k: len(wait[k])
+        self.prompts: Callable[[int], tuple[Iterable[int], int]] = lambda k: (
+            map(_PRE_LEFT, wait[k]),
+            0,
+        )
 
     def remaining(self) -> Iterator[int]:
         """Prefill tokens left of every waiting prompt at this engine."""
@@ -288,6 +400,7 @@ class NetworkSimulator:
         self.policy_splits = self.policy is not None and self.policy.splits
         self.policy_name = "external" if self.policy is None else self.policy.name
         self.pending: int | None = None  # external mode: the engine whose decision is pending
+        self._skip = False  # external mode: decisions with one class of work are taken
         self.finished = False  # the end-of-run bookkeeping is done
         self.decisions = 0  # decisions with a choice: policy.order calls, or decide() calls
         self.horizon = float(horizon)
@@ -313,6 +426,11 @@ class NetworkSimulator:
         ]
         P = topo.routing_matrix().toarray()
         rate = np.array([1.0 / w if w > 0 else 0.0 for w in topo.work])
+        # Jobs per class: the simulator counts in a Python list; ``self.jobs`` is the numpy
+        # buffer the view exposes read-only. It is written at every change when something
+        # outside may read it mid-run (a policy that reads the view, or external mode), else
+        # brought up to date whenever control leaves the simulator (_sync_jobs).
+        self._jobs = [0.0] * K
         self.jobs = np.zeros(K)
         self.view = NetworkView(
             net, self.jobs, tuple(map(tuple, classes_at)), P, rate, simulator=self
@@ -322,17 +440,57 @@ class NetworkSimulator:
         # processed, as of the last batch formed) or seconds (station, as of the last start)
         self.work_left = [0.0] * K
         self.events: list[tuple[float, int, int, int, object]] = []
+        # engines whose decision is due now (DECIDE events, in the order they were raised):
+        # they sort after every other event at the same instant, so they wait here, not in
+        # the heap, until the heap's next event is later than now
+        self.decide_queue: deque[int] = deque()
         self.seq = 0
         self.next_id = 0
         self.jobs_created = 0  # class visits started (for benchmarks)
         self.now = 0.0
         self.forks: dict[int, list[int]] = {}  # fork id -> [branches left, join class, parent]
-        self.flows: dict[int, tuple[float, int]] = {}  # workflow instance -> (arrival, index)
+        # a workflow instance is known by its token (id, arrival time, workflow index), which
+        # its jobs carry (Job.workflow)
         self.buffers: list[list[tuple[int, int] | float]] = [[] for _ in range(K)]
-        # statistics
-        self.area = np.zeros(K)  # job-seconds per class inside [warmup, horizon]
-        self.last_change = np.zeros(K)
-        self.done_class = np.zeros(K, dtype=np.int64)
+        # per class: its engine when it has one (else -1), and the class its jobs go to
+        # next when that is fixed (a class index, EXIT or JOIN; None: random or fork)
+        self._engine_of = [e[0] if len(e) == 1 else -1 for e in topo.eligible]
+        self._next = [
+            s.targets[0] if s.kind in ("exit", "join", "next") else None for s in topo.steps
+        ]
+        # interarrival times, drawn in blocks (the same numbers: one stream per workflow)
+        self._gap = [
+            1.0 / w.arrival.rate if w.arrival.kind == "deterministic" else None
+            for w in net.workflows
+        ]
+        self._scale = [1.0 / w.arrival.rate for w in net.workflows]
+        self._arrivals: list[list[float]] = [[] for _ in net.workflows]
+        # routing draws in blocks too, unless the stream also picks engines (interleaved)
+        self._route_block = not any(
+            r == "random" and len(e) > 1 for r, e in zip(topo.routing, topo.eligible, strict=True)
+        )
+        self._uniforms: list[float] = []
+        # A policy whose order never changes (a static priority) is asked once per engine.
+        # At a station whose order is known that way (or that serves one class), a job that
+        # arrives behind the job in service, in that order, changes nothing: the decision is
+        # counted but not taken (policy mode).
+        policy_ = self.policy
+        fixed = policy_ is not None and type(policy_).order is StaticPriority.order
+        self._fcfs = policy_ is not None and type(policy_).order is FCFS.order
+        for eng in self.engines:
+            if fixed and not eng.single:
+                eng.fixed = tuple(policy_.order(eng.index, self.view))  # type: ignore[union-attr, arg-type]
+            if policy_ is not None and not eng.llm and (eng.single or eng.fixed is not None):
+                order = eng.classes if eng.fixed is None else eng.fixed
+                eng.rank = [len(order)] * K
+                for r, k in enumerate(order):
+                    eng.rank[k] = r
+        self._mirror = policy_ is None or not (fixed or self._fcfs)
+        self._pause_gc = policy_ is None or type(policy_) in (FCFS, StaticPriority, MaxPressure)
+        # statistics (Python lists in the hot loop; numpy arrays through the properties)
+        self._area = [0.0] * K  # job-seconds per class inside [warmup, horizon]
+        self._last = [0.0] * K  # when each class's count last changed
+        self._done_class = [0] * K
         w = max(1, len(net.workflows))
         self.flow_hist = [LogHistogram() for _ in range(w)]
         self.flow_sum = np.zeros(w)
@@ -343,13 +501,14 @@ class NetworkSimulator:
         self.window_edges = self.warmup + self.jobs_windows.width * np.arange(1, windows + 1)
         self.window_area = np.zeros(windows + 1)  # total job-seconds at each window edge
         self.next_edge = 0
-        self.flow_log: list[tuple[int, float, float]] = []
+        # finished workflows (index, arrival, departure), folded now and then
+        self.flow_log = (array("q"), array("d"), array("d"))
         # per class, jobs arriving after warm-up: time in the class and (LLM) to first token;
         # logged as (2k or 2k + 1, seconds), folded into histograms now and then
         self.class_hist = [LogHistogram() for _ in range(2 * K)]
         self.class_sum = np.zeros(2 * K)
         self.class_n = np.zeros(2 * K, dtype=np.int64)
-        self.time_log: list[tuple[int, float]] = []
+        self.time_log = (array("q"), array("d"))
         self.samples = int(samples)
         self.sample_t = np.linspace(0.0, self.horizon, self.samples, endpoint=False)
         self.sample_jobs = np.full(self.samples, np.nan)
@@ -358,6 +517,8 @@ class NetworkSimulator:
         self.t_next_sample = float(self.sample_t[0]) if self.samples else INF
         self.t_next_edge = float(self.window_edges[0])
         self.warm = self.warmup <= 0
+        # the first time at which warm-up ends, a sample is due or a window edge is reached
+        self.t_check = self._next_check()
         self.sources: dict[int, tuple[list[float], list[int]]] = {}
         for name, source in (requests or {}).items():
             self._add_source(name, source)
@@ -365,6 +526,57 @@ class NetworkSimulator:
             t = self._interarrival(i)
             if t < INF:
                 self._push(t, ARRIVAL, i, None)
+        # what the event loop reads, gathered once (it runs once per decision in external mode)
+        self._hot = (
+            self.events,
+            self.decide_queue,
+            self.engines,
+            topo.entries,
+            self.horizon,
+            self.warmup,
+            self.external,
+            self.trace is None,  # steps written out in the loop (with a trace, called)
+            self.work_left,
+            self._last,
+            self._area,
+            self._jobs,
+            self.jobs if self._mirror else None,
+            self._done_class,
+            *self.time_log,
+            *self.flow_log,
+            self._next,
+            self._engine_of,
+            self.buffers,
+            # per workflow: its block of interarrival times if Poisson (else None)
+            [
+                None if self._gap[i] is not None or i in self.sources else self._arrivals[i]
+                for i in range(len(net.workflows))
+            ],
+        )
+        # the queues a class_state reads: (class, queue) at every engine, and the stations
+        self._queues = [(k, eng.wait[k]) for eng in self.engines for k in eng.classes]
+        self._stations = [eng for eng in self.engines if not eng.llm]
+
+    # ------------------------------------------------------------------ read-only arrays
+    @property
+    def area(self) -> np.ndarray:
+        """Job-seconds per class in ``[warmup, t]``, ``t`` the class's last change."""
+        return np.array(self._area)
+
+    @property
+    def last_change(self) -> np.ndarray:
+        """When each class's job count last changed (s)."""
+        return np.array(self._last)
+
+    @property
+    def done_class(self) -> np.ndarray:
+        """Jobs of each class completed after warm-up."""
+        return np.array(self._done_class, dtype=np.int64)
+
+    def _sync_jobs(self) -> None:
+        """Bring the numpy job counts (``self.jobs``, the view's ``jobs``) up to date."""
+        if not self._mirror:
+            self.jobs[:] = self._jobs
 
     def _add_source(self, name: str, source: RequestSource) -> None:
         """Workflow ``name`` takes its arrivals and its entry jobs' tokens from ``source``."""
@@ -399,10 +611,27 @@ class NetworkSimulator:
                     return INF
                 pos[0] += 1
                 return times[pos[0] - 1]
-        arr = self.net.workflows[i].arrival
-        if arr.kind == "deterministic":
-            return self.now + 1.0 / arr.rate
-        return self.now + float(self.arrival_rng[i].exponential(1.0 / arr.rate))
+        gap = self._gap[i]
+        if gap is not None:
+            return self.now + gap
+        buf = self._arrivals[i]
+        if not buf:
+            self._draw_arrivals(i)
+        return self.now + buf.pop()
+
+    def _draw_arrivals(self, i: int) -> None:
+        """The next block of interarrival times of workflow ``i`` (Poisson)."""
+        gaps = self.arrival_rng[i].exponential(self._scale[i], BLOCK).tolist()
+        self._arrivals[i].extend(reversed(gaps))
+
+    def _uniform(self) -> float:
+        """The next routing draw, uniform on [0, 1)."""
+        if not self._route_block:
+            return float(self.route_rng.random())
+        buf = self._uniforms
+        if not buf:
+            buf.extend(reversed(self.route_rng.random(BLOCK).tolist()))
+        return buf.pop()
 
     def _draw_work(self, k: int) -> tuple[int, int] | float:
         buf = self.buffers[k]
@@ -410,39 +639,84 @@ class NetworkSimulator:
             rng = self.work_rng[k]
             wl = self.workloads[k]
             if wl is not None:
-                p = wl.prompt_dist.sample(rng, 1024, wl.max_prompt_len).tolist()
-                d = wl.output_dist.sample(rng, 1024, wl.max_output_len).tolist()
+                p = wl.prompt_dist.sample(rng, BLOCK, wl.max_prompt_len).tolist()
+                d = wl.output_dist.sample(rng, BLOCK, wl.max_output_len).tolist()
                 buf.extend(zip(reversed(p), reversed(d), strict=True))
             else:
                 svc = self.class_specs[k].service
                 assert svc is not None
-                buf.extend(reversed(svc.sample(rng, 1024).tolist()))
+                buf.extend(reversed(svc.sample(rng, BLOCK).tolist()))
         return buf.pop()
 
     def _count(self, k: int, delta: int) -> None:
-        """Change the job count of class ``k`` at the current time (time-average bookkeeping)."""
+        """Change the job count of class ``k`` at the current time (time-average bookkeeping;
+        inlined where jobs start and complete)."""
         t = self.now
-        lo = self.last_change[k]
+        lo = self._last[k]
         if lo < self.warmup:
             lo = self.warmup
         hi = t if t < self.horizon else self.horizon
+        jobs = self._jobs
+        n = jobs[k]
         if hi > lo:
-            self.area[k] += self.jobs[k] * (hi - lo)
-        self.last_change[k] = t
-        self.jobs[k] += delta
+            self._area[k] += n * (hi - lo)
+        self._last[k] = t
+        jobs[k] = n = n + delta
+        self.jobs[k] = n
 
     def _area_at(self, t: float) -> float:
         """Job-seconds of all classes accumulated in ``[warmup, t]``."""
         lo = np.maximum(self.last_change, self.warmup)
         return float(self.area.sum() + (self.jobs * np.clip(t - lo, 0.0, None)).sum())
 
+    def _next_check(self) -> float:
+        """The first time at which warm-up ends, a sample is due or a window edge is reached."""
+        t = self.t_next_sample if self.t_next_sample < self.t_next_edge else self.t_next_edge
+        if not self.warm and self.warmup < t:
+            t = self.warmup
+        return t
+
+    def _bookkeep(self, t: float) -> None:
+        """Warm-up, samples and window edges due at an event at time ``t`` (before it)."""
+        self._sync_jobs()
+        engines = self.engines
+        if not self.warm and t >= self.warmup:
+            self.warm = True
+            for e in engines:
+                e.warm_stats = e.stats.copy()
+        if t > self.t_next_sample:
+            while self.next_sample < self.samples and self.sample_t[self.next_sample] < t:
+                i = self.next_sample
+                self.sample_jobs[i] = self.jobs.sum()
+                for e in engines:
+                    self.sample_backlog[e.index, i] = e.backlog
+                self.next_sample += 1
+            self.t_next_sample = (
+                float(self.sample_t[self.next_sample]) if self.next_sample < self.samples else INF
+            )
+        if t >= self.t_next_edge:
+            while (
+                self.next_edge < len(self.window_edges) and self.window_edges[self.next_edge] <= t
+            ):
+                self.window_area[self.next_edge + 1] = self._area_at(
+                    self.window_edges[self.next_edge]
+                )
+                self.next_edge += 1
+            self.t_next_edge = (
+                float(self.window_edges[self.next_edge])
+                if self.next_edge < len(self.window_edges)
+                else INF
+            )
+        self.t_check = self._next_check()
+
     # ------------------------------------------------------------------ jobs
-    def _new_job(self, k: int, workflow: int, fork: int) -> None:
-        topo = self.topo
-        elig = topo.eligible[k]
-        if len(elig) == 1:
-            j = elig[0]
-        else:
+    def _new_job(self, k: int, workflow: tuple[int, float, int], fork: int) -> None:
+        """A job of class ``k`` starts now, for the workflow instance ``workflow`` (its token:
+        id, arrival time, workflow index), inside fork ``fork`` (-1: none)."""
+        j = self._engine_of[k]
+        if j < 0:
+            topo = self.topo
+            elig = topo.eligible[k]
             rule = topo.routing[k]
             if rule == "round_robin":
                 eng = self.engines[elig[0]]
@@ -452,130 +726,173 @@ class NetworkSimulator:
                 j = elig[int(self.route_rng.integers(len(elig)))]
             else:  # jsq: least remaining work
                 j = min(elig, key=lambda e: (self.engines[e].backlog, e))
-        job = Job(self.next_id, k, j, self.now, workflow, fork)
-        self.next_id += 1
+        now = self.now
+        jid = self.next_id
+        self.next_id = jid + 1
         self.jobs_created += 1
         if self.trace is not None:
-            self.trace.append((self.now, "start", k, workflow, fork))
+            self.trace.append((now, "start", k, workflow[0], fork))
         eng = self.engines[j]
-        w = self._draw_work(k)
+        buf = self.buffers[k]
+        w = buf.pop() if buf else self._draw_work(k)
         if eng.llm:
             p, d = w  # type: ignore[misc]
-            job.pre_left = p
-            job.prompt = p
-            job.work = float(p + d)
-            job.dec_tokens = d
+            work = float(p + d)
+            job = Job(jid, k, j, now, workflow, fork, p, work, d, p)
+            eng.pre_backlog += p
+            eng.repeat = None  # the queues changed: form the next batch afresh
         else:
-            job.pre_left = w  # type: ignore[assignment]
-            job.work = float(w)  # type: ignore[arg-type]
-        eng.backlog += job.work
-        eng.arrived_work += job.work
-        self.work_left[k] += job.work
+            work = float(w)  # type: ignore[arg-type]
+            job = Job(jid, k, j, now, workflow, fork, w, work)
+        eng.backlog += work
+        eng.arrived_work += work
+        self.work_left[k] += work
         eng.wait[k].append(job)
         eng.n_wait += 1
-        if eng.llm:
-            eng.pre_backlog += job.pre_left
-        self._count(k, +1)
+        # self._count(k, +1), inlined
+        lo = self._last[k]
+        if lo < self.warmup:
+            lo = self.warmup
+        hi = now if now < self.horizon else self.horizon
+        jobs = self._jobs
+        n = jobs[k]
+        if hi > lo:
+            self._area[k] += n * (hi - lo)
+        self._last[k] = now
+        jobs[k] = n = n + 1
+        if self._mirror:
+            self.jobs[k] = n
         if not eng.decide_pending and (not eng.busy or not eng.llm):
-            eng.decide_pending = True
-            self._push(self.now, DECIDE, j, None)
+            cur = eng.current
+            if cur is not None and eng.rank is not None and eng.rank[k] >= eng.rank[cur.cls]:
+                # behind the job in service in a fixed order: the decision keeps it
+                if not eng.single:
+                    self.decisions += 1
+            else:
+                eng.decide_pending = True
+                self.decide_queue.append(j)
 
     def _complete(self, job: Job) -> None:
         """Route a finished job to its workflow's next step."""
         k = job.cls
-        self._count(k, -1)
+        now = self.now
+        # self._count(k, -1), inlined
+        lo = self._last[k]
+        warmup = self.warmup
+        if lo < warmup:
+            lo = warmup
+        hi = now if now < self.horizon else self.horizon
+        jobs = self._jobs
+        n = jobs[k]
+        if hi > lo:
+            self._area[k] += n * (hi - lo)
+        self._last[k] = now
+        jobs[k] = n = n - 1
+        if self._mirror:
+            self.jobs[k] = n
         if self.trace is not None:
-            self.trace.append((self.now, "done", k, job.workflow, job.fork))
-        if self.now >= self.warmup:
-            self.done_class[k] += 1
-        if job.arrived >= self.warmup:
-            self._log_time(2 * k, self.now - job.arrived)
-        step = self.topo.steps[k]
-        if step.kind == "random":
-            u = float(self.route_rng.random())
-            acc = 0.0
-            target = step.targets[-1]
-            for t, p in zip(step.targets, step.probs, strict=True):
-                acc += p
-                if u < acc:
-                    target = t
-                    break
-        elif step.kind == "fork":
-            fid = self.next_id
-            self.next_id += 1
-            self.forks[fid] = [len(step.targets), int(step.join_class), job.fork]  # type: ignore[arg-type]
-            for t in step.targets:
-                self._new_job(t, job.workflow, fid)
-            return
-        else:
-            target = step.targets[0]
-        if target == EXIT:
-            self._finish_flow(job.workflow)
+            self.trace.append((now, "done", k, job.workflow[0], job.fork))
+        if now >= warmup:
+            self._done_class[k] += 1
+        if job.arrived >= warmup:
+            codes, vals = self.time_log
+            codes.append(2 * k)
+            vals.append(now - job.arrived)
+            if len(codes) >= 65536:
+                self._fold_times()
+        self._route(job, k)
+
+    def _route(self, job: Job, k: int) -> None:
+        """Send ``job`` (of class ``k``, just completed) to its workflow's next step."""
+        target = self._next[k]
+        if target is None:
+            step = self.topo.steps[k]
+            if step.kind == "random":
+                u = self._uniform()
+                acc = 0.0
+                target = step.targets[-1]
+                for t, p in zip(step.targets, step.probs, strict=True):
+                    acc += p
+                    if u < acc:
+                        target = t
+                        break
+            else:  # fork
+                fid = self.next_id
+                self.next_id += 1
+                self.forks[fid] = [len(step.targets), int(step.join_class), job.fork]  # type: ignore[arg-type]
+                for t in step.targets:
+                    self._new_job(t, job.workflow, fid)
+                return
+        if target >= 0:
+            self._new_job(target, job.workflow, job.fork)
+        elif target == EXIT:
+            _, t0, w = job.workflow
+            ws, arrived, left = self.flow_log
+            ws.append(w)
+            arrived.append(t0)
+            left.append(self.now)
+            if len(ws) >= 65536:
+                self._fold_flows()
         elif target == JOIN:
             rec = self.forks[job.fork]
             rec[0] -= 1
             if rec[0] == 0:
                 del self.forks[job.fork]
                 self._new_job(rec[1], job.workflow, rec[2])
-        else:
-            self._new_job(target, job.workflow, job.fork)
-
-    def _finish_flow(self, flow: int) -> None:
-        t0, w = self.flows.pop(flow)
-        self.flow_log.append((w, t0, self.now))
-        if len(self.flow_log) >= 65536:
-            self._fold_flows()
 
     def _log_time(self, code: int, seconds: float) -> None:
-        self.time_log.append((code, seconds))
-        if len(self.time_log) >= 65536:
+        codes, vals = self.time_log
+        codes.append(code)
+        vals.append(seconds)
+        if len(codes) >= 65536:
             self._fold_times()
 
     def _fold_times(self) -> None:
         """Fold the logged per-class times into the streaming statistics."""
-        if not self.time_log:
+        codes_a, vals_a = self.time_log
+        if not codes_a:
             return
-        arr = np.array(self.time_log)
-        self.time_log.clear()
-        codes = arr[:, 0].astype(np.int64)
+        codes = np.frombuffer(codes_a, dtype=np.int64).copy()
+        values = np.frombuffer(vals_a, dtype=np.float64).copy()
+        del codes_a[:], vals_a[:]
         for c in np.unique(codes).tolist():
-            vals = arr[codes == c, 1]
+            vals = values[codes == c]
             self.class_hist[c].add(vals)
             self.class_sum[c] += float(vals.sum())
             self.class_n[c] += len(vals)
 
     def _fold_flows(self) -> None:
         """Fold finished workflows into the streaming statistics."""
-        if not self.flow_log:
+        ws_a, arrived_a, left_a = self.flow_log
+        if not ws_a:
             return
-        arr = np.array(self.flow_log)
-        self.flow_log.clear()
+        ws = np.frombuffer(ws_a, dtype=np.int64).copy()
+        arrived = np.frombuffer(arrived_a, dtype=np.float64).copy()
+        left = np.frombuffer(left_a, dtype=np.float64).copy()
+        del ws_a[:], arrived_a[:], left_a[:]
         for w in range(len(self.flow_hist)):
-            rows = arr[arr[:, 0] == w]
-            self.flow_done[w].add(rows[:, 2])
-            meas = rows[rows[:, 1] >= self.warmup]
-            lat = meas[:, 2] - meas[:, 1]
+            rows = ws == w
+            a, e = arrived[rows], left[rows]
+            self.flow_done[w].add(e)
+            meas = a >= self.warmup
+            lat = e[meas] - a[meas]
             self.flow_hist[w].add(lat)
             self.flow_sum[w] += float(lat.sum())
             self.flow_n[w] += len(lat)
 
     # ------------------------------------------------------------------ engines
-    def _decide(self, eng: _Engine) -> None:
-        eng.decide_pending = False
-        self.view.now = self.now
-        if eng.llm:
-            if not eng.busy:
-                self._form_batch(eng)
-        else:
-            self._station_decide(eng)
-
-    def _order(self, eng: _Engine) -> list[int] | tuple[int, ...]:
-        if len(eng.classes) == 1:
+    def _order(self, eng: _Engine) -> Sequence[int]:
+        """The policy's order of ``eng``'s classes now (counts the decision)."""
+        if eng.single:
             return eng.classes  # nothing to order
         self.decisions += 1
-        order = self.policy.order(eng.index, self.view)  # type: ignore[union-attr]
-        if order is not None:
-            return order
+        if eng.fixed is not None:
+            return eng.fixed
+        if not self._fcfs:
+            self._sync_jobs()
+            order = self.policy.order(eng.index, self.view)  # type: ignore[union-attr]
+            if order is not None:
+                return order
         return self.fcfs_order(eng.index)
 
     def fcfs_order(self, j: int) -> list[int]:
@@ -604,24 +921,47 @@ class NetworkSimulator:
         if D == 0 and Q == 0:
             eng.busy = False
             return
-        if order is None:
-            order = self._order(eng)
-            if self.policy_splits:
-                decode_cap = self.policy.decode_cap(eng.index, self.view)  # type: ignore[union-attr]
         b, kmax = eng.b, eng.kmax
-        A = D + eng.pre_backlog  # tokens of work available now
-        plan = eng.sched.form(eng, order, b, kmax, decode_cap)
+        repeat = eng.repeat
+        if order is None and repeat is not None:
+            # the queues the scheduler reads are as they were at the last batch, and so is
+            # the order: the same batch again (schedulers do not read the clock)
+            plan, nwc = repeat
+            if not eng.single:
+                self.decisions += 1  # the (fixed) order a policy-mode decision takes
+        else:
+            reusable = False
+            if order is None:
+                if eng.single:
+                    order = eng.classes
+                    reusable = not self.policy_splits
+                else:
+                    order = self._order(eng)
+                    reusable = eng.fixed is not None and not self.policy_splits
+                if self.policy_splits:
+                    self._sync_jobs()
+                    decode_cap = self.policy.decode_cap(eng.index, self.view)  # type: ignore[union-attr]
+            plan = eng.sched.form(eng, order, b, kmax, decode_cap)
+            n = plan.x + plan.m
+            if n == 0:  # cannot happen with work present; guard against a frozen clock
+                raise RuntimeError(f"empty batch at t={self.now} at engine {eng.index}")
+            # work conservation, judged on the queues the batch was formed from
+            nwc = (
+                n != b
+                and n < D + eng.pre_backlog  # not all the work available now
+                and not_work_conserving(n, D + eng.pre_backlog, b, kmax, D, Q, eng.remaining)
+            )
+            # a batch without prefill leaves the prompts as they were
+            eng.repeat = (plan, nwc) if reusable and plan.x == 0 else None
         x, m = plan.x, plan.m
         n = x + m
-        if n == 0:  # cannot happen with work present; guard against a frozen clock
-            raise RuntimeError(f"empty batch at t={self.now} at engine {eng.index}")
         dec, wait = eng.dec, eng.wait
         st = eng.stats
-        # work conservation, judged on the queues the batch was formed from
-        if n != b and not_work_conserving(n, A, b, kmax, D, Q, eng.remaining):
+        if nwc:
             st.not_work_conserving += 1
-        if eng.table is not None:
-            dt = eng.table[n]
+        table = eng.table
+        if table is not None:
+            dt = table[n]
         else:
             kv_read = 0
             if eng.kv_matters:  # context read: continued prompts, and every decoder served
@@ -629,10 +969,7 @@ class NetworkSimulator:
                     head = wait[k][0]
                     kv_read += head.prompt - head.pre_left
                 for k, mk in plan.decode:
-                    dq = dec[k]
-                    alive, G = dq.alive, dq.G
-                    for job in islice(alive, mk):
-                        kv_read += job.prompt + job.dec_tokens - (alive[job] - G)
+                    kv_read += dec[k].context(mk)
             dt = eng.bt.seconds(x, m, kv_read)
             if not eng.bt.in_range(n, kv_read):
                 st.out_of_range += 1
@@ -640,50 +977,68 @@ class NetworkSimulator:
         if self.record:
             self._record(eng, plan, t_end)
         # KV cache: context held during the batch, then the batch's new tokens
-        st.kv_area += eng.kv * dt
-        kv = eng.kv + n
+        kv = eng.kv
+        st.kv_area += kv * dt
+        kv += n
         if kv > eng.kv_max:
             eng.kv_max = kv
         # tokens processed now; completions take effect when the batch ends
         finished: list[Job] = []
         work_left = self.work_left
+        unstarted = eng.unstarted
         for k, mk in plan.decode:
-            us = eng.unstarted[k]
+            us = unstarted[k]
+            dq = dec[k]
             if us:  # the youngest decoders have no token yet: those served now get their first
-                for _ in range(mk - (len(dec[k].alive) - len(us))):
+                warmup = self.warmup
+                codes, vals = self.time_log
+                for _ in range(mk - (len(dq.alive) + len(dq.outside) - len(us))):
                     job = us.popleft()
-                    if job.arrived >= self.warmup:
-                        self._log_time(2 * k + 1, t_end - job.arrived)
-            done = dec[k].serve(mk)
+                    if job.arrived >= warmup:
+                        codes.append(2 * k + 1)
+                        vals.append(t_end - job.arrived)
+                        if len(codes) >= 65536:
+                            self._fold_times()
+            done = dq.serve(mk)
             if done:
-                finished.extend(done)
+                if finished:
+                    finished.extend(done)
+                else:
+                    finished = done
                 for job in done:  # a finished request frees its whole context
                     kv -= job.prompt + job.dec_tokens
             work_left[k] -= mk
         eng.kv = kv
-        eng.n_dec -= len(finished)
+        if finished:
+            eng.n_dec -= len(finished)
         for k, whole, chunk in plan.prefill:
             q = wait[k]
-            for _ in range(whole):
-                job = q.popleft()
-                work_left[k] -= job.pre_left
-                job.pre_left = 0
-                dec[k].add(job, job.dec_tokens)
-                eng.unstarted[k].append(job)
-            eng.n_wait -= whole
-            eng.n_dec += whole
+            if whole:
+                dq = dec[k]
+                us = unstarted[k]
+                for _ in range(whole):
+                    job = q.popleft()
+                    work_left[k] -= job.pre_left
+                    job.pre_left = 0
+                    dq.add(job, job.dec_tokens)
+                    us.append(job)
+                eng.n_wait -= whole
+                eng.n_dec += whole
             if chunk:
                 q[0].pre_left -= chunk
                 work_left[k] -= chunk
-        eng.pre_backlog -= x
+        if x:
+            eng.pre_backlog -= x
         eng.backlog -= n
         eng.done_work += n
         st.batches += 1
         st.tokens += n
-        st.full += n == b
+        if n == b:
+            st.full += 1
         st.busy_time += dt
         eng.busy = True
-        self._push(t_end, DONE, eng.index, finished)
+        self.seq += 1
+        heapq.heappush(self.events, (t_end, DONE, self.seq, eng.index, finished))
 
     def _record(self, eng: _Engine, plan: BatchPlan, t_end: float) -> None:
         """Keep the batch about to be served (before the plan is applied): job ids."""
@@ -697,51 +1052,36 @@ class NetworkSimulator:
         self.batches.append(BatchRecord(self.now, t_end, prefill, decode))
 
     def _station_decide(self, eng: _Engine, order: Sequence[int] | None = None) -> None:
+        """Serve, at station ``eng``, the head of the first class of ``order`` (default: the
+        policy's) with a waiting job; preempt the job in service if it is another."""
         if order is None:
             order = self._order(eng)
         chosen = None
+        wait = eng.wait
         for k in order:
-            if eng.wait[k]:
-                chosen = eng.wait[k][0]
+            q = wait[k]
+            if q:
+                chosen = q[0]
                 break
         cur = eng.current
         if chosen is cur:
-            if cur is None:
-                eng.busy = False
             return
+        now = self.now
         if cur is not None:  # preempt
-            used = self.now - eng.started
+            used = now - eng.started
             cur.pre_left -= used
             self.work_left[cur.cls] -= used
             eng.backlog -= used
             eng.done_work += used
             eng.stats.busy_time += used
-        eng.version += 1
         eng.current = chosen
         if chosen is None:
-            eng.busy = False
+            eng.version = 0  # no completion is due
             return
-        eng.busy = True
-        eng.started = self.now
-        self._push(self.now + chosen.pre_left, DONE, eng.index, (eng.version, chosen))
-
-    def _station_done(self, eng: _Engine, payload: tuple[int, Job]) -> None:
-        version, job = payload
-        if version != eng.version:
-            return  # preempted
-        used = self.now - eng.started
-        self.work_left[job.cls] -= used
-        eng.backlog -= used
-        eng.done_work += used
-        eng.stats.busy_time += used
-        eng.stats.batches += 1
-        eng.current = None
-        eng.wait[job.cls].popleft()
-        eng.n_wait -= 1
-        self._complete(job)
-        if not eng.decide_pending:
-            eng.decide_pending = True
-            self._push(self.now, DECIDE, eng.index, None)
+        eng.started = now
+        self.seq = seq = self.seq + 1
+        eng.version = seq  # the completion event's number: a preempted one is stale
+        heapq.heappush(self.events, (now + chosen.pre_left, DONE, seq, eng.index, chosen))
 
     # ------------------------------------------------------------------ main loop
     def run(self, progress: Callable[[float], None] | None = None) -> NetworkSimulator:
@@ -754,87 +1094,317 @@ class NetworkSimulator:
 
     def _loop(self, progress: Callable[[float], None] | None) -> int | None:
         """Process events up to the horizon (``None``), or, in external mode, until an engine
-        must decide (its index; the decision is always the last action of its event)."""
-        events = self.events
-        engines = self.engines
-        horizon = self.horizon
-        ext = self.external
+        must decide (its index; the decision is always the last action of its event).
+
+        The common steps are written out here rather than called (the hot path of every run):
+        a station's completion (:meth:`_complete`, but for the routing of unusual steps, which
+        :meth:`_route` does), a new job at a class served by one engine (:meth:`_new_job`)
+        and a station's decision (:meth:`_station_decide`); with a trace, the first two are
+        called. Decisions due now wait in :attr:`decide_queue` until no other event is left at
+        this instant; a station whose job completed, with nothing else due now, decides at once.
+        """
+        (
+            events,
+            queue,
+            engines,
+            entries,
+            horizon,
+            warmup,
+            ext,
+            inline,
+            work_left,
+            last,
+            area,
+            jobs,
+            jobs_np,
+            done_class,
+            codes,
+            vals,
+            flow_ws,
+            flow_arrived,
+            flow_left,
+            next_of,
+            engine_of,
+            buffers,
+            poisson,
+        ) = self._hot
+        heappop, heappush = heapq.heappop, heapq.heappush
+        t_check = self.t_check
+        now = self.now
         tick = 0
-        while events:
-            t, kind, _, a, payload = events[0]
-            if t >= horizon and kind != DONE:
-                break
-            if t >= horizon and kind == DONE:
-                break
-            heapq.heappop(events)
-            if not self.warm and t >= self.warmup:
-                self.warm = True
-                for e in engines:
-                    e.warm_stats = e.stats.copy()
-            if t > self.t_next_sample:
-                while self.next_sample < self.samples and self.sample_t[self.next_sample] < t:
-                    i = self.next_sample
-                    self.sample_jobs[i] = self.jobs.sum()
-                    for e in engines:
-                        self.sample_backlog[e.index, i] = e.backlog
-                    self.next_sample += 1
-                self.t_next_sample = (
-                    float(self.sample_t[self.next_sample])
-                    if self.next_sample < self.samples
-                    else INF
-                )
-            if t >= self.t_next_edge:
-                while (
-                    self.next_edge < len(self.window_edges)
-                    and self.window_edges[self.next_edge] <= t
-                ):
-                    self.window_area[self.next_edge + 1] = self._area_at(
-                        self.window_edges[self.next_edge]
-                    )
-                    self.next_edge += 1
-                self.t_next_edge = (
-                    float(self.window_edges[self.next_edge])
-                    if self.next_edge < len(self.window_edges)
-                    else INF
-                )
-            self.now = t
-            if kind == ARRIVAL:
-                fid = self.next_id
-                self.next_id += 1
-                self.flows[fid] = (t, a)
-                self._new_job(self.topo.entries[a], fid, -1)
-                t_next = self._interarrival(a)
-                if t_next < INF:
-                    self._push(t_next, ARRIVAL, a, None)
-            elif kind == DONE:
-                eng = engines[a]
-                if eng.llm:
-                    eng.busy = False
-                    for job in payload:  # type: ignore[union-attr]
-                        self._complete(job)
-                    if ext and self._needs_decision(eng):
-                        self.pending = a
-                        return a
-                    self._form_batch(eng)
-                else:
-                    self._station_done(eng, payload)  # type: ignore[arg-type]
-            else:
-                eng = engines[a]
-                if ext:
+        decisions = 0  # decisions counted here, added to self.decisions on the way out
+        # The loop makes no reference cycles, but its jobs can pile up by the ten thousand
+        # (an overloaded engine): the cyclic collector, which would scan every live object
+        # of the interpreter again and again as they do, waits till the loop returns. Not
+        # with a policy of unknown code (it may make cycles) calling in.
+        paused = self._pause_gc and gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            while True:
+                if queue and (not events or events[0][0] > now):
+                    # a decision due now, and no other event left at this instant
+                    if now >= horizon:
+                        break
+                    a = queue.popleft()
+                    eng = engines[a]
                     eng.decide_pending = False
-                    self.view.now = t
-                    if (not eng.llm or not eng.busy) and self._needs_decision(eng):
-                        self.pending = a
+                    if eng.llm:
+                        if not eng.busy:
+                            if ext and self._needs_decision(eng):
+                                if not (self._skip and self._trivial(eng)):
+                                    self.pending = a
+                                    return a
+                                self.decisions += 1  # any order: the engine's own
+                                self._form_batch(eng, eng.classes)
+                                continue
+                            self._form_batch(eng)
+                        continue
+                    # a station: its decision follows, below
+                else:
+                    if not events:
+                        break
+                    t = events[0][0]
+                    if t >= horizon:
+                        break
+                    _, kind, seq, a, payload = heappop(events)
+                    if t >= t_check:
+                        self._bookkeep(t)
+                        t_check = self.t_check
+                    self.now = now = t
+                    station = -1  # a station whose job completed: it decides after the rest
+                    if kind == DONE:
+                        eng = engines[a]
+                        if eng.llm:
+                            eng.busy = False
+                            if payload:
+                                eng.repeat = None  # decoders left: form the next batch afresh
+                                if not inline:
+                                    for job in payload:  # type: ignore[union-attr]
+                                        self._complete(job)
+                                else:
+                                    for job in payload:  # type: ignore[union-attr]
+                                        # self._complete(job), written out
+                                        k = job.cls
+                                        lo = last[k]
+                                        if lo < warmup:
+                                            lo = warmup
+                                        n = jobs[k]
+                                        if t > lo:  # t < horizon
+                                            area[k] += n * (t - lo)
+                                        last[k] = t
+                                        jobs[k] = n = n - 1
+                                        if jobs_np is not None:
+                                            jobs_np[k] = n
+                                        if t >= warmup:
+                                            done_class[k] += 1
+                                        arrived = job.arrived
+                                        if arrived >= warmup:
+                                            codes.append(2 * k)
+                                            vals.append(t - arrived)
+                                            if len(codes) >= 65536:
+                                                self._fold_times()
+                                        if next_of[k] == EXIT:
+                                            _, t0, w = job.workflow
+                                            flow_ws.append(w)
+                                            flow_arrived.append(t0)
+                                            flow_left.append(t)
+                                            if len(flow_ws) >= 65536:
+                                                self._fold_flows()
+                                        else:
+                                            self._route(job, k)
+                            if ext and self._needs_decision(eng):
+                                if not (self._skip and self._trivial(eng)):
+                                    self.pending = a
+                                    return a
+                                self.decisions += 1  # any order: the engine's own
+                                self._form_batch(eng, eng.classes)
+                                continue
+                            self._form_batch(eng)
+                            continue
+                        if seq != eng.version:
+                            continue  # preempted
+                        job = payload
+                        used = t - eng.started
+                        k = job.cls  # type: ignore[union-attr]
+                        work_left[k] -= used
+                        eng.backlog -= used
+                        eng.done_work += used
+                        st = eng.stats
+                        st.busy_time += used
+                        st.batches += 1
+                        eng.current = None
+                        eng.wait[k].popleft()
+                        eng.n_wait -= 1
+                        station = a
+                        nk = -1
+                        if not inline:
+                            self._complete(job)  # type: ignore[arg-type]
+                        else:  # self._complete(job), written out
+                            lo = last[k]
+                            if lo < warmup:
+                                lo = warmup
+                            n = jobs[k]
+                            if t > lo:  # t < horizon
+                                area[k] += n * (t - lo)
+                            last[k] = t
+                            jobs[k] = n = n - 1
+                            if jobs_np is not None:
+                                jobs_np[k] = n
+                            if t >= warmup:
+                                done_class[k] += 1
+                            arrived = job.arrived  # type: ignore[union-attr]
+                            if arrived >= warmup:
+                                codes.append(2 * k)
+                                vals.append(t - arrived)
+                                if len(codes) >= 65536:
+                                    self._fold_times()
+                            target = next_of[k]
+                            if target is not None and target >= 0:
+                                nk, flow, fork = target, job.workflow, job.fork  # type: ignore[union-attr]
+                            elif target == EXIT:
+                                _, t0, w = job.workflow  # type: ignore[union-attr]
+                                flow_ws.append(w)
+                                flow_arrived.append(t0)
+                                flow_left.append(t)
+                                if len(flow_ws) >= 65536:
+                                    self._fold_flows()
+                            else:
+                                self._route(job, k)  # type: ignore[arg-type]
+                    else:  # ARRIVAL
+                        fid = self.next_id
+                        self.next_id = fid + 1
+                        flow = (fid, t, a)
+                        nk, fork = entries[a], -1
+                        buf = poisson[a]
+                        if buf is None:  # explicit or deterministic arrivals
+                            t_next = self._interarrival(a)
+                            if t_next < INF:
+                                self.seq = seq = self.seq + 1
+                                heappush(events, (t_next, ARRIVAL, seq, a, None))
+                        else:  # self._interarrival(a), written out
+                            if not buf:
+                                self._draw_arrivals(a)
+                            self.seq = seq = self.seq + 1
+                            heappush(events, (t + buf.pop(), ARRIVAL, seq, a, None))
+                    if nk >= 0:
+                        # a job of class nk starts: self._new_job(nk, flow, fork), written out for
+                        # a class with one engine
+                        j = engine_of[nk]
+                        if j < 0 or not inline:
+                            self._new_job(nk, flow, fork)
+                        else:
+                            jid = self.next_id
+                            self.next_id = jid + 1
+                            self.jobs_created += 1
+                            eng = engines[j]
+                            buf = buffers[nk]
+                            w = buf.pop() if buf else self._draw_work(nk)
+                            if eng.llm:
+                                p, d = w  # type: ignore[misc]
+                                work = float(p + d)
+                                job = Job(jid, nk, j, t, flow, fork, p, work, d, p)
+                                eng.pre_backlog += p
+                                eng.repeat = None
+                            else:
+                                work = float(w)  # type: ignore[arg-type]
+                                job = Job(jid, nk, j, t, flow, fork, w, work)
+                            eng.backlog += work
+                            eng.arrived_work += work
+                            work_left[nk] += work
+                            eng.wait[nk].append(job)
+                            eng.n_wait += 1
+                            lo = last[nk]
+                            if lo < warmup:
+                                lo = warmup
+                            n = jobs[nk]
+                            if t > lo:  # t < horizon
+                                area[nk] += n * (t - lo)
+                            last[nk] = t
+                            jobs[nk] = n = n + 1
+                            if jobs_np is not None:
+                                jobs_np[nk] = n
+                            if not eng.decide_pending and (not eng.llm or not eng.busy):
+                                cur = eng.current
+                                rank = eng.rank
+                                if (
+                                    cur is not None
+                                    and rank is not None
+                                    and rank[nk] >= rank[cur.cls]
+                                ):
+                                    # behind the job in service in a fixed order: nothing changes
+                                    if not eng.single:
+                                        decisions += 1
+                                else:
+                                    eng.decide_pending = True
+                                    queue.append(j)
+                    if progress is not None:
+                        tick += 1
+                        if tick >= 4096:
+                            tick = 0
+                            self._sync_jobs()
+                            self.decisions += decisions
+                            decisions = 0
+                            progress(t)
+                    if station < 0:
+                        continue
+                    eng = engines[station]
+                    if eng.decide_pending:
+                        continue
+                    if queue or (events and events[0][0] <= t):
+                        # other events at this instant, or decisions raised before: it waits
+                        eng.decide_pending = True
+                        queue.append(station)
+                        continue
+                    a = station  # nothing else happens at this instant: it decides now
+                # a station decides: serve the first class of the order with a waiting job
+                if eng.single:
+                    order = eng.classes
+                elif ext:
+                    if not (self._skip and self._trivial(eng)):
+                        self.pending = a  # a station always asks (even with nothing waiting)
                         return a
-                self._decide(eng)
-            tick += 1
-            if progress is not None and tick >= 4096:
-                tick = 0
-                progress(t)
-        return None
+                    self.decisions += 1  # any order: the engine's own
+                    order = eng.classes
+                elif eng.fixed is not None:
+                    decisions += 1
+                    order = eng.fixed
+                else:
+                    order = self._order(eng)
+                chosen = None
+                wait = eng.wait
+                for k in order:
+                    q = wait[k]
+                    if q:
+                        chosen = q[0]
+                        break
+                cur = eng.current
+                if chosen is cur:
+                    continue
+                if cur is not None:  # preempt
+                    used = now - eng.started
+                    cur.pre_left -= used
+                    work_left[cur.cls] -= used
+                    eng.backlog -= used
+                    eng.done_work += used
+                    eng.stats.busy_time += used
+                eng.current = chosen
+                if chosen is None:
+                    eng.version = 0  # no completion is due
+                    continue
+                eng.started = now
+                self.seq = seq = self.seq + 1
+                eng.version = seq  # the completion event's number: a preempted one is stale
+                heappush(events, (now + chosen.pre_left, DONE, seq, a, chosen))
+            return None
+        finally:
+            self.decisions += decisions
+            if paused:
+                gc.enable()
 
     def _finish(self) -> None:
         """End-of-run bookkeeping at the horizon (areas, windows, workflow statistics)."""
+        self._sync_jobs()
         horizon = self.horizon
         self.now = horizon
         while self.next_edge < len(self.window_edges):
@@ -848,18 +1418,43 @@ class NetworkSimulator:
 
     # ------------------------------------------------------------------ external mode
     @staticmethod
+    def _trivial(eng: _Engine) -> bool:
+        """At most one class has work at ``eng`` (every order gives the same decision)."""
+        wait = eng.wait
+        seen = False
+        if eng.llm:
+            dec = eng.dec
+            for k in eng.classes:
+                if wait[k] or dec[k].alive:
+                    if seen:
+                        return False
+                    seen = True
+        else:
+            for k in eng.classes:
+                if wait[k]:
+                    if seen:
+                        return False
+                    seen = True
+        return True
+
+    @staticmethod
     def _needs_decision(eng: _Engine) -> bool:
         """Would policy mode call ``policy.order`` for ``eng`` now (at its decision epoch)?"""
-        if len(eng.classes) == 1:
+        if eng.single:
             return False
         return not eng.llm or eng.n_dec > 0 or eng.n_wait > 0
 
-    def advance(self) -> int | None:
+    def advance(self, skip_trivial: bool = False) -> int | None:
         """External mode: run until an engine must decide (returns its index) or the horizon.
 
         At the horizon the end-of-run bookkeeping is done and ``None`` is returned (again on
         every later call); :meth:`result` is then available. Raises ``RuntimeError`` in policy
         mode or while a decision is pending.
+
+        ``skip_trivial``: take the decisions where at most one class has work at the engine
+        (:meth:`classes_with_work`) without stopping, as ``decide(its classes)`` would (every
+        order gives the same batch, or serves the same job, unless a budget split is asked
+        for); they are counted in :attr:`decisions` all the same.
         """
         if not self.external:
             raise RuntimeError("advance() needs external mode: NetworkSimulator(net, None, ...)")
@@ -867,6 +1462,7 @@ class NetworkSimulator:
             raise RuntimeError(f"engine {self.pending} must decide first: call decide(order)")
         if self.finished:
             return None
+        self._skip = skip_trivial
         j = self._loop(None)
         if j is None:
             self._finish()
@@ -932,18 +1528,18 @@ class NetworkSimulator:
     def class_state_flat(self) -> list[float]:
         """:meth:`class_state` as one Python list ``waiting + in_service + work`` (``3K``
         floats): the environment's per-step read, without numpy's per-call overhead."""
-        waiting = [0.0] * self.topo.n_classes
+        waiting = [0.0] * len(self._jobs)
         work = list(self.work_left)
         now = self.now
-        for eng in self.engines:
-            wait = eng.wait
-            for k in eng.classes:
-                waiting[k] += len(wait[k])
-            if not eng.llm and eng.current is not None:
-                k = eng.current.cls
+        for k, q in self._queues:
+            waiting[k] += len(q)
+        for eng in self._stations:
+            cur = eng.current
+            if cur is not None:
+                k = cur.cls
                 waiting[k] -= 1  # the job in service heads its queue
                 work[k] -= now - eng.started
-        serving = [j - w for j, w in zip(self.jobs.tolist(), waiting, strict=True)]
+        serving = [j - w for j, w in zip(self._jobs, waiting, strict=True)]
         return waiting + serving + work
 
     def job_seconds(self, t: float | None = None) -> np.ndarray:
@@ -960,9 +1556,7 @@ class NetworkSimulator:
         t = self.now if self.now < self.horizon else self.horizon
         w0 = self.warmup
         total = cost = 0.0
-        for a, n, lo, h in zip(
-            self.area.tolist(), self.jobs.tolist(), self.last_change.tolist(), weights, strict=True
-        ):
+        for a, n, lo, h in zip(self._area, self._jobs, self._last, weights, strict=True):
             if lo < w0:
                 lo = w0
             if t > lo:
@@ -985,8 +1579,8 @@ class NetworkSimulator:
             for _ in range(int(n)):
                 fid = self.next_id
                 self.next_id += 1
-                self.flows[fid] = (self.now, topo.workflow[k])
-                self._new_job(k, fid, -1)
+                self._new_job(k, (fid, self.now, topo.workflow[k]), -1)
+        self._sync_jobs()
 
     # ------------------------------------------------------------------ results
     def _class_times(self, what: str, code: int) -> dict[str, float]:
@@ -1001,6 +1595,7 @@ class NetworkSimulator:
     def result(self) -> NetworkResult:
         """The metrics of the run (call after :meth:`run`)."""
         topo, net = self.topo, self.net
+        area, done_class = self.area, self.done_class
         span = max(self.horizon - self.warmup, 1e-12)
         filled = ~np.isnan(self.sample_jobs)
         t = self.sample_t[filled]
@@ -1011,9 +1606,9 @@ class NetworkSimulator:
         classes: dict[str, dict[str, float]] = {}
         for k, name in enumerate(topo.classes):
             classes[name] = {
-                "mean_jobs": float(self.area[k] / span),
-                "throughput": float(self.done_class[k] / span),
-                "holding_cost": float(topo.holding_cost[k] * self.area[k] / span),
+                "mean_jobs": float(area[k] / span),
+                "throughput": float(done_class[k] / span),
+                "holding_cost": float(topo.holding_cost[k] * area[k] / span),
                 **self._class_times("latency", 2 * k),
                 **self._class_times("ttft", 2 * k + 1),
             }
@@ -1085,9 +1680,9 @@ class NetworkSimulator:
             horizon=self.horizon,
             warmup=self.warmup,
             seed=self.seed,
-            mean_jobs=float(self.area.sum() / span),
+            mean_jobs=float(area.sum() / span),
             mean_jobs_ci=(j_lo, j_hi),
-            holding_cost=float(np.dot(topo.holding_cost, self.area) / span),
+            holding_cost=float(np.dot(topo.holding_cost, area) / span),
             jobs_drift=jobs_v.drift,
             jobs_drift_ci=(jobs_v.drift_low, jobs_v.drift_high),
             verdict=word,
