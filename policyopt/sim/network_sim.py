@@ -293,7 +293,8 @@ class _Engine:
         self.busy = False  # LLM: a batch is running (a station's job in service: current)
         self.decide_pending = False
         self.backlog = 0.0  # remaining work at this engine: tokens, or seconds at a station
-        self.n_wait = 0  # jobs whose prefill (or service) has not finished
+        if self.llm:  # (a station counts its queues: _Station.n_wait)
+            self.n_wait = 0  # jobs whose prefill has not finished
         self.n_dec = 0  # decoding jobs
         self.pre_backlog = 0  # prefill tokens waiting
         self.arrived_work = 0.0
@@ -336,6 +337,15 @@ class _Engine:
     def remaining(self) -> Iterator[int]:
         """Prefill tokens left of every waiting prompt at this engine."""
         return (job.pre_left for q in self.wait.values() for job in q)
+
+
+class _Station(_Engine):
+    """State of one classic single-server station during a run."""
+
+    @property
+    def n_wait(self) -> int:
+        """Jobs whose service has not finished (in service included)."""
+        return sum(map(len, self.wait.values()))
 
 
 @dataclass
@@ -421,7 +431,9 @@ class NetworkSimulator:
             for j in topo.eligible[k]:
                 classes_at[j].append(k)
         self.engines = [
-            _Engine(j, net.engines[name], tuple(classes_at[j]))
+            (_Engine if isinstance(net.engines[name], LLMEngine) else _Station)(
+                j, net.engines[name], tuple(classes_at[j])
+            )
             for j, name in enumerate(topo.engines)
         ]
         P = topo.routing_matrix().toarray()
@@ -741,6 +753,7 @@ class NetworkSimulator:
             job = Job(jid, k, j, now, workflow, fork, p, work, d, p)
             eng.pre_backlog += p
             eng.repeat = None  # the queues changed: form the next batch afresh
+            eng.n_wait += 1
         else:
             work = float(w)  # type: ignore[arg-type]
             job = Job(jid, k, j, now, workflow, fork, w, work)
@@ -748,7 +761,6 @@ class NetworkSimulator:
         eng.arrived_work += work
         self.work_left[k] += work
         eng.wait[k].append(job)
-        eng.n_wait += 1
         # self._count(k, +1), inlined
         lo = self._last[k]
         if lo < self.warmup:
@@ -1235,7 +1247,6 @@ class NetworkSimulator:
                         st.batches += 1
                         eng.current = None
                         eng.wait[k].popleft()
-                        eng.n_wait -= 1
                         station = a
                         nk = -1
                         if not inline:
@@ -1306,6 +1317,7 @@ class NetworkSimulator:
                                 job = Job(jid, nk, j, t, flow, fork, p, work, d, p)
                                 eng.pre_backlog += p
                                 eng.repeat = None
+                                eng.n_wait += 1
                             else:
                                 work = float(w)  # type: ignore[arg-type]
                                 job = Job(jid, nk, j, t, flow, fork, w, work)
@@ -1313,7 +1325,6 @@ class NetworkSimulator:
                             eng.arrived_work += work
                             work_left[nk] += work
                             eng.wait[nk].append(job)
-                            eng.n_wait += 1
                             lo = last[nk]
                             if lo < warmup:
                                 lo = warmup
