@@ -41,7 +41,24 @@ is idle when work arrives, with some work present; a station at every arrival an
 index), :meth:`classes_with_work`, :meth:`class_state`, :meth:`fcfs_order` and :attr:`view`
 (the read-only :class:`~policyopt.policies.NetworkView` a policy sees).
 Replaying the orders a policy returned reproduces its run exactly
-(``tests/test_network_external.py``).
+(``tests/test_network_external.py``). ``advance(skip_trivial=True)`` takes the epochs where at
+most one class has work (every order decides the same) without stopping.
+
+How it stays fast (the results are those of the straightforward event loop, bit for bit):
+
+* Decisions due now wait in a FIFO queue, not in the event heap: they run once no other event
+  is left at the instant. A station whose job completed, with nothing else due now, decides
+  at once; under a fixed order (a static priority, asked once per engine), a job arriving
+  behind the one in service changes nothing and takes no decision step.
+* The common steps (a station's completion, a job's start at a class with one engine, a
+  station's decision) are written out in the event loop; job counts, areas and logged times
+  live in Python lists and arrays, the numpy counts the view exposes being kept current
+  whenever code outside the simulator can read them.
+* Interarrival times and routing draws come in blocks (the same numbers, stream by stream).
+* An LLM engine's decode queue files only the jobs a batch can serve (the oldest
+  ``min(token_budget, max_seqs)``), and delays the unserved rest of a prefix-served window
+  through a Fenwick tree; a decode-only batch is reused while the queues it was formed from
+  stay the same (a scheduler does not read the clock).
 """
 
 from __future__ import annotations
@@ -852,13 +869,6 @@ class NetworkSimulator:
                 del self.forks[job.fork]
                 self._new_job(rec[1], job.workflow, rec[2])
 
-    def _log_time(self, code: int, seconds: float) -> None:
-        codes, vals = self.time_log
-        codes.append(code)
-        vals.append(seconds)
-        if len(codes) >= 65536:
-            self._fold_times()
-
     def _fold_times(self) -> None:
         """Fold the logged per-class times into the streaming statistics."""
         codes_a, vals_a = self.time_log
@@ -1049,8 +1059,8 @@ class NetworkSimulator:
             st.full += 1
         st.busy_time += dt
         eng.busy = True
-        self.seq += 1
-        heapq.heappush(self.events, (t_end, DONE, self.seq, eng.index, finished))
+        self.seq = seq = self.seq + 1
+        heapq.heappush(self.events, (t_end, DONE, seq, eng.index, finished))
 
     def _record(self, eng: _Engine, plan: BatchPlan, t_end: float) -> None:
         """Keep the batch about to be served (before the plan is applied): job ids."""
