@@ -96,6 +96,7 @@ from policyopt.solvers.traffic import traffic
 ARRIVAL, DONE, DECIDE = 0, 1, 2  # event kinds; DECIDE sorts after the others at one instant
 INF = math.inf
 BLOCK = 1024  # random draws per block (interarrival times, work, routing)
+FOLD = 65536  # logged times and finished workflows are folded in chunks of this many
 _PRE_LEFT = attrgetter("pre_left")
 
 
@@ -708,6 +709,8 @@ class NetworkSimulator:
     def _bookkeep(self, t: float) -> None:
         """Warm-up, samples and window edges due at an event at time ``t`` (before it)."""
         self._sync_jobs()
+        if len(self.time_log[0]) >= FOLD or len(self.flow_log[0]) >= FOLD:
+            self._fold_logs()
         engines = self.engines
         if not self.warm and t >= self.warmup:
             self.warm = True
@@ -827,8 +830,6 @@ class NetworkSimulator:
             codes, vals = self.time_log
             codes.append(2 * k)
             vals.append(now - job.arrived)
-            if len(codes) >= 65536:
-                self._fold_times()
         self._route(job, k)
 
     def _route(self, job: Job, k: int) -> None:
@@ -860,8 +861,6 @@ class NetworkSimulator:
             ws.append(w)
             arrived.append(t0)
             left.append(self.now)
-            if len(ws) >= 65536:
-                self._fold_flows()
         elif target == JOIN:
             rec = self.forks[job.fork]
             rec[0] -= 1
@@ -869,38 +868,44 @@ class NetworkSimulator:
                 del self.forks[job.fork]
                 self._new_job(rec[1], job.workflow, rec[2])
 
-    def _fold_times(self) -> None:
-        """Fold the logged per-class times into the streaming statistics."""
+    def _fold_logs(self, final: bool = False) -> None:
+        """Fold the logged per-class times and finished workflows into the streaming
+        statistics, in chunks of :data:`FOLD` entries in log order (``final``: the rest as
+        well). The chunks are the same however late the folding: so are the sums."""
         codes_a, vals_a = self.time_log
-        if not codes_a:
-            return
-        codes = np.frombuffer(codes_a, dtype=np.int64).copy()
-        values = np.frombuffer(vals_a, dtype=np.float64).copy()
-        del codes_a[:], vals_a[:]
-        for c in np.unique(codes).tolist():
-            vals = values[codes == c]
-            self.class_hist[c].add(vals)
-            self.class_sum[c] += float(vals.sum())
-            self.class_n[c] += len(vals)
-
-    def _fold_flows(self) -> None:
-        """Fold finished workflows into the streaming statistics."""
+        n = len(codes_a)
+        end = n if final else n - n % FOLD
+        if end:
+            all_codes = np.frombuffer(codes_a, dtype=np.int64)[:end].copy()
+            all_values = np.frombuffer(vals_a, dtype=np.float64)[:end].copy()
+            del codes_a[:end], vals_a[:end]
+            for lo in range(0, end, FOLD):
+                codes, values = all_codes[lo : lo + FOLD], all_values[lo : lo + FOLD]
+                for c in np.unique(codes).tolist():
+                    vals = values[codes == c]
+                    self.class_hist[c].add(vals)
+                    self.class_sum[c] += float(vals.sum())
+                    self.class_n[c] += len(vals)
         ws_a, arrived_a, left_a = self.flow_log
-        if not ws_a:
-            return
-        ws = np.frombuffer(ws_a, dtype=np.int64).copy()
-        arrived = np.frombuffer(arrived_a, dtype=np.float64).copy()
-        left = np.frombuffer(left_a, dtype=np.float64).copy()
-        del ws_a[:], arrived_a[:], left_a[:]
-        for w in range(len(self.flow_hist)):
-            rows = ws == w
-            a, e = arrived[rows], left[rows]
-            self.flow_done[w].add(e)
-            meas = a >= self.warmup
-            lat = e[meas] - a[meas]
-            self.flow_hist[w].add(lat)
-            self.flow_sum[w] += float(lat.sum())
-            self.flow_n[w] += len(lat)
+        n = len(ws_a)
+        end = n if final else n - n % FOLD
+        if end:
+            all_ws = np.frombuffer(ws_a, dtype=np.int64)[:end].copy()
+            all_arrived = np.frombuffer(arrived_a, dtype=np.float64)[:end].copy()
+            all_left = np.frombuffer(left_a, dtype=np.float64)[:end].copy()
+            del ws_a[:end], arrived_a[:end], left_a[:end]
+            for lo in range(0, end, FOLD):
+                ws = all_ws[lo : lo + FOLD]
+                arrived, left = all_arrived[lo : lo + FOLD], all_left[lo : lo + FOLD]
+                for w in range(len(self.flow_hist)):
+                    rows = ws == w
+                    a, e = arrived[rows], left[rows]
+                    self.flow_done[w].add(e)
+                    meas = a >= self.warmup
+                    lat = e[meas] - a[meas]
+                    self.flow_hist[w].add(lat)
+                    self.flow_sum[w] += float(lat.sum())
+                    self.flow_n[w] += len(lat)
 
     # ------------------------------------------------------------------ engines
     def _order(self, eng: _Engine) -> Sequence[int]:
@@ -1019,8 +1024,6 @@ class NetworkSimulator:
                     if job.arrived >= warmup:
                         codes.append(2 * k + 1)
                         vals.append(t_end - job.arrived)
-                        if len(codes) >= 65536:
-                            self._fold_times()
             done = dq.serve(mk)
             if done:
                 if finished:
@@ -1150,7 +1153,7 @@ class NetworkSimulator:
             buffers,
             poisson,
         ) = self._hot
-        heappop, heappush = heapq.heappop, heapq.heappush
+        heappop, heappush, heapreplace = heapq.heappop, heapq.heappush, heapq.heapreplace
         t_check = self.t_check
         now = self.now
         tick = 0
@@ -1186,10 +1189,21 @@ class NetworkSimulator:
                 else:
                     if not events:
                         break
-                    t = events[0][0]
+                    event = events[0]
+                    t = event[0]
                     if t >= horizon:
                         break
-                    _, kind, seq, a, payload = heappop(events)
+                    _, kind, seq, a, payload = event
+                    buf = poisson[a] if kind == ARRIVAL else None
+                    if buf is not None:
+                        # the workflow's next arrival takes this one's place in the heap (as
+                        # self._interarrival(a) gives it)
+                        if not buf:
+                            self._draw_arrivals(a)
+                        self.seq = next_seq = self.seq + 1
+                        heapreplace(events, (t + buf.pop(), ARRIVAL, next_seq, a, None))
+                    else:
+                        heappop(events)
                     if t >= t_check:
                         self._bookkeep(t)
                         t_check = self.t_check
@@ -1224,15 +1238,11 @@ class NetworkSimulator:
                                         if arrived >= warmup:
                                             codes.append(2 * k)
                                             vals.append(t - arrived)
-                                            if len(codes) >= 65536:
-                                                self._fold_times()
                                         if next_of[k] == EXIT:
                                             _, t0, w = job.workflow
                                             flow_ws.append(w)
                                             flow_arrived.append(t0)
                                             flow_left.append(t)
-                                            if len(flow_ws) >= 65536:
-                                                self._fold_flows()
                                         else:
                                             self._route(job, k)
                             if ext and self._needs_decision(eng):
@@ -1278,8 +1288,6 @@ class NetworkSimulator:
                             if arrived >= warmup:
                                 codes.append(2 * k)
                                 vals.append(t - arrived)
-                                if len(codes) >= 65536:
-                                    self._fold_times()
                             target = next_of[k]
                             if target is not None and target >= 0:
                                 nk, flow, fork = target, job.workflow, job.fork  # type: ignore[union-attr]
@@ -1288,8 +1296,6 @@ class NetworkSimulator:
                                 flow_ws.append(w)
                                 flow_arrived.append(t0)
                                 flow_left.append(t)
-                                if len(flow_ws) >= 65536:
-                                    self._fold_flows()
                             else:
                                 self._route(job, k)  # type: ignore[arg-type]
                     else:  # ARRIVAL
@@ -1297,17 +1303,11 @@ class NetworkSimulator:
                         self.next_id = fid + 1
                         flow = (fid, t, a)
                         nk, fork = entries[a], -1
-                        buf = poisson[a]
                         if buf is None:  # explicit or deterministic arrivals
                             t_next = self._interarrival(a)
                             if t_next < INF:
-                                self.seq = seq = self.seq + 1
-                                heappush(events, (t_next, ARRIVAL, seq, a, None))
-                        else:  # self._interarrival(a), written out
-                            if not buf:
-                                self._draw_arrivals(a)
-                            self.seq = seq = self.seq + 1
-                            heappush(events, (t + buf.pop(), ARRIVAL, seq, a, None))
+                                self.seq = next_seq = self.seq + 1
+                                heappush(events, (t_next, ARRIVAL, next_seq, a, None))
                     if nk >= 0:
                         # a job of class nk starts: self._new_job(nk, flow, fork), written out for
                         # a class with one engine
@@ -1433,8 +1433,7 @@ class NetworkSimulator:
             self.next_edge += 1
         for k in range(self.topo.n_classes):
             self._count(k, 0)
-        self._fold_flows()
-        self._fold_times()
+        self._fold_logs(final=True)
         self.finished = True
 
     # ------------------------------------------------------------------ external mode
