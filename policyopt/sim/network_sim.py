@@ -258,12 +258,10 @@ class Job:
         "cls",
         "dec_tokens",
         "dseq",
-        "engine",
         "fork",
         "id",
         "pre_left",
         "prompt",
-        "work",
         "workflow",
     )
 
@@ -271,23 +269,19 @@ class Job:
         self,
         jid: int,
         cls: int,
-        engine: int,
         arrived: float,
         workflow: tuple[int, float, int],
         fork: int,
         pre_left: int | float = 0,
-        work: float = 0.0,
         dec_tokens: int = 0,
         prompt: int = 0,
     ) -> None:
         self.id = jid
         self.cls = cls
-        self.engine = engine
         self.arrived = arrived
         self.workflow = workflow  # the instance's token: (id, arrival time, workflow index)
         self.fork = fork
         self.pre_left = pre_left  # prefill tokens left (LLM), or service seconds left (station)
-        self.work = work  # total work: tokens (LLM) or seconds (station)
         self.dec_tokens = dec_tokens  # decode tokens (LLM)
         self.prompt = prompt  # prompt tokens (LLM)
 
@@ -608,6 +602,13 @@ class NetworkSimulator:
         if not self._mirror:
             self.jobs[:] = self._jobs
 
+    def _sync_stations(self) -> None:
+        """Bring the stations' busy time (``stats.busy_time``) up to date: a station is busy
+        exactly while it works, so its busy time is its work done, added up the same way (the
+        event loop adds only the latter)."""
+        for eng in self._stations:
+            eng.stats.busy_time = eng.done_work
+
     def _add_source(self, name: str, source: RequestSource) -> None:
         """Workflow ``name`` takes its arrivals and its entry jobs' tokens from ``source``."""
         names = [w.name for w in self.net.workflows]
@@ -709,6 +710,7 @@ class NetworkSimulator:
     def _bookkeep(self, t: float) -> None:
         """Warm-up, samples and window edges due at an event at time ``t`` (before it)."""
         self._sync_jobs()
+        self._sync_stations()
         if len(self.time_log[0]) >= FOLD or len(self.flow_log[0]) >= FOLD:
             self._fold_logs()
         engines = self.engines
@@ -770,13 +772,13 @@ class NetworkSimulator:
         if eng.llm:
             p, d = w  # type: ignore[misc]
             work = float(p + d)
-            job = Job(jid, k, j, now, workflow, fork, p, work, d, p)
+            job = Job(jid, k, now, workflow, fork, p, d, p)
             eng.pre_backlog += p
             eng.repeat = None  # the queues changed: form the next batch afresh
             eng.n_wait += 1
         else:
             work = float(w)  # type: ignore[arg-type]
-            job = Job(jid, k, j, now, workflow, fork, w, work)
+            job = Job(jid, k, now, workflow, fork, w)
         eng.backlog += work
         eng.arrived_work += work
         self.work_left[k] += work
@@ -1098,7 +1100,7 @@ class NetworkSimulator:
             self.work_left[cur.cls] -= used
             eng.backlog -= used
             eng.done_work += used
-            eng.stats.busy_time += used
+            eng.stats.busy_time = eng.done_work  # a station's busy time is its work done
         eng.current = chosen
         if chosen is None:
             eng.version = 0  # no completion is due
@@ -1261,10 +1263,8 @@ class NetworkSimulator:
                         k = job.cls  # type: ignore[union-attr]
                         work_left[k] -= used
                         eng.backlog -= used
-                        eng.done_work += used
-                        st = eng.stats
-                        st.busy_time += used
-                        st.batches += 1
+                        eng.done_work += used  # (and its busy time: see _sync_stations)
+                        eng.stats.batches += 1
                         eng.current = None
                         eng.wait[k].popleft()
                         station = a
@@ -1324,13 +1324,13 @@ class NetworkSimulator:
                             if eng.llm:
                                 p, d = w  # type: ignore[misc]
                                 work = float(p + d)
-                                job = Job(jid, nk, j, t, flow, fork, p, work, d, p)
+                                job = Job(jid, nk, t, flow, fork, p, d, p)
                                 eng.pre_backlog += p
                                 eng.repeat = None
                                 eng.n_wait += 1
                             else:
                                 work = float(w)  # type: ignore[arg-type]
-                                job = Job(jid, nk, j, t, flow, fork, w, work)
+                                job = Job(jid, nk, t, flow, fork, w)
                             eng.backlog += work
                             eng.arrived_work += work
                             work_left[nk] += work
@@ -1408,7 +1408,6 @@ class NetworkSimulator:
                     work_left[cur.cls] -= used
                     eng.backlog -= used
                     eng.done_work += used
-                    eng.stats.busy_time += used
                 eng.current = chosen
                 if chosen is None:
                     eng.version = 0  # no completion is due
@@ -1420,6 +1419,7 @@ class NetworkSimulator:
             return None
         finally:
             self.decisions += decisions
+            self._sync_stations()
             if paused:
                 gc.enable()
 
