@@ -79,8 +79,15 @@ def test_bad_classes_name_the_field(data: dict, field: str, words: str) -> None:
 
 def test_simulate_with_policy_reports_each_class(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
-        ["simulate", str(EXAMPLE), "--policy", "priority:chat>documents", "--horizon", "120"]
-        + ["--json"]
+        [
+            "simulate",
+            str(EXAMPLE),
+            "--policy",
+            "priority:chat>documents",
+            "--horizon",
+            "120",
+            "--json",
+        ]
     )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
@@ -91,10 +98,8 @@ def test_simulate_with_policy_reports_each_class(capsys: pytest.CaptureFixture[s
 
 
 def test_compare_policies_on_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(
-        ["compare", str(EXAMPLE), "--policies", "fcfs,priority:chat>documents"]
-        + ["--horizon", "60", "--out", str(tmp_path), "--json"]
-    )
+    args = ["compare", str(EXAMPLE), "--policies", "fcfs,priority:chat>documents"]
+    code = main([*args, "--horizon", "60", "--out", str(tmp_path), "--json"])
     assert code == 0
     rows = json.loads(capsys.readouterr().out)["runs"]
     assert [r["policy"] for r in rows] == ["fcfs", "priority:chat>documents"]
