@@ -22,11 +22,11 @@ with a waiting job is served (preemptive resume).
 registry: :func:`register_policy` adds an exact name (``fcfs``) or a prefixed family
 (``priority:`` takes the text after the colon), :func:`registered_policies` lists them, and an
 unknown name is refused with that list. A factory may be given as a ``"module:attribute"``
-string, imported on first use, so registering a policy does not import its module. Packages
-named in :data:`POLICY_PROVIDERS` register their own policies when imported, and are imported
-by :func:`make_policy` only when a name is not found otherwise: this is how the trained agents
-of :mod:`policyopt.learn` (``ppo:DIR``, ``a2c:DIR``, ``maskable-ppo:DIR``) are found, without
-this module importing that package (or torch).
+string, imported on first use, so registering a policy does not import its module. Other
+packages provide policies through the entry-point group :data:`POLICY_ENTRY_POINTS` (a
+function that registers them), loaded by :func:`make_policy` only when a name is not found
+otherwise: this is how the trained agents of the learning package (``ppo:DIR``, ``a2c:DIR``,
+``maskable-ppo:DIR``) are found, without this module naming that package (or importing torch).
 
 The view a policy reads is :class:`NetworkView`, read-only: jobs per class, the routing
 matrix, work per job, the engines' static facts, and a few read-only queries of the running
@@ -40,6 +40,7 @@ import importlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Protocol
 
 import numpy as np
@@ -486,14 +487,15 @@ _NAMES: dict[str, _Entry] = {}  # exact names and their aliases
 _PREFIXES: dict[str, _Entry] = {}  # "priority:" and the like
 _ORDER: list[_Entry] = []  # registration order, for listings
 
-POLICY_PROVIDERS: list[str] = ["policyopt.learn"]
-"""Modules that register policies when imported (each calls :func:`register_policy`).
-:func:`make_policy` imports them only when a name is not registered yet, and
-:func:`registered_policies` before listing, so ``ppo:DIR`` works without importing
-:mod:`policyopt.learn` first, and without this module importing it. Append a module name to
-make its policies available by name the same way."""
+POLICY_ENTRY_POINTS = "policyopt.policies"
+"""The entry-point group of policy providers: each entry names a function that registers
+policies (:func:`register_policy`). :func:`make_policy` loads them only when a name is not
+registered yet, and :func:`registered_policies` before listing. This project's
+``pyproject.toml`` declares its trained agents there
+(``learn = "policyopt.learn:register_policies"``); another package declares its own in its
+``[project.entry-points."policyopt.policies"]`` table."""
 
-_imported_providers: set[str] = set()
+_loaded_providers: set[str] = set()
 
 
 def _resolve(target: str) -> PolicyFactory:
@@ -575,11 +577,14 @@ def unregister_policy(name: str) -> None:
 
 
 def _import_providers() -> bool:
-    """Import the :data:`POLICY_PROVIDERS` not imported yet; True if there were any."""
-    new = [m for m in POLICY_PROVIDERS if m not in _imported_providers]
-    for module in new:
-        _imported_providers.add(module)
-        importlib.import_module(module)
+    """Load the providers of :data:`POLICY_ENTRY_POINTS` not loaded yet (each registers its
+    policies); True if there were any."""
+    new = [
+        ep for ep in entry_points(group=POLICY_ENTRY_POINTS) if ep.value not in _loaded_providers
+    ]
+    for ep in new:
+        _loaded_providers.add(ep.value)
+        ep.load()()
     return bool(new)
 
 

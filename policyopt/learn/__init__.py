@@ -13,9 +13,9 @@ The submodules import torch and stable-baselines3; this package itself imports n
 
 Importing it registers the trained-agent policies ``ppo:DIR``, ``a2c:DIR`` and
 ``maskable-ppo:DIR`` with :func:`policyopt.policies.make_policy` (:func:`register_policies`).
-The registry lists this package among its providers, so ``make_policy("ppo:DIR")`` (and
-``--policies ppo:DIR`` on the command line) imports it when needed; torch is imported only when
-an agent is built.
+The project declares :func:`register_policies` in the registry's entry-point group
+(``policyopt.policies``), so ``make_policy("ppo:DIR")`` (and ``--policies ppo:DIR`` on the
+command line) loads it when needed; torch is imported only when an agent is built.
 """
 
 from __future__ import annotations
