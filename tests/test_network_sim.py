@@ -180,3 +180,28 @@ def test_max_pressure_order_is_by_pressure() -> None:
     assert sim.view.classes_at == view.classes_at
     with pytest.raises(ValueError, match="read-only"):
         sim.view.jobs[0] = 1.0
+
+
+@pytest.mark.parametrize(
+    ("name", "policy", "horizon"),
+    [
+        ("criss-cross", "priority:exit", 3000.0),
+        ("rybko-stolyar", "max-pressure", 300.0),
+        ("fork-join", "fcfs", 300.0),
+        ("replicated-3", "fcfs", 200.0),
+    ],
+)
+def test_written_out_event_loop_matches_the_reference_methods(
+    name: str, policy: str, horizon: float
+) -> None:
+    """The event loop writes job starts and completions out for speed; with a trace it calls
+    the reference methods (``_new_job``, ``_complete``) instead: the runs must be identical."""
+    from policyopt.model.networks_library import get_network
+    from policyopt.sim.network_sim import NetworkSimulator
+
+    net = get_network(name)
+    fast = NetworkSimulator(net, policy, horizon=horizon, seed=4).run().result()
+    ref = NetworkSimulator(net, policy, horizon=horizon, seed=4, trace=True).run().result()
+    assert fast.summary() == ref.summary()
+    for key, series in fast.series.items():
+        assert np.array_equal(series, ref.series[key], equal_nan=True)
