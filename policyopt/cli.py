@@ -247,11 +247,13 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 def _classes_network(scen: Scenario, args: argparse.Namespace) -> NetworkSpec:
     """A scenario with request classes runs as its one-engine network (one class, and one
-    workflow, per request class); its file's horizon and seed (with the command line's
-    overrides already applied) become the network run's."""
+    workflow, per request class); its file's horizon, seed, warm-up and samples (with the
+    command line's overrides already applied) become the network run's."""
     args.scheduler = None  # applied to the scenario by load_config
     args.horizon = scen.run.horizon_s
     args.seed = scen.run.seed
+    args.warmup = scen.run.warmup
+    args.samples = scen.run.samples
     return scenario_network(scen)
 
 

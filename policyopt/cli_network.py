@@ -126,32 +126,46 @@ def _total_rate(net: NetworkSpec) -> float:
     return math.fsum(net.workflow_rates().values())
 
 
-def _run(net: NetworkSpec, policy: str, horizon: float, seed: int, label: str) -> NetworkResult:
-    """One run with a progress bar over simulated time (see :func:`horizon_bar`)."""
+def _run(
+    net: NetworkSpec, policy: str, horizon: float, seed: int, label: str, args: Any
+) -> NetworkResult:
+    """One run with a progress bar over simulated time (see :func:`horizon_bar`), with the
+    warm-up and samples of a scenario's run when ``args`` carries them (:func:`_run_options`)."""
     bar = horizon_bar(horizon, label)
     try:
-        sim = NetworkSimulator(net, policy, horizon=horizon, seed=seed)
+        sim = NetworkSimulator(net, policy, horizon=horizon, seed=seed, **_run_options(args))
         sim.run(progress=lambda t: bar.update(max(0.0, min(t, horizon) - bar.n)))
         return sim.result()
     finally:
         bar.close()
 
 
+def _run_options(args: Any) -> dict[str, Any]:
+    """``warmup`` (s) and ``samples`` of a scenario with request classes, set on ``args`` by
+    the command that turned it into a network; nothing for a network file (its defaults)."""
+    return {k: getattr(args, k) for k in ("warmup", "samples") if hasattr(args, k)}
+
+
 @dataclass(frozen=True)
 class NetworkRun:
     """One run of ``compare NETWORK``: the network already scaled to ``load`` x its LP
-    boundary, a policy name, the horizon (simulated s) and the seed."""
+    boundary, a policy name, the horizon (simulated s), the seed, and other simulator
+    options (:func:`_run_options`)."""
 
     net: NetworkSpec
     policy: str
     load: float
     horizon: float
     seed: int
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 def simulate_run(run: NetworkRun) -> NetworkResult:
     """The result of one :class:`NetworkRun` (a top-level function: runs in a process pool)."""
-    return NetworkSimulator(run.net, run.policy, horizon=run.horizon, seed=run.seed).run().result()
+    sim = NetworkSimulator(
+        run.net, run.policy, horizon=run.horizon, seed=run.seed, **dict(run.options)
+    )
+    return sim.run().result()
 
 
 def _row(res: NetworkResult, load: float | None) -> dict[str, Any]:
@@ -242,7 +256,7 @@ def network_simulate(net: NetworkSpec, args: argparse.Namespace) -> int:
         force=args.force,
     )
     out = simulate_out(args.out, None, overwrite=args.overwrite)
-    res = _run(net, policy, horizon, args.seed or 0, f"{net.name} {policy}")
+    res = _run(net, policy, horizon, args.seed or 0, f"{net.name} {policy}", args)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(to_json(res.summary()))
@@ -301,7 +315,8 @@ def network_compare(net: NetworkSpec, args: argparse.Namespace) -> int:
     for p in policies:
         make_policy(p).bind(net)  # every bad policy name before anything runs
     scaled = {load: _scaled(net, load)[0] for load in loads}
-    runs = [NetworkRun(scaled[x], p, x, horizon, seed) for x in loads for p in policies]
+    options = tuple(_run_options(args).items())
+    runs = [NetworkRun(scaled[x], p, x, horizon, seed, options) for x in loads for p in policies]
     check_run_size(
         math.fsum(expected_requests(r.net.workflow_rates().values(), horizon) for r in runs),
         f"{len(runs)} runs at loads up to {max(loads):g} x theta* (up to "

@@ -10,9 +10,10 @@ import pytest
 
 from policyopt.cli import main
 from policyopt.errors import SpecError
+from policyopt.jsonout import to_json
 from policyopt.model import Scenario, build
 from policyopt.model.network import scenario_network
-from policyopt.sim.network_sim import simulate_network
+from policyopt.sim.network_sim import NetworkSimulator, simulate_network
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "chat_and_documents.yaml"
 
@@ -117,3 +118,38 @@ def test_unknown_class_in_a_priority(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["simulate", str(EXAMPLE), "--policy", "priority:chat>pdfs"]) == 2
     err = capsys.readouterr().err
     assert "policy" in err and "'pdfs'" in err and "Traceback" not in err
+
+
+def test_simulate_refuses_classes_and_simulate_classes_runs_them() -> None:
+    from policyopt.sim import simulate, simulate_classes
+
+    sc = build(Scenario, {"classes": TWO, "run": {"horizon_s": 200, "warmup_s": 50, "seed": 2}})
+    with pytest.raises(SpecError) as err:
+        simulate(sc)
+    assert err.value.field == "classes" and "simulate_classes" in err.value.fix
+    res = simulate_classes(sc, "priority:chat>docs")
+    assert (res.horizon, res.warmup, res.seed) == (200, 50, 2)
+    sim = NetworkSimulator(
+        scenario_network(sc), "priority:chat>docs", horizon=200, warmup=50, seed=2, samples=2000
+    )
+    assert res.summary() == sim.run().result().summary()
+
+
+def test_the_file_warmup_reaches_the_command_line_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "classes.yaml"
+    cfg.write_text(
+        "classes:\n  chat: {arrival: {kind: poisson, rate: 4}}\n"
+        "  docs: {arrival: {kind: poisson, rate: 1}}\n"
+        "run: {horizon_s: 100, warmup_s: 30, seed: 5}\n"
+    )
+    assert main(["simulate", str(cfg), "--policy", "fcfs", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["horizon"], out["warmup"], out["seed"]) == (100, 30, 5)
+    # the command line runs exactly what the Python call does
+    from policyopt.model import load_scenario
+    from policyopt.sim import simulate_classes
+
+    want = json.loads(to_json(simulate_classes(load_scenario(cfg), "fcfs").summary()))
+    assert out == want

@@ -1,4 +1,5 @@
-"""Run one scenario on the single-engine simulator; estimate the work of a run before it.
+"""Run one scenario (on the single-engine simulator, or, with request classes, on its
+one-engine network); estimate the work of a run before it.
 
 :func:`expected_requests` is the one estimate of how much work a command asks for (used by
 ``simulate`` and ``compare``, for one engine and for networks): the expected number of
@@ -14,9 +15,12 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from policyopt.errors import SpecError
+from policyopt.model.network import scenario_network
 from policyopt.model.scenario import Scenario
 from policyopt.model.workload import TraceArrivals, read_trace
+from policyopt.policies import Policy
 from policyopt.sim.engine_sim import EngineSimulator
+from policyopt.sim.network_sim import NetworkResult, NetworkSimulator
 from policyopt.sim.result import EngineResult, collect
 from policyopt.solvers.capacity import capacity
 
@@ -31,7 +35,14 @@ def simulate(
 
     ``progress`` is called now and then with the simulated time reached (seconds), e.g. to
     drive a progress bar. The same scenario (seed included) always gives the same result.
+    A scenario with request classes is refused: run it with :func:`simulate_classes`.
     """
+    if scenario.multiclass:
+        raise SpecError(
+            "classes",
+            "a scenario with request classes runs as a one-engine network",
+            "use simulate_classes(scenario, policy) (or policyopt simulate FILE --policy P)",
+        )
     cap = capacity(scenario.engine, scenario.workload)
     run = scenario.run
     sim = EngineSimulator(
@@ -49,6 +60,30 @@ def simulate(
     return collect(
         sim, rate=scenario.workload.rate, mean_tokens=cap.mean_tokens, mu=cap.mu, seed=run.seed
     )
+
+
+def simulate_classes(
+    scenario: Scenario,
+    policy: str | Policy = "fcfs",
+    *,
+    progress: Callable[[float], None] | None = None,
+) -> NetworkResult:
+    """Simulate a scenario with request classes under ``policy`` (the order in which the
+    classes fill the token budget) on its one-engine network
+    (:func:`~policyopt.model.network.scenario_network`), with the scenario's horizon, warm-up
+    and seed; per-class metrics are in ``result.classes``. A single-workload scenario runs
+    too (one class, ``requests``), as a cross-check of :func:`simulate`."""
+    run = scenario.run
+    sim = NetworkSimulator(
+        scenario_network(scenario),
+        policy,
+        horizon=run.horizon_s,
+        warmup=run.warmup,
+        seed=run.seed,
+        samples=run.samples,
+    )
+    sim.run(progress=progress)
+    return sim.result()
 
 
 REQUESTS_PER_SECOND = 300_000
