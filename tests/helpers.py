@@ -82,3 +82,14 @@ def assert_usage_error(proc: subprocess.CompletedProcess[str], *words: str) -> N
     for word in words:
         assert word in errors[0], (word, errors[0])
     assert proc.stdout == ""
+
+
+STATION_LINE = (
+    "name: line\n"
+    "engines: {s1: {kind: station}}\n"
+    "classes:\n"
+    "  a: {engine: s1, service: {kind: exponential, mean: 0.5}}\n"
+    "workflows:\n"
+    "  - {name: w, arrival: {kind: poisson, rate: 1.0}, entry: a, after: {a: exit}}\n"
+)
+"""A network file: one station serving one class at load 0.5."""

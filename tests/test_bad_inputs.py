@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from policyopt.cli import main
-from tests.helpers import assert_one_line_error, assert_usage_error
+from tests.helpers import STATION_LINE, assert_one_line_error, assert_usage_error
 
 BINARY = bytes(range(256)) * 4
 """A binary file: NUL bytes and bytes that are not UTF-8 (an image, a model, an archive)."""
@@ -26,14 +26,7 @@ BINARY = bytes(range(256)) * 4
 NOT_UTF8 = b"engine: {token_budget: 512}\n" + b"\xfd\xfe\xff\n"
 """A file that is almost text but not UTF-8."""
 
-ONE_STATION = (
-    "name: line\n"
-    "engines: {s1: {kind: station}}\n"
-    "classes:\n"
-    "  a: {engine: s1, service: {kind: exponential, mean: 0.5}}\n"
-    "workflows:\n"
-    "  - {name: w, arrival: {kind: poisson, rate: 1.0}, entry: a, after: {a: exit}}\n"
-)
+ONE_STATION = STATION_LINE
 
 ONE_LLM = (
     "name: llm\n"

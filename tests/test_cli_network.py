@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import STATION_LINE
+
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -40,14 +42,7 @@ def test_capacity_of_a_library_network() -> None:
 
 def test_simulate_and_compare_a_network_file(tmp_path: Path) -> None:
     net = tmp_path / "line.yaml"
-    net.write_text(
-        "name: line\n"
-        "engines: {s1: {kind: station}}\n"
-        "classes:\n"
-        "  a: {engine: s1, service: {kind: exponential, mean: 0.5}}\n"
-        "workflows:\n"
-        "  - {name: w, arrival: {kind: poisson, rate: 1.0}, entry: a, after: {a: exit}}\n"
-    )
+    net.write_text(STATION_LINE)
     out = run("simulate", str(net), "--policy", "fcfs", "--horizon", "4000", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -203,15 +198,6 @@ def test_evaluate_records_a_failed_run_and_keeps_runs_on_ctrl_c(
 
 
 # ----------------------------------------------------------------------------- result folders
-
-STATION_LINE = (
-    "name: line\n"
-    "engines: {s1: {kind: station}}\n"
-    "classes:\n"
-    "  a: {engine: s1, service: {kind: exponential, mean: 0.5}}\n"
-    "workflows:\n"
-    "  - {name: w, arrival: {kind: poisson, rate: 1.0}, entry: a, after: {a: exit}}\n"
-)
 
 
 def test_a_second_network_compare_goes_to_a_new_folder(

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from policyopt.errors import SpecError
-from policyopt.model.files import csv_reader, read_text, rows_of
+from policyopt.model.files import csv_reader, read_text, require_columns, rows_of
 from policyopt.model.validation import StrictSpec
 
 
@@ -138,15 +138,12 @@ def fit_affine(path: str | Path) -> tuple[AffineBatchTime, dict[str, float]]:
     text = read_text(path, "a profile CSV", "give the path of a profile CSV")
     rows: list[tuple[float, float, float, float]] = []
     reader = csv_reader(path, text)
-    cols = reader.fieldnames or []
-    need = ["prefill_tokens", "decode_tokens", "time_ms"]
-    missing = [c for c in need if c not in cols]
-    if missing:
-        raise SpecError(
-            f"{path} line 1",
-            f"missing column(s) {', '.join(missing)} (found {', '.join(cols) or 'none'})",
-            "the header must name prefill_tokens, decode_tokens, time_ms and optionally kv_tokens",
-        )
+    cols = require_columns(
+        path,
+        reader,
+        ["prefill_tokens", "decode_tokens", "time_ms"],
+        "the header must name prefill_tokens, decode_tokens, time_ms and optionally kv_tokens",
+    )
     has_kv = "kv_tokens" in cols
     for lineno, row in rows_of(path, reader):
         try:

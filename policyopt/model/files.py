@@ -71,3 +71,19 @@ def rows_of(path: str | Path, reader: csv.DictReader[str]) -> Iterator[tuple[int
                 f"{path} line {reader.line_num}", f"not valid CSV: {err}", "fix the line"
             ) from None
         yield reader.line_num, row
+
+
+def require_columns(
+    path: str | Path, reader: csv.DictReader[str], need: list[str], fix: str
+) -> list[str]:
+    """The CSV's header columns; :class:`SpecError` at line 1 naming the ``need`` columns it
+    lacks, with ``fix``."""
+    cols = list(reader.fieldnames or [])
+    missing = [c for c in need if c not in cols]
+    if missing:
+        raise SpecError(
+            f"{path} line 1",
+            f"missing column(s) {', '.join(missing)} (found {', '.join(cols) or 'none'})",
+            fix,
+        )
+    return cols

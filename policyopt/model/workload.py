@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from policyopt.errors import SpecError
-from policyopt.model.files import check_file, csv_reader, read_text, rows_of
+from policyopt.model.files import check_file, csv_reader, read_text, require_columns, rows_of
 from policyopt.model.lengths import LengthDist, LogNormal
 from policyopt.model.validation import MaxLength, StrictSpec
 
@@ -76,15 +76,12 @@ def _read_trace_cached(path: str, mtime: float) -> tuple[np.ndarray, np.ndarray,
     outputs: list[int] = []
     text = read_text(path, "a trace CSV", "give the path of a trace CSV")
     reader = csv_reader(path, text)
-    need = ["arrival_s", "prompt_len", "output_len"]
-    cols = reader.fieldnames or []
-    missing = [c for c in need if c not in cols]
-    if missing:
-        raise SpecError(
-            f"{path} line 1",
-            f"missing column(s) {', '.join(missing)} (found {', '.join(cols) or 'none'})",
-            "the header must be arrival_s,prompt_len,output_len",
-        )
+    require_columns(
+        path,
+        reader,
+        ["arrival_s", "prompt_len", "output_len"],
+        "the header must be arrival_s,prompt_len,output_len",
+    )
     last = -math.inf
     for lineno, row in rows_of(path, reader):
         try:

@@ -79,6 +79,31 @@ def _file(due: dict[int, list[int]], key: int, i: int) -> None:
         ids.append(i)
 
 
+def _delay_unserved(
+    alive: dict[int, int],
+    delays: np.ndarray,
+    m: int,
+    wait: int,
+    q: int,
+    outer: deque[int],
+    base: int,
+) -> bool:
+    """The ``wait`` filed decoders after the ``m`` oldest were not served by ``q`` batches:
+    their finish keys move up by ``q``. A few are moved one by one in ``alive``; many at once
+    as a range of window positions in ``delays`` (then True: ``delays`` holds something)."""
+    if wait <= 8:
+        for i in islice(reversed(alive), wait):
+            alive[i] += q
+        return False
+    if m <= wait:
+        first = next(islice(alive, m, None))
+    else:
+        first = next(islice(reversed(alive), wait - 1, None))
+    end = outer[0] if outer else next(reversed(alive)) + 1
+    delays[first - base : end - base] += q
+    return True
+
+
 class _OneClass:
     """The single-engine queues as a scheduler reads them (one class, index 0): set
     ``D``, ``start``, ``stop`` and ``done`` (window positions) before asking the scheduler;
@@ -574,22 +599,9 @@ class EngineSimulator:
                     wait = len(alive) - m  # filed decoders not served: their keys move up
                     if wait > 0:
                         delayed = True
-                        if wait <= 8:  # a few: one by one
-                            for i in islice(reversed(alive), wait):
-                                alive[i] += q
-                        else:  # many: a range of window positions at once
-                            if m <= wait:
-                                first = next(islice(alive, m, None))
-                            else:
-                                first = next(islice(reversed(alive), wait - 1, None))
-                            end = outer[0] if outer else next(reversed(alive)) + 1
-                            delays[first - base : end - base] += q
+                        if _delay_unserved(alive, delays, m, wait, q, outer, base):
                             spread = True
-                    if (
-                        m < b
-                        and m < D + pf_backlog
-                        and (kmax >= D + Q or nwc(m, D + pf_backlog, b, kmax, D, Q, sq.remaining))
-                    ):
+                    if nwc(m, D + pf_backlog, b, kmax, D, Q, sq.remaining):
                         nwc_c += q
                     if affine is not None and not affine.in_range(m, 0):
                         oor_c += q
@@ -625,11 +637,7 @@ class EngineSimulator:
             if kv > kv_max:
                 kv_max = kv
             # ---- work conservation: was this the largest feasible batch?
-            if (
-                n < b
-                and n < D + pf_backlog
-                and (kmax >= D + Q or nwc(n, D + pf_backlog, b, kmax, D, Q, sq.remaining))
-            ):
+            if n < b and nwc(n, D + pf_backlog, b, kmax, D, Q, sq.remaining):
                 nwc_c += 1
             # ---- prompts whose prefill the batch finishes become decoders below
             whole = 0
@@ -660,16 +668,7 @@ class EngineSimulator:
                     wait = len(alive) - m
                     if wait > 0:
                         delayed = True
-                        if wait <= 8:  # a few: one by one
-                            for i in islice(reversed(alive), wait):
-                                alive[i] += 1
-                        else:  # many: a range of window positions at once
-                            if m <= wait:
-                                first = next(islice(alive, m, None))
-                            else:
-                                first = next(islice(reversed(alive), wait - 1, None))
-                            end = outer[0] if outer else next(reversed(alive)) + 1
-                            delays[first - base : end - base] += 1
+                        if _delay_unserved(alive, delays, m, wait, 1, outer, base):
                             spread = True
                 G += 1
                 if unstarted:  # the newest decoders: those served get their first token
