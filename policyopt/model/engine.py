@@ -6,6 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from policyopt.model.batch_time import AffineBatchTime, BatchTime, StaircaseBatchTime
+from policyopt.model.kv_cache import KVCacheSpec
 from policyopt.model.validation import StrictSpec, TokenBudget
 
 
@@ -17,11 +18,14 @@ class EngineSpec(StrictSpec):
     * ``max_seqs`` (``k_max``): optionally, at most this many requests per batch (vLLM's
       ``max_num_seqs``); a prefill chunk takes one request slot, as a decode token does.
     * ``batch_time``: how long a batch takes; default the paper's CodeLlama-34B/A100 staircase.
+    * ``kv_cache``: optionally, a limited KV cache (:class:`KVCacheSpec`): admission,
+      preemption and the memory bound of the capacity; unlimited when absent.
     """
 
     token_budget: TokenBudget = Field(512, description="tokens per batch (b)")
     max_seqs: int | None = Field(None, ge=1, description="requests per batch (k_max)")
     batch_time: BatchTime = Field(default_factory=StaircaseBatchTime)
+    kv_cache: KVCacheSpec | None = None
 
     def batch_seconds(self, n: np.ndarray, prefill_share: float = 0.5) -> np.ndarray:
         """Seconds of batches of ``n`` tokens (vectorized).

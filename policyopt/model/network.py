@@ -59,8 +59,9 @@ from policyopt.errors import SpecError
 from policyopt.model.batch_time import BatchTime, StaircaseBatchTime
 from policyopt.model.config import build, read_mapping
 from policyopt.model.engine import EngineSpec
+from policyopt.model.kv_cache import KVCacheSpec
 from policyopt.model.lengths import LengthDist
-from policyopt.model.scenario import Scenario, check_fits
+from policyopt.model.scenario import Scenario, check_fits, check_memory
 from policyopt.model.scheduler import SchedulerField, default_scheduler
 from policyopt.model.validation import MaxLength, StrictSpec, TokenBudget
 from policyopt.model.workload import DeterministicArrivals, PoissonArrivals, Workload
@@ -88,7 +89,8 @@ class LLMEngine(_Spec):
     """An LLM inference engine in a network: the :class:`EngineSpec` fields plus its scheduler.
 
     * ``token_budget`` (``b``, tokens per batch), ``max_seqs`` (``k_max``, requests per batch),
-      ``batch_time`` (seconds per batch, default the paper's CodeLlama-34B/A100 staircase);
+      ``batch_time`` (seconds per batch, default the paper's CodeLlama-34B/A100 staircase),
+      ``kv_cache`` (optional, a limited KV cache: :class:`~policyopt.model.kv_cache.KVCacheSpec`);
     * ``scheduler``: how batches are formed (``sarathi`` by default; a name such as
       ``vllm`` or ``orca:whole``, or a mapping). A network policy may reorder classes within
       the scheduler's batching rules.
@@ -99,11 +101,15 @@ class LLMEngine(_Spec):
     max_seqs: int | None = Field(None, ge=1, description="requests per batch (k_max)")
     batch_time: BatchTime = Field(default_factory=StaircaseBatchTime)
     scheduler: SchedulerField = Field(default_factory=default_scheduler)
+    kv_cache: KVCacheSpec | None = None
 
     def engine_spec(self) -> EngineSpec:
         """The single-engine :class:`EngineSpec` of this engine."""
         return EngineSpec(
-            token_budget=self.token_budget, max_seqs=self.max_seqs, batch_time=self.batch_time
+            token_budget=self.token_budget,
+            max_seqs=self.max_seqs,
+            batch_time=self.batch_time,
+            kv_cache=self.kv_cache,
         )
 
 
@@ -662,6 +668,10 @@ def _compile(net: NetworkSpec) -> Topology:
                         f"classes.{cname}.max_prompt_len to <= {eng.token_budget}, or give "
                         f"engine {e!r} a chunking scheduler (orca or sarathi)",
                     ) from None
+                try:
+                    check_memory(eng.engine_spec(), workload, f"engines.{e}.kv_cache")
+                except SpecError as err:
+                    raise SpecError(err.field, f"class {cname!r}: {err.problem}", err.fix) from None
 
     # workflows -----------------------------------------------------------------------------
     owner: dict[str, int] = {}
@@ -976,6 +986,7 @@ def scenario_network(scenario: Scenario) -> NetworkSpec:
         "max_seqs": eng.max_seqs,
         "batch_time": eng.batch_time,
         "scheduler": scenario.scheduler,
+        "kv_cache": eng.kv_cache,
     }
     return build(
         NetworkSpec,

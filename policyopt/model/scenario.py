@@ -14,7 +14,8 @@ It is what a YAML/TOML config file declares (see :mod:`policyopt.model.config`):
 
 Cross-field rules checked here: a scheduler that cannot chunk prefill needs a token budget
 (and, with ``max_seqs``, nothing more) that holds the workload's longest prompt, or that prompt
-would never run.
+would never run; a limited KV cache must hold the longest prompt plus the longest output, or
+that request would never finish.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def check_fits(engine: EngineSpec, scheduler: SchedulerSpec, workload: Workload)
         )
 
 
+def check_memory(engine: EngineSpec, workload: Workload, field: str = "engine.kv_cache") -> None:
+    """Refuse a KV cache too small to ever finish the workload's longest request."""
+    if engine.kv_cache is not None:
+        engine.kv_cache.check_request(workload.longest_prompt(), workload.longest_output(), field)
+
+
 class RequestClass(Workload):
     """One class of requests at a multi-class engine: a workload (Poisson or deterministic
     arrivals, prompt and output lengths) and a holding cost per request per second."""
@@ -114,6 +121,7 @@ class Scenario(StrictSpec):
     def _fits(self) -> Scenario:
         if self.classes is None:
             check_fits(self.engine, self.scheduler, self.workload)
+            check_memory(self.engine, self.workload)
             return self
         if "workload" in self.model_fields_set:
             raise SpecError(
@@ -126,6 +134,7 @@ class Scenario(StrictSpec):
         for name, wl in self.classes.items():
             try:
                 check_fits(self.engine, self.scheduler, wl)
+                check_memory(self.engine, wl)
             except SpecError as err:
                 raise SpecError(err.field, f"class {name!r}: {err.problem}", err.fix) from None
         return self
@@ -134,3 +143,9 @@ class Scenario(StrictSpec):
     def multiclass(self) -> bool:
         """Whether the scenario declares request classes (simulated as a one-engine network)."""
         return self.classes is not None
+
+    @property
+    def network_form(self) -> bool:
+        """Whether the scenario runs as its one-engine network: it declares request classes
+        or a limited KV cache (the memory rules live in the network simulator's engines)."""
+        return self.classes is not None or self.engine.kv_cache is not None

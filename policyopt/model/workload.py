@@ -243,6 +243,12 @@ class Workload(_Spec):
             return int(read_trace(self.arrival.path)[1].max())
         return self.prompt_dist.largest(self.max_prompt_len)
 
+    def longest_output(self) -> int:
+        """The longest output this workload can produce, tokens."""
+        if isinstance(self.arrival, TraceArrivals):
+            return int(read_trace(self.arrival.path)[2].max())
+        return self.output_dist.largest(self.max_output_len)
+
     def with_rate(self, rate: float) -> Workload:
         """The same workload at ``rate`` requests/s (a trace is replayed faster or slower)."""
         if not rate > 0 or not math.isfinite(rate):

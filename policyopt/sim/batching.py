@@ -38,8 +38,9 @@ class BatchRecord:
 @dataclass
 class Counters:
     """Batch-level counts over a run: batches, tokens, full batches, batches that were not
-    work-conserving, batches outside the batch-time profile, busy seconds and the KV-token
-    seconds (the time integral of the KV cache in use)."""
+    work-conserving, batches outside the batch-time profile, busy seconds, the KV-token
+    seconds (the time integral of the KV tokens held) and, with a limited KV cache, the
+    allocated-token seconds (the time integral of the cache's allocated blocks, in tokens)."""
 
     batches: int = 0
     tokens: int = 0
@@ -48,6 +49,7 @@ class Counters:
     out_of_range: int = 0
     busy_time: float = 0.0
     kv_area: float = 0.0
+    mem_area: float = 0.0
 
     def copy(self) -> Counters:
         return Counters(**self.__dict__)

@@ -88,6 +88,7 @@ from policyopt.policies import (
     make_policy,
 )
 from policyopt.sim.batching import BatchRecord, Counters, batch_time_table, not_work_conserving
+from policyopt.sim.kv_memory import KVMemory
 from policyopt.sim.schedulers import BatchPlan, make_scheduler
 from policyopt.sim.stability import DRIFT_TOLERANCE, verdict
 from policyopt.sim.stats import LogHistogram, WindowMeans, t_interval
@@ -178,6 +179,24 @@ class DecodeQueue:
         else:
             self.outside.append((job, tokens))
 
+    def pop_last(self) -> tuple[Job, int, bool]:
+        """Take out the youngest job (preempted): ``(job, decode tokens left, whether it was in
+        the window)``."""
+        if self.outside:
+            job, tokens = self.outside.pop()
+            return job, tokens, False
+        job, key = self.alive.popitem()
+        if self.total:
+            key += self._delay(job.dseq)
+        heap = self.heap
+        for i, entry in enumerate(heap):
+            if entry[2] is job:
+                heap[i] = heap[-1]
+                heap.pop()
+                heapq.heapify(heap)
+                break
+        return job, key - self.G, True
+
     def remaining(self, job: Job) -> int:
         """Decode tokens ``job`` still needs."""
         if job in self.alive:
@@ -255,12 +274,17 @@ class Job:
 
     __slots__ = (
         "arrived",
+        "blocks",
         "cls",
+        "dec_left",
         "dec_tokens",
         "dseq",
+        "first",
         "fork",
+        "held",
         "id",
         "pre_left",
+        "preempted",
         "prompt",
         "workflow",
     )
@@ -284,6 +308,14 @@ class Job:
         self.pre_left = pre_left  # prefill tokens left (LLM), or service seconds left (station)
         self.dec_tokens = dec_tokens  # decode tokens (LLM)
         self.prompt = prompt  # prompt tokens (LLM)
+        # at an engine with a limited KV cache (policyopt.sim.kv_memory): KV tokens held,
+        # blocks allocated, decode tokens left when it (re)joins decoding, whether it has its
+        # first token, and how often it was preempted
+        self.held = 0
+        self.blocks = 0
+        self.dec_left = dec_tokens
+        self.first = False
+        self.preempted = 0
 
     def __lt__(self, other: Job) -> bool:
         return self.id < other.id
@@ -345,9 +377,23 @@ class _Engine:
             map(_PRE_LEFT, wait[k]),
             0,
         )
+        # a limited KV cache: the scheduler sees only the prompts that may be admitted
+        self.mem = KVMemory(spec.kv_cache) if self.llm and spec.kv_cache is not None else None  # type: ignore[union-attr]
+        self.shown: dict[int, int] = dict.fromkeys(classes, 0)
+        self.preempt_counts: dict[int, int] = {}  # completed requests by times preempted
+        self.warm_mem = (0, 0, 0)  # the memory's counters at the end of warm-up
+        self.shown_tokens = 0
+        if self.mem is not None:
+            shown = self.shown
+            self.waiting = lambda k: shown[k]
+            self.prompts = lambda k: (map(_PRE_LEFT, islice(wait[k], shown[k])), 0)
 
     def remaining(self) -> Iterator[int]:
-        """Prefill tokens left of every waiting prompt at this engine."""
+        """Prefill tokens left of every waiting prompt at this engine (with a limited KV
+        cache, of every prompt shown to the scheduler)."""
+        if self.mem is not None:
+            shown = self.shown
+            return (job.pre_left for k, q in self.wait.items() for job in islice(q, shown[k]))
         return (job.pre_left for q in self.wait.values() for job in q)
 
 
@@ -537,6 +583,7 @@ class NetworkSimulator:
         self.sample_t = np.linspace(0.0, self.horizon, self.samples, endpoint=False)
         self.sample_jobs = np.full(self.samples, np.nan)
         self.sample_backlog = np.full((J, self.samples), np.nan)
+        self.sample_mem = np.full((J, self.samples), np.nan)  # KV cache allocated, tokens
         self.next_sample = 0
         self.t_next_sample = float(self.sample_t[0]) if self.samples else INF
         self.t_next_edge = float(self.window_edges[0])
@@ -718,12 +765,16 @@ class NetworkSimulator:
             self.warm = True
             for e in engines:
                 e.warm_stats = e.stats.copy()
+                if e.mem is not None:
+                    e.warm_mem = e.mem.counts()
         if t > self.t_next_sample:
             while self.next_sample < self.samples and self.sample_t[self.next_sample] < t:
                 i = self.next_sample
                 self.sample_jobs[i] = self.jobs.sum()
                 for e in engines:
                     self.sample_backlog[e.index, i] = e.backlog
+                    if e.mem is not None:
+                        self.sample_mem[e.index, i] = e.mem.used_tokens
                 self.next_sample += 1
             self.t_next_sample = (
                 float(self.sample_t[self.next_sample]) if self.next_sample < self.samples else INF
@@ -947,9 +998,11 @@ class NetworkSimulator:
         self, eng: _Engine, order: Sequence[int] | None = None, decode_cap: int | None = None
     ) -> None:
         D, Q = eng.n_dec, eng.n_wait
-        if D == 0 and Q == 0:
+        mem = eng.mem
+        if D == 0 and Q == 0 and (mem is None or not mem.swapped):
             eng.busy = False
             return
+        swap_s = 0.0  # seconds of KV moved to or from host memory during this batch
         b, kmax = eng.b, eng.kmax
         repeat = eng.repeat
         if order is None and repeat is not None:
@@ -970,6 +1023,13 @@ class NetworkSimulator:
                 if self.policy_splits:
                     self._sync_jobs()
                     decode_cap = self.policy.decode_cap(eng.index, self.view)  # type: ignore[union-attr]
+            if mem is None:
+                available = D + eng.pre_backlog
+            else:  # preempt to make room, then show the prompts that may be admitted
+                swap_s = self._make_room(eng, order)
+                D, Q = eng.n_dec, sum(eng.shown.values())
+                available = D + eng.shown_tokens
+                reusable = False
             plan = eng.sched.form(eng, order, b, kmax, decode_cap)
             n = plan.x + plan.m
             if n == 0:  # cannot happen with work present; guard against a frozen clock
@@ -977,8 +1037,8 @@ class NetworkSimulator:
             # work conservation, judged on the queues the batch was formed from
             nwc = (
                 n != b
-                and n < D + eng.pre_backlog  # not all the work available now
-                and not_work_conserving(n, D + eng.pre_backlog, b, kmax, D, Q, eng.remaining)
+                and n < available  # not all the work available now
+                and not_work_conserving(n, available, b, kmax, D, Q, eng.remaining)
             )
             # a batch without prefill leaves the prompts as they were
             eng.repeat = (plan, nwc) if reusable and plan.x == 0 else None
@@ -1002,6 +1062,8 @@ class NetworkSimulator:
             dt = eng.bt.seconds(x, m, kv_read)
             if not eng.bt.in_range(n, kv_read):
                 st.out_of_range += 1
+        if swap_s:
+            dt += swap_s
         t_end = self.now + dt
         if self.record:
             self._record(eng, plan, t_end)
@@ -1018,7 +1080,17 @@ class NetworkSimulator:
         for k, mk in plan.decode:
             us = unstarted[k]
             dq = dec[k]
-            if us:  # the youngest decoders have no token yet: those served now get their first
+            if mem is not None:  # (no unstarted queue) each decoder served grows by a token
+                warmup = self.warmup
+                codes, vals = self.time_log
+                for job in islice(dq.alive, mk):
+                    mem.grow(job)
+                    if not job.first:
+                        job.first = True
+                        if job.arrived >= warmup:
+                            codes.append(2 * k + 1)
+                            vals.append(t_end - job.arrived)
+            elif us:  # the youngest decoders have no token yet: those served now get their first
                 warmup = self.warmup
                 codes, vals = self.time_log
                 for _ in range(mk - (len(dq.alive) + len(dq.outside) - len(us))):
@@ -1046,14 +1118,34 @@ class NetworkSimulator:
                 for _ in range(whole):
                     job = q.popleft()
                     work_left[k] -= job.pre_left
+                    if mem is None:
+                        us.append(job)
+                    else:
+                        if not job.blocks:
+                            mem.admit(job)
+                        job.held += job.pre_left
                     job.pre_left = 0
-                    dq.add(job, job.dec_tokens)
-                    us.append(job)
+                    dq.add(job, job.dec_left)
                 eng.n_wait -= whole
                 eng.n_dec += whole
             if chunk:
-                q[0].pre_left -= chunk
+                head = q[0]
+                if mem is not None:
+                    if not head.blocks:
+                        mem.admit(head)
+                    head.held += chunk
+                head.pre_left -= chunk
                 work_left[k] -= chunk
+        if mem is not None:
+            # the cache during the batch: its allocations, before finished requests leave
+            st.mem_area += mem.used_tokens * dt
+            if finished:
+                counts = eng.preempt_counts
+                warm = t_end >= self.warmup
+                for job in finished:
+                    mem.release(job)
+                    if warm:
+                        counts[job.preempted] = counts.get(job.preempted, 0) + 1
         if x:
             eng.pre_backlog -= x
         eng.backlog -= n
@@ -1077,6 +1169,69 @@ class NetworkSimulator:
                 prefill.append((q[whole].id, chunk))
         decode = [job.id for k, mk in plan.decode for job in islice(eng.dec[k].alive, mk)]
         self.batches.append(BatchRecord(self.now, t_end, prefill, decode))
+
+    def _make_room(self, eng: _Engine, order: Sequence[int]) -> float:
+        """An engine with a limited KV cache, before its batch (rules of
+        :mod:`policyopt.sim.kv_memory`): preempt until every decoder the batch may serve can
+        grow by a token, swap requests back in, and show the scheduler the prompts that may be
+        admitted. Returns the seconds of KV moved to or from host memory."""
+        mem = eng.mem
+        assert mem is not None
+        dec, wait = eng.dec, eng.wait
+        need = mem.growth_need(dq.alive for dq in dec.values())
+        moved = 0  # tokens swapped out or in
+        preempted = False
+        while need > mem.free:
+            victim = mem.youngest()
+            k = victim.cls
+            held = victim.held
+            full = mem.full(victim)
+            mem.release(victim)
+            mem.preemptions += 1
+            victim.preempted += 1
+            eng.kv -= held
+            preempted = True
+            if victim.pre_left:  # partly prefilled (the head of its class's queue): recompute
+                victim.pre_left += held
+            else:
+                job, left, in_window = dec[k].pop_last()
+                assert job is victim, "the youngest resident is its class's youngest decoder"
+                if in_window and full:
+                    need -= 1
+                eng.n_dec -= 1
+                victim.dec_left = left
+                if not mem.recompute:
+                    mem.swapped.append(victim)
+                    mem.swapped_tokens += held
+                    moved += held
+                    continue
+                victim.pre_left = held
+                wait[k].appendleft(victim)
+                eng.n_wait += 1
+            victim.held = 0
+            mem.recomputed_tokens += held
+            eng.pre_backlog += held
+            eng.backlog += held
+            eng.arrived_work += held
+            self.work_left[k] += held
+        swapped = mem.swapped
+        while swapped and not preempted:  # back in the order they left, while they fit
+            job = swapped[0]
+            if mem.blocks_for(job.held + 1) > mem.free - need - mem.watermark:
+                break
+            swapped.popleft()
+            mem.swap_in(job)
+            need += mem.full(job)
+            moved += job.held
+            eng.kv += job.held
+            dec[job.cls].add(job, job.dec_left)
+            eng.n_dec += 1
+        shown = eng.shown
+        for k in shown:
+            shown[k] = 0
+        counts, eng.shown_tokens = mem.admissible(wait, order, need, eng.b, eng.kmax)
+        shown.update(counts)
+        return moved * mem.swap_s
 
     def _station_decide(self, eng: _Engine, order: Sequence[int] | None = None) -> None:
         """Serve, at station ``eng``, the head of the first class of ``order`` (default: the
@@ -1612,6 +1767,29 @@ class NetworkSimulator:
             f"{what}_p99": self.class_hist[code].quantile(0.99),
         }
 
+    def _memory_row(self, e: _Engine, span: float) -> dict[str, float]:
+        """The KV-cache metrics of engine ``e`` (a limited cache) after warm-up: tokens
+        allocated (mean, most, capacity), preemptions, tokens recomputed and swapped, and how
+        often the requests completed were preempted."""
+        mem = e.mem
+        assert mem is not None
+        preempt, recomputed, swapped = (
+            a - b for a, b in zip(mem.counts(), e.warm_mem, strict=True)
+        )
+        counts = e.preempt_counts
+        completed = sum(counts.values())
+        hit = completed - counts.get(0, 0)
+        return {
+            "mem_capacity": mem.total * mem.block,
+            "mem_mean": (e.stats.mem_area - e.warm_stats.mem_area) / span,
+            "mem_max": mem.used_max * mem.block,
+            "preemptions": preempt,
+            "recomputed_tokens": recomputed,
+            "swapped_tokens": swapped,
+            "preempted_share": hit / completed if completed else math.nan,
+            "preemptions_max": max(counts, default=0),
+        }
+
     def result(self) -> NetworkResult:
         """The metrics of the run (call after :meth:`run`)."""
         topo, net = self.topo, self.net
@@ -1667,6 +1845,8 @@ class NetworkSimulator:
                 row["out_of_range_batches"] = st.out_of_range - w.out_of_range
                 row["kv_mean"] = (st.kv_area - w.kv_area) / span
                 row["kv_max"] = e.kv_max
+                if e.mem is not None:
+                    row.update(self._memory_row(e, span))
             engines[name] = row
         workflows: dict[str, dict[str, float]] = {}
         for i, wf in enumerate(net.workflows):
@@ -1694,6 +1874,8 @@ class NetworkSimulator:
         series = {"t": t, "jobs": self.sample_jobs[filled]}
         for e in self.engines:
             series[f"backlog_{topo.engines[e.index]}"] = self.sample_backlog[e.index][filled]
+            if e.mem is not None:
+                series[f"memory_{topo.engines[e.index]}"] = self.sample_mem[e.index][filled]
         return NetworkResult(
             network=net.name,
             policy=self.policy_name,

@@ -48,12 +48,14 @@ class BatchPlan:
     """The next batch: ``decode`` lists ``(class, requests served)``, the oldest requests of
     each class, one decode token each; ``prefill`` lists ``(class, whole, chunk)``: the
     ``whole`` oldest prompts of the class finish their prefill, then ``chunk`` more tokens go
-    to the next prompt (0: none). ``x`` prefill tokens and ``m`` decode tokens in all."""
+    to the next prompt (0: none). ``x`` prefill tokens and ``m`` decode tokens in all;
+    ``budget`` the engine's token budget (tokens per batch)."""
 
     decode: list[tuple[int, int]]
     prefill: list[tuple[int, int, int]]
     x: int
     m: int
+    budget: int = 0
 
     @property
     def tokens(self) -> int:
@@ -118,8 +120,11 @@ def fill_prefill(
 ) -> tuple[int, int]:
     """Prefill tokens, classes in ``order``, first-come first-served within a class: whole
     prompts while they fit, then (``chunked``) a chunk of the next one; a whole prompt that
-    does not fit stops all prefill (no skipping ahead). Each prompt served takes a request
-    slot. Adds to ``plan``; returns the ``(budget, slots)`` left."""
+    does not fit stops all prefill (no skipping ahead). A prefill longer than the engine's
+    whole token budget (``plan.budget``: a preempted request recomputing its prompt and
+    decoded tokens, with a limited KV cache) is chunked even when ``chunked`` is false, or it
+    could never run. Each prompt served takes a request slot. Adds to ``plan``; returns the
+    ``(budget, slots)`` left."""
     x = 0
     for k in order:
         if budget <= 0 or slots <= 0:
@@ -138,7 +143,7 @@ def fill_prefill(
                 if budget <= 0 or slots <= 0:
                     break
             else:
-                if chunked:
+                if chunked or rem > plan.budget:
                     chunk = budget
                     x += budget
                     budget = 0
@@ -181,7 +186,7 @@ class Scheduler:
         ``order``: the scheduler's :meth:`fill`, or, with a ``decode_cap`` (tokens) at a
         scheduler that ``splits_budget``, decode tokens first up to the cap, then prefill,
         then decode tokens in what prefill left."""
-        plan = BatchPlan([], [], 0, 0)
+        plan = BatchPlan([], [], 0, 0, budget)
         if decode_cap is None or not self.splits_budget:
             self.fill(queues, order, budget, slots, plan)
             return plan

@@ -1,0 +1,185 @@
+"""A limited KV cache at one engine: its blocks, who holds them, and the engine's rules for
+admitting prompts and choosing whom to preempt (``docs/schedulers.md``, memory).
+
+The simulator owns the queues; this module owns the blocks. A request (the simulator's job)
+carries ``held`` (KV tokens it holds: computed prompt tokens plus decoded tokens), ``blocks``
+(blocks allocated to it; 0: not resident) and ``pre_left`` (prefill tokens it still needs).
+The rules, in the order the engine applies them before each batch:
+
+1. **Swap in** (``preemption: swap``): swapped-out requests come back in the order they left,
+   while the blocks of their KV and of one token more fit beside the watermark.
+2. **Room to grow**: every decoder the batch may serve (the oldest ``min(b, max_seqs)`` of
+   each class) whose blocks are full needs one more block. While the free blocks fall short,
+   the most recently admitted resident request is preempted (vLLM's rule): its blocks are
+   freed and it recomputes (back to the head of its class's queue with its prompt and decoded
+   tokens to prefill again) or is swapped out.
+3. **Admission**: prompts, classes in the policy's order and first-come first-served within a
+   class, are shown to the scheduler while the blocks of each whole prompt and of one token
+   more (its first decode token) fit in the free blocks left after step 2, beside the
+   watermark (ignored when the cache is empty, so that any request that fits can start); the
+   first that does not fit hides every prompt after it (no skipping ahead), and none are
+   admitted while a request is swapped out. A prompt already admitted (partly prefilled) is
+   always shown. The scheduler then forms the batch from what it is shown, so it never
+   exceeds the cache. (Without the token more, a prompt admitted into the last free blocks
+   would be preempted by the next decode step and admitted again, for ever.)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from policyopt.model.kv_cache import KVCacheSpec
+
+
+class Resident(Protocol):
+    """What the memory reads and writes of a request."""
+
+    held: int
+    blocks: int
+    pre_left: int
+    preempted: int
+
+
+class KVMemory:
+    """The KV cache of one engine: ``total`` blocks of ``block`` tokens, ``free`` of them free.
+
+    ``resident`` holds the requests with blocks, oldest admission first; ``swapped`` the
+    requests swapped out to host memory, oldest first. Counters: ``preemptions``,
+    ``recomputed_tokens`` (KV tokens dropped to be prefilled again), ``swapped_tokens`` (KV
+    tokens moved out or in), ``used_max`` (the most blocks ever allocated at once).
+    """
+
+    __slots__ = (
+        "block",
+        "free",
+        "preemptions",
+        "recompute",
+        "recomputed_tokens",
+        "resident",
+        "swap_s",
+        "swapped",
+        "swapped_tokens",
+        "total",
+        "used_max",
+        "watermark",
+    )
+
+    def __init__(self, spec: KVCacheSpec) -> None:
+        self.block = spec.block_size
+        self.total = spec.blocks
+        self.free = spec.blocks
+        self.watermark = spec.watermark_blocks
+        self.recompute = spec.preemption == "recompute"
+        self.swap_s = spec.swap_s_per_token
+        self.resident: dict[Any, None] = {}
+        self.swapped: deque[Any] = deque()
+        self.preemptions = 0
+        self.recomputed_tokens = 0
+        self.swapped_tokens = 0
+        self.used_max = 0
+
+    def counts(self) -> tuple[int, int, int]:
+        """``(preemptions, recomputed tokens, swapped tokens)`` so far."""
+        return self.preemptions, self.recomputed_tokens, self.swapped_tokens
+
+    @property
+    def used_tokens(self) -> int:
+        """Tokens of cache allocated (whole blocks)."""
+        return (self.total - self.free) * self.block
+
+    def blocks_for(self, tokens: int) -> int:
+        """Blocks that hold ``tokens`` tokens."""
+        return -(-tokens // self.block)
+
+    # ------------------------------------------------------------------ rule 2
+    def growth_need(self, windows: Iterable[Iterable[Resident]]) -> int:
+        """Blocks the decoders in ``windows`` (those a batch may serve) need for one more
+        token each: one for each whose blocks are full."""
+        block = self.block
+        return sum(1 for w in windows for job in w if job.held >= job.blocks * block)
+
+    def youngest(self) -> Resident:
+        """The most recently admitted resident request (the next to preempt)."""
+        return next(reversed(self.resident))
+
+    def full(self, job: Resident) -> bool:
+        """Whether ``job``'s blocks are full (its next decode token needs a new block)."""
+        return job.held >= job.blocks * self.block
+
+    # ------------------------------------------------------------------ rule 3
+    def admissible(
+        self,
+        waiting: Mapping[int, Iterable[Resident]],
+        order: Sequence[int],
+        reserve: int,
+        budget: int,
+        slots: int,
+    ) -> tuple[dict[int, int], int]:
+        """How many prompts of each class (oldest first) the scheduler is shown, and their
+        prefill tokens: rule 3 with ``reserve`` blocks kept for decode growth. The scan stops
+        once the prompts shown hold ``budget`` tokens or ``slots`` prompts (a batch can take
+        no more)."""
+        room = self.free - reserve - (self.watermark if self.resident else 0)
+        closed = bool(self.swapped)  # no new prompt while a request is swapped out
+        shown: dict[int, int] = {}
+        tokens = count = 0
+        for k in order:
+            n = 0
+            for job in waiting[k]:
+                if tokens >= budget or count >= slots:
+                    break
+                if not job.blocks:  # not admitted yet: its prompt, and room for a token more
+                    need = self.blocks_for(job.pre_left + 1)
+                    if closed or need > room:
+                        closed = True
+                        break
+                    room -= need
+                n += 1
+                count += 1
+                tokens += job.pre_left
+            shown[k] = n
+        return shown, tokens
+
+    # ------------------------------------------------------------------ blocks
+    def admit(self, job: Resident) -> None:
+        """``job`` starts its prefill: blocks for all its prefill tokens."""
+        need = self.blocks_for(job.pre_left)
+        job.blocks = need
+        self.free -= need
+        self.resident[job] = None
+        used = self.total - self.free
+        if used > self.used_max:
+            self.used_max = used
+
+    def grow(self, job: Resident) -> None:
+        """``job`` gets one decode token (a new block if its blocks are full)."""
+        job.held += 1
+        if job.held > job.blocks * self.block:
+            job.blocks += 1
+            self.free -= 1
+            used = self.total - self.free
+            if used > self.used_max:
+                self.used_max = used
+
+    def release(self, job: Resident) -> None:
+        """``job`` leaves the cache (finished, preempted or swapped out)."""
+        self.free += job.blocks
+        job.blocks = 0
+        del self.resident[job]
+
+    def swap_in(self, job: Resident) -> None:
+        """``job`` comes back from host memory: blocks for the KV it holds."""
+        need = self.blocks_for(job.held)
+        job.blocks = need
+        self.free -= need
+        self.resident[job] = None
+        self.swapped_tokens += job.held
+        used = self.total - self.free
+        if used > self.used_max:
+            self.used_max = used
+
+    def can_swap_in(self, job: Resident) -> bool:
+        """Whether ``job``'s KV fits beside the watermark."""
+        return self.blocks_for(job.held) <= self.free - self.watermark
