@@ -246,9 +246,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _classes_network(scen: Scenario, args: argparse.Namespace) -> NetworkSpec:
-    """A scenario with request classes runs as its one-engine network (one class, and one
-    workflow, per request class); its file's horizon, seed, warm-up and samples (with the
-    command line's overrides already applied) become the network run's."""
+    """A scenario with request classes or a limited KV cache runs as its one-engine network
+    (one class, and one workflow, per request class); its file's horizon, seed, warm-up and
+    samples (with the command line's overrides already applied) become the network run's."""
     args.scheduler = None  # applied to the scenario by load_config
     args.horizon = scen.run.horizon_s
     args.seed = scen.run.seed
@@ -405,7 +405,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if net is not None:
         return network_simulate(net, args)
     scen = load_config(args.config, scheduler=args.scheduler, horizon=args.horizon, seed=args.seed)
-    if scen.multiclass:
+    if scen.network_form:
         return network_simulate(_classes_network(scen, args), args)
     if args.policy is not None:
         raise SpecError(
@@ -472,12 +472,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base = load_config(
         args.config, horizon=args.horizon, seed=args.seed, default_horizon=COMPARE_HORIZON_S
     )
-    if base.multiclass:
+    if base.network_form:
         if args.schedulers:
             raise SpecError(
                 "--schedulers",
-                "a scenario with request classes compares policies on its scheduler",
-                "set scheduler in the file and use --policies",
+                "a scenario with request classes or a limited KV cache compares policies on "
+                "its scheduler",
+                "set scheduler in the file and use --policies (or one simulate per scheduler)",
             )
         return network_compare(_classes_network(base, args), args)
     if args.policies:

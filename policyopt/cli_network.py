@@ -239,6 +239,19 @@ def _plot(results: list[tuple[str, NetworkResult]], path: Path, title: str) -> P
     return path
 
 
+def _memory_line(e: dict[str, float | str]) -> str:
+    """One engine's KV-cache metrics (a limited cache) in words."""
+    share = float(e["preempted_share"])
+    return (
+        f"KV cache {int(e['mem_capacity']):,} tokens: mean {float(e['mem_mean']):,.0f} "
+        f"allocated, most {int(e['mem_max']):,}; {int(e['preemptions']):,} preemptions, "
+        f"{int(e['recomputed_tokens']):,} tokens recomputed, {int(e['swapped_tokens']):,} "
+        "swapped; "
+        + (f"{share:.1%} of requests preempted" if math.isfinite(share) else "none completed")
+        + f" (at most {int(e['preemptions_max'])} times)"
+    )
+
+
 def network_simulate(net: NetworkSpec, args: argparse.Namespace) -> int:
     """One network run under one policy."""
     if args.rate is not None:
@@ -276,6 +289,8 @@ def network_simulate(net: NetworkSpec, args: argparse.Namespace) -> int:
             f"{float(e['utilization']):.3f}, backlog drift {float(e['drift']):.1f} "
             f"[{float(e['drift_low']):.1f}, {float(e['drift_high']):.1f}], {e['verdict']}"
         )
+        if "mem_capacity" in e:
+            print(f"    {_memory_line(e)}")
     print("workflows:")
     for name, w in res.workflows.items():
         print(

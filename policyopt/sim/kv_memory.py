@@ -114,22 +114,19 @@ class KVMemory:
         waiting: Mapping[int, Iterable[Resident]],
         order: Sequence[int],
         reserve: int,
-        budget: int,
-        slots: int,
     ) -> tuple[dict[int, int], int]:
         """How many prompts of each class (oldest first) the scheduler is shown, and their
-        prefill tokens: rule 3 with ``reserve`` blocks kept for decode growth. The scan stops
-        once the prompts shown hold ``budget`` tokens or ``slots`` prompts (a batch can take
-        no more)."""
+        prefill tokens: rule 3 with ``reserve`` blocks kept for decode growth. Every prompt
+        the rule admits is shown, not only as many as one batch can take, so that the
+        work-conservation check sees the work a batch could have held; each prompt shown
+        holds a block at least, so the scan is as long as the free blocks at most."""
         room = self.free - reserve - (self.watermark if self.resident else 0)
         closed = bool(self.swapped)  # no new prompt while a request is swapped out
         shown: dict[int, int] = {}
-        tokens = count = 0
+        tokens = 0
         for k in order:
             n = 0
             for job in waiting[k]:
-                if tokens >= budget or count >= slots:
-                    break
                 if not job.blocks:  # not admitted yet: its prompt, and room for a token more
                     need = self.blocks_for(job.pre_left + 1)
                     if closed or need > room:
@@ -137,7 +134,6 @@ class KVMemory:
                         break
                     room -= need
                 n += 1
-                count += 1
                 tokens += job.pre_left
             shown[k] = n
         return shown, tokens

@@ -1229,7 +1229,7 @@ class NetworkSimulator:
         shown = eng.shown
         for k in shown:
             shown[k] = 0
-        counts, eng.shown_tokens = mem.admissible(wait, order, need, eng.b, eng.kmax)
+        counts, eng.shown_tokens = mem.admissible(wait, order, need)
         shown.update(counts)
         return moved * mem.swap_s
 

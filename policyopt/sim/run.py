@@ -43,6 +43,13 @@ def simulate(
             "a scenario with request classes runs as a one-engine network",
             "use simulate_classes(scenario, policy) (or policyopt simulate FILE --policy P)",
         )
+    if scenario.engine.kv_cache is not None:
+        raise SpecError(
+            "engine.kv_cache",
+            "a scenario with a limited KV cache runs as a one-engine network (where the "
+            "memory rules live)",
+            "use simulate_classes(scenario) (or policyopt simulate FILE)",
+        )
     cap = capacity(scenario.engine, scenario.workload)
     run = scenario.run
     sim = EngineSimulator(
@@ -68,10 +75,11 @@ def simulate_classes(
     *,
     progress: Callable[[float], None] | None = None,
 ) -> NetworkResult:
-    """Simulate a scenario with request classes under ``policy`` (the order in which the
-    classes fill the token budget) on its one-engine network
+    """Simulate a scenario with request classes or a limited KV cache under ``policy`` (the
+    order in which the classes fill the token budget) on its one-engine network
     (:func:`~policyopt.model.network.scenario_network`), with the scenario's horizon, warm-up
-    and seed; per-class metrics are in ``result.classes``. A single-workload scenario runs
+    and seed; per-class metrics are in ``result.classes``, the engine's (KV cache included) in
+    ``result.engines["engine"]``. A single-workload scenario runs
     too (one class, ``requests``), as a cross-check of :func:`simulate`."""
     run = scenario.run
     sim = NetworkSimulator(
