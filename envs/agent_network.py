@@ -59,10 +59,14 @@ def observation(view: NetworkView, engine: int | None, scale: Sequence[float]) -
     state = view.class_state_flat()
     values = [x / (x + c) if x > 0.0 else 0.0 for x, c in zip(state, scale, strict=True)]
     n = len(values)
-    obs = np.zeros(n + len(view.classes_at), dtype=np.float32)
+    J = len(view.classes_at)
+    free = view.memory_free()  # engines with a limited KV cache: the share free
+    obs = np.zeros(n + J + len(free), dtype=np.float32)
     obs[:n] = values
     if engine is not None:
         obs[n + engine] = 1.0
+    if free:
+        obs[n + J :] = free
     return obs
 
 
@@ -99,8 +103,8 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
     engine's native split level), and ``info["illegal_action"]`` is ``True`` (``info["action"]``
     is the action actually applied).
 
-    **Observation space** ``Box(0, 1, (3K + J,), float32)``, with ``x -> x / (x + c)``
-    mapping counts into ``[0, 1)``:
+    **Observation space** ``Box(0, 1, (3K + J + C,), float32)``, with ``x -> x / (x + c)``
+    mapping counts into ``[0, 1)`` (``C``: the engines with a limited KV cache, usually 0):
 
     ============  =============================================================  ============
     index         observation                                                    ``c``
@@ -109,6 +113,7 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
     ``K + k``     jobs of class ``k`` in service (LLM: decoding)                 10 jobs
     ``2K + k``    remaining work of class ``k`` (tokens, or seconds)             ``10 w_k``
     ``3K + j``    1 if engine ``j`` decides now, else 0                          (one-hot)
+    ``3K+J+i``    share of the KV cache free at the ``i``-th engine with one     (a share)
     ============  =============================================================  ============
 
     ``w_k`` is the mean work of one job of class ``k`` (tokens at an LLM engine, seconds at a
@@ -211,7 +216,8 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
                     f"in one batch (sarathi or orca); {net.name} has none: use action='order'"
                 )
         self.action_space = spaces.Discrete(K * L)
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(3 * K + J,), dtype=np.float32)
+        C = sum(1 for e in net.engines.values() if getattr(e, "kv_cache", None) is not None)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(3 * K + J + C,), dtype=np.float32)
         self.decoder = ActionDecoder(net, L)  # the action layout, shared with AgentPolicy
         self.sim: NetworkSimulator | None = None
         self.engine: int | None = None

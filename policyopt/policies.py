@@ -110,6 +110,8 @@ class SimulatorState(Protocol):
 
     def fcfs_order(self, j: int) -> list[int]: ...
 
+    def memory_free(self) -> list[float]: ...
+
 
 def _read_only(a: np.ndarray) -> np.ndarray:
     """A read-only view of ``a``: the same buffer (later changes to ``a`` show), no writes."""
@@ -251,6 +253,11 @@ class NetworkView:
         """The classes of ``engine`` first-come first-served: by the arrival time of each
         class's oldest job there (what a policy returning ``None`` gets)."""
         return self._state().fcfs_order(engine)
+
+    def memory_free(self) -> list[float]:
+        """For each engine with a limited KV cache, in engine-index order, the share of its
+        cache's blocks free now (empty without such engines)."""
+        return self._state().memory_free()
 
     def engine_jobs(self, engine: int) -> tuple[int, int]:
         """``(waiting, decoding)`` at ``engine`` now: jobs whose prefill (at a station, their

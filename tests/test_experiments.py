@@ -92,3 +92,19 @@ def test_ppo_learns_on_rybko_stolyar(tmp_path: Path) -> None:
     assert learn.main([*common, "--bc", "best-priority", "--out", str(out)]) == 0
     result = json.loads((out / "result.json").read_text())
     assert result["gap_selected"] <= 0.05 and result["gap_final"] <= 0.05
+
+
+def test_memory_experiment_smoke(tmp_path: Path) -> None:
+    """The memory experiment end to end on short runs: every run finishes, memory never
+    exceeds the cache, and a cache too small for the sweep's rate preempts while a large one
+    does not."""
+    memory = load_script("memory")
+    assert memory.main(["--horizon", "150", "--results", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "memory.json").read_text())
+    assert len(rows) == len(memory.POLICIES) * len(memory.RATES) + len(memory.CACHES)
+    for row in rows:
+        assert row["mem_mean"] <= row["cache_tokens"]
+    sweep = {r["cache_tokens"]: r for r in rows if r["part"] == "cache"}
+    assert sweep[min(sweep)]["preemptions"] > 0
+    assert sweep[max(sweep)]["preemptions"] == 0
+    assert (tmp_path / "memory.png").stat().st_size > 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -281,3 +282,38 @@ def test_bad_cache(kv: dict[str, Any], field: str, words: str) -> None:
     with pytest.raises(SpecError) as err:
         build(Scenario, {"engine": {"kv_cache": kv}})
     assert field in str(err.value) and words in str(err.value)
+
+
+def test_env_observes_free_memory() -> None:
+    """With a limited cache the environment's observation ends with the share of the cache
+    free at that engine: 1 before any work, below 1 once requests hold memory."""
+    from envs.agent_network import AgentNetworkEnv
+
+    sc = build(
+        Scenario,
+        {
+            "engine": {"kv_cache": {"tokens": 20_000}},
+            "classes": {
+                "chat": {"arrival": {"kind": "poisson", "rate": 2.0}},
+                "docs": {
+                    "arrival": {"kind": "poisson", "rate": 0.5},
+                    "prompt": {"kind": "constant", "value": 400},
+                },
+            },
+        },
+    )
+    env = AgentNetworkEnv(scenario_network(sc), horizon=60.0)
+    K, J = 2, 1
+    assert env.observation_space.shape == (3 * K + J + 1,)
+    obs, _ = env.reset(seed=0)
+    seen = [float(obs[-1])]
+    for _ in range(50):
+        obs, _, _, truncated, _ = env.step(0)
+        assert env.observation_space.contains(obs)
+        seen.append(float(obs[-1]))
+        if truncated:
+            break
+    assert max(seen) <= 1.0 and min(seen) < 1.0
+    sim = env.sim
+    assert sim is not None and sim.engines[0].mem is not None
+    assert obs[-1] == np.float32(sim.engines[0].mem.free / sim.engines[0].mem.total)

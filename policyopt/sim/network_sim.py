@@ -1717,6 +1717,11 @@ class NetworkSimulator:
         serving = [j - w for j, w in zip(self._jobs, waiting, strict=True)]
         return waiting + serving + work
 
+    def memory_free(self) -> list[float]:
+        """For each engine with a limited KV cache, in engine-index order, the share of its
+        blocks free now."""
+        return [e.mem.free / e.mem.total for e in self.engines if e.mem is not None]
+
     def job_seconds(self, t: float | None = None) -> np.ndarray:
         """Job-seconds per class accumulated in ``[warmup, t]`` (``t``: now, capped at the
         horizon); ``holding_cost . job_seconds()`` is the holding cost integral so far."""
