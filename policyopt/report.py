@@ -497,9 +497,11 @@ def plot_region(
 
     ``regions``: ``(label, vertices)`` with the vertices ``(prefill tokens/s, decode
     tokens/s)`` counterclockwise from the origin; each is filled and its vertices are named
-    (:func:`vertex_name`). ``points``: ``(label, prefill tokens/s, decode tokens/s)``, e.g. a
-    workload's operating point and measured throughputs; the first is drawn as a star. Writes
-    a PNG (Agg backend) and returns its path.
+    (:func:`vertex_name`; the second region's names carry a prime, ``B'``, the third's two,
+    and a vertex shared with an earlier region keeps that region's name).
+    ``points``: ``(label, prefill tokens/s, decode tokens/s)``, e.g. a workload's operating
+    point and measured throughputs; the first is drawn as a large open star. Writes a PNG
+    (Agg backend) and returns its path.
     """
     import matplotlib
 
@@ -510,6 +512,8 @@ def plot_region(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    named: list[tuple[float, float]] = []
+    scale = max([abs(c) for _, vs in regions for v in vs for c in v] + [1.0])
     for k, (label, vertices) in enumerate(regions):
         xs = [v[0] for v in vertices]
         ys = [v[1] for v in vertices]
@@ -518,23 +522,28 @@ def plot_region(
         ax.plot([*xs, xs[0]], [*ys, ys[0]], color=color, linewidth=1.4, label=label)
         ax.plot(xs, ys, "o", color=color, markersize=4)
         for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            if any(math.hypot(x - a, y - b) <= 1e-9 * scale for a, b in named):
+                continue
+            named.append((x, y))
             ax.annotate(
-                vertex_name(i),
+                vertex_name(i) + "'" * k,
                 (x, y),
                 textcoords="offset points",
                 xytext=(4, 4),
                 fontsize=8,
                 color=color,
             )
-    markers = ["*", "o", "s", "^", "v", "D", "P", "X"]
+    markers = ["o", "s", "^", "v", "D", "P", "X", "h"]
     for k, (label, x, y) in enumerate(points):
+        first = k == 0
         ax.plot(
             x,
             y,
-            markers[k % len(markers)],
-            markersize=13 if k == 0 else 7,
-            color="black" if k == 0 else colors[(k + len(regions)) % len(colors)],
-            markerfacecolor="none" if k else None,
+            "*" if first else markers[(k - 1) % len(markers)],
+            markersize=18 if first else 6,
+            color="black" if first else colors[(k - 1 + len(regions)) % len(colors)],
+            markerfacecolor="none" if first else None,
+            markeredgewidth=1.2 if first else 1.0,
             linestyle="none",
             label=label,
         )
