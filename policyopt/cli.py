@@ -781,12 +781,12 @@ examples:
   policyopt capacity rybko-stolyar            # a network: traffic, loads, capacity LP
 
 mu = max over n <= b of n / t(n) tokens/s; lambda* = mu / (m_p + m_d) requests/s is the
-largest arrival rate any scheduler can carry (Theorem 2 of Li, Dai, Peng). With --region:
-the convex hull of the origin and the rates (x, y) / t of every batch of x prefill and y
-decode tokens with x + y <= b and y + (prefill requests) <= max_seqs, its vertices as
-batches and as tokens/s; theta >= 1 when the operating point (lambda m_p, lambda m_d) is
-inside (docs/capacity.md). For a network,
-theta* of the static planning LP is how far every arrival rate can grow. Token budgets are
+largest arrival rate any scheduler can carry (Theorem 2 of Li, Dai, Peng). --region: the
+convex hull of the origin and the rates (x, y) / t of every batch of x prefill and y decode
+tokens with x + y <= b and y + (prefill requests) <= max_seqs, its vertices as batches and
+as tokens/s; theta >= 1 when the operating point (lambda m_p, lambda m_d) is inside
+(docs/capacity.md). For a network, theta* of the static planning LP is how far every
+arrival rate can grow. Token budgets are
 at most {MAX_TOKEN_BUDGET:,} (the simulator tabulates the batch time of every batch size up
 to the budget; docs/model.md).
 """
