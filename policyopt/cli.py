@@ -3,7 +3,8 @@
 Subcommands (``policyopt COMMAND --help`` shows options and examples):
 
 * ``capacity``: the engine's token capacity ``mu`` (tokens/s), the boundary ``lambda*``
-  (requests/s) and what other token budgets would give.
+  (requests/s) and what other token budgets would give; with ``--region``, the capacity
+  region of (prefill, decode) token rates under the token budget and ``max_seqs``.
 * ``simulate``: one simulation run; its metrics as text or JSON, optional files.
 * ``compare``: every scheduler at every load (multiples of ``lambda*``); a table, a CSV, a
   JSON file and a figure of the number in system.
@@ -23,12 +24,13 @@ stderr); 130 interrupted (Ctrl-C), keeping what was already written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -59,12 +61,12 @@ from policyopt.compare import (
 )
 from policyopt.errors import SpecError
 from policyopt.jsonout import to_json, write_json
-from policyopt.model import EngineSpec, Scenario, build, fit_affine
+from policyopt.model import EngineSpec, Scenario, Workload, build, fit_affine
 from policyopt.model.batch_time import AffineBatchTime
 from policyopt.model.config import read_mapping, spec_error
 from policyopt.model.network import NetworkSpec, scenario_network
 from policyopt.model.validation import MAX_TOKEN_BUDGET
-from policyopt.outdir import compare_out, simulate_out
+from policyopt.outdir import REGION_FILES, compare_out, explicit_out, simulate_out
 from policyopt.report import (
     TABLE_NOTES,
     CsvAppender,
@@ -76,15 +78,21 @@ from policyopt.report import (
     format_table,
     pct,
     plot_n_system,
+    plot_region,
     sweep_header,
+    vertex_name,
     write_batches_csv,
     write_compare,
+    write_csv,
     write_series_csv,
 )
 from policyopt.sim import EngineResult, simulate
 from policyopt.sim.run import MAX_REQUESTS, check_run_size, scenario_requests
 from policyopt.solvers.capacity import batch_seconds, budget_sweep, capacity
 from policyopt.sweep import horizon_bar
+
+if TYPE_CHECKING:
+    from policyopt.solvers.batch_size_region import RegionReport
 
 PROG = "policyopt"
 
@@ -257,19 +265,54 @@ def _classes_network(scen: Scenario, args: argparse.Namespace) -> NetworkSpec:
     return scenario_network(scen)
 
 
+def _with_budget(engine: EngineSpec, budget: int | None) -> EngineSpec:
+    """``engine`` with the token budget of ``--budget`` (validated again), if given."""
+    if budget is None:
+        return engine
+    data = engine.model_dump()
+    data["token_budget"] = budget
+    return build(EngineSpec, data, prefix="engine")
+
+
+def _check_region_args(args: argparse.Namespace, net: NetworkSpec | None) -> None:
+    """Refuse the options of ``capacity`` that do not go with ``--region`` (or need it)."""
+    if not args.region:
+        for flag, given in (("--out", args.out is not None), ("--overwrite", args.overwrite)):
+            if given:
+                raise SpecError(
+                    flag,
+                    "only the capacity region writes files",
+                    f"add --region, or drop {flag}",
+                )
+        return
+    if net is not None:
+        raise SpecError(
+            "--region",
+            f"CONFIG is the network {net.name!r}, and the request-cap region is one engine's",
+            "give a scenario file (one engine), or drop --region for the network's capacity LP",
+        )
+    if args.budgets is not None:
+        raise SpecError(
+            "--budgets",
+            "the budget sweep is not part of the --region report",
+            "drop --budgets (--budget B sets the engine's budget), or drop --region",
+        )
+
+
 def cmd_capacity(args: argparse.Namespace) -> int:
-    """``policyopt capacity``: capacity, boundary and a budget sweep."""
+    """``policyopt capacity``: capacity, boundary and a budget sweep (or, with ``--region``,
+    the request-cap capacity region)."""
     net = network_arg(args.config)
+    _check_region_args(args, net)
     if net is not None:
         return network_capacity(net, args)
     scen = load_config(args.config)
+    if args.region:
+        workloads = list(scen.classes.values()) if scen.classes else [scen.workload]
+        return capacity_region_report(_with_budget(scen.engine, args.budget), workloads, args)
     if scen.multiclass:
         return network_capacity(_classes_network(scen, args), args)
-    engine = scen.engine
-    if args.budget is not None:
-        data = engine.model_dump()
-        data["token_budget"] = args.budget
-        engine = build(EngineSpec, data, prefix="engine")
+    engine = _with_budget(scen.engine, args.budget)
     workload = scen.workload
     cap = capacity(engine, workload)
     share = cap.mean_prompt / cap.mean_tokens
@@ -332,6 +375,119 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         for r in rows
     ]
     print(format_table(["b", "t(b) ms", "best n", "mu tokens/s", "lambda* req/s"], table))
+    return 0
+
+
+REGION_COLUMNS: tuple[str, ...] = (
+    "vertex",
+    "prefill\ntokens/batch",
+    "decode\ntokens/batch",
+    "batch\nms",
+    "prefill\ntokens/s",
+    "decode\ntokens/s",
+)
+"""Headers of the ``capacity --region`` table, one row per vertex."""
+
+
+def _theta_words(region: RegionReport) -> str:
+    """``theta`` and what it means for the operating point."""
+    if region.on_boundary:
+        where = "inside, on the boundary (no margin)"
+    elif region.inside:
+        where = f"inside (the load can grow by {100 * (region.theta - 1):.1f}%)"
+    else:
+        where = f"outside (the engine carries at most {100 * region.theta:.1f}% of it)"
+    return f"{region.theta:.4f}: {where}"
+
+
+def region_text(engine: EngineSpec, region: RegionReport, classes: int = 1) -> str:
+    """The ``capacity --region`` report as text: the engine, the operating point (tokens/s),
+    ``theta``, the largest arrival rate (requests/s), and the table of vertices (tokens per
+    batch, batch ms, tokens/s); ``classes`` request classes share the engine."""
+    mix = ", ".join(
+        f"{x} prefill + {y} decode tokens per {ms:.2f} ms batch ({100 * share:.1f}% of the time)"
+        for x, y, _, ms, share in region.corners
+    )
+    over = f" (over {classes} request classes)" if classes > 1 else ""
+    pairs = [
+        ("engine", describe_engine(engine)),
+        (
+            "workload",
+            f"{region.rate:.4g} req/s; m_p = {region.mean_prompt:.2f}, "
+            f"m_d = {region.mean_output:.2f} tokens per request{over}",
+        ),
+        (
+            "operating point",
+            f"prefill {region.prefill_rate:.1f}, decode {region.decode_rate:.1f} tokens/s "
+            "(lambda m_p, lambda m_d)",
+        ),
+        ("theta", _theta_words(region)),
+        ("largest rate", f"{region.rate_max:.4g} req/s along the workload's mix (theta x lambda)"),
+        ("boundary mix", f"theta x the operating point is reached by {mix}"),
+    ]
+    lines = [format_pairs(pairs)]
+    if isinstance(engine.batch_time, AffineBatchTime) and engine.batch_time.ckv_ms > 0:
+        lines.append("note: affine batch time; the region leaves out the KV-read term (ckv_ms > 0)")
+    table = [
+        [
+            vertex_name(i),
+            str(v.prefill_tokens),
+            str(v.decode_tokens),
+            fmt(v.batch_ms, 2),
+            fmt(v.prefill_rate, 1),
+            fmt(v.decode_rate, 1),
+        ]
+        for i, v in enumerate(region.vertices)
+    ]
+    lines += [
+        "",
+        "capacity region (vertices counterclockwise from the origin):",
+        format_table(REGION_COLUMNS, table, align="lrrrrr"),
+    ]
+    return "\n".join(lines)
+
+
+def capacity_region_report(
+    engine: EngineSpec, workloads: Sequence[Workload], args: argparse.Namespace
+) -> int:
+    """``policyopt capacity --region``: the vertices of the engine's capacity region (batch
+    configurations and token rates), the workloads' operating point and ``theta``; as text
+    (:func:`region_text`) or ``--json``, and with ``--out DIR`` the vertices as
+    ``region.csv`` and a figure ``region.png``."""
+    folder = (
+        explicit_out(args.out, REGION_FILES, overwrite=args.overwrite)
+        if args.out is not None
+        else None
+    )
+    from policyopt.solvers.batch_size_region import capacity_region  # loads CVXPY
+
+    region = capacity_region(engine, workloads)
+    if args.json:
+        print(to_json({"engine": engine.model_dump(mode="json"), "region": region}))
+    else:
+        print(region_text(engine, region, len(workloads)))
+    if folder is None:
+        return 0
+    rows = [
+        {"vertex": vertex_name(i), **dataclasses.asdict(v)} for i, v in enumerate(region.vertices)
+    ]
+    kmax = f", max_seqs = {engine.max_seqs}" if engine.max_seqs else ""
+    written = [
+        write_csv(folder / "region.csv", rows),
+        plot_region(
+            [
+                (
+                    f"capacity region, b = {engine.token_budget}",
+                    [(v.prefill_rate, v.decode_rate) for v in region.vertices],
+                )
+            ],
+            [("operating point", region.prefill_rate, region.decode_rate)],
+            folder / "region.png",
+            title=f"b = {engine.token_budget}{kmax}: theta = {region.theta:.4f}",
+        ),
+    ]
+    for path in written:
+        _info(f"wrote {path}", args.json)
     return 0
 
 
@@ -620,11 +776,18 @@ examples:
   policyopt capacity examples/scenario.yaml --budget 1024
   policyopt capacity --budgets 128,256,512,1024,2048 --json
 
+  policyopt capacity examples/vertex_c.yaml --region             # the request-cap region
+  policyopt capacity examples/vertex_c.yaml --region --out region --budget 1024
+
   policyopt capacity rybko-stolyar            # a network: traffic, loads, capacity LP
 
 mu = max over n <= b of n / t(n) tokens/s; lambda* = mu / (m_p + m_d) requests/s is the
-largest arrival rate any scheduler can carry (Theorem 2 of Li, Dai, Peng). For a network,
-theta* of the static planning LP is how far every arrival rate can grow. Token budgets are
+largest arrival rate any scheduler can carry (Theorem 2 of Li, Dai, Peng). --region: the
+convex hull of the origin and the rates (x, y) / t of every batch of x prefill and y decode
+tokens with x + y <= b and y + (prefill requests) <= max_seqs, its vertices as batches and
+as tokens/s; theta >= 1 when the operating point (lambda m_p, lambda m_d) is inside
+(docs/capacity.md). For a network, theta* of the static planning LP is how far every
+arrival rate can grow. Token budgets are
 at most {MAX_TOKEN_BUDGET:,} (the simulator tabulates the batch time of every batch size up
 to the budget; docs/model.md).
 """
@@ -734,6 +897,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=_list_of(_token_budget, "token budgets"),
         metavar="B1,B2,...",
         help="budgets of the sweep (default: powers of two from 64 to 4b, and b)",
+    )
+    p.add_argument(
+        "--region",
+        action="store_true",
+        help="the capacity region of (prefill, decode) token rates that the token budget and "
+        "max_seqs allow: its vertices, the workload's operating point and theta",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="with --region: write region.csv (the vertices) and region.png (the figure) "
+        "here; a DIR holding them already is refused without --overwrite",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the region files already in --out"
     )
     p.add_argument("--json", action="store_true", help="print JSON to stdout")
     p.set_defaults(func=cmd_capacity)

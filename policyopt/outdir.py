@@ -1,5 +1,5 @@
-"""Output folders of ``simulate --out`` and ``compare``: earlier results are never replaced
-silently.
+"""Output folders of ``simulate --out``, ``compare`` and ``capacity --region --out``: earlier
+results are never replaced silently.
 
 * ``compare`` without ``--out`` writes to ``policyopt-results/compare`` (a network:
   ``policyopt-results/compare-NAME``); when that folder already holds results, to the first
@@ -24,6 +24,9 @@ SIMULATE_FILES: tuple[str, ...] = ("summary.json", "series.csv", "n_system.png",
 
 COMPARE_FILES: tuple[str, ...] = ("compare.csv", "compare.json", "n_system.png", "jobs.png")
 """What ``compare`` writes (``n_system.png`` for one engine, ``jobs.png`` for a network)."""
+
+REGION_FILES: tuple[str, ...] = ("region.csv", "region.png")
+"""What ``capacity --region --out DIR`` writes: the region's vertices and its figure."""
 
 
 def _not_a_file(folder: Path, flag: str) -> None:

@@ -476,3 +476,88 @@ def figure_title(sweep: Sweep) -> str:
         f"m_p + m_d = {cap.mean_tokens:.0f}, lambda* = {cap.lambda_star:.2f} req/s; "
         f"horizon {run.horizon_s:g} s, seed {run.seed}"
     )
+
+
+# ----------------------------------------------------------------------------- capacity region
+
+
+def vertex_name(index: int) -> str:
+    """The name of a capacity-region vertex counted counterclockwise from the origin: ``A``
+    (the origin), ``B``, ``C``, ... ``Z``, then ``V26``, ``V27``, ..."""
+    return chr(ord("A") + index) if 0 <= index < 26 else f"V{index}"
+
+
+def plot_region(
+    regions: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+    points: Sequence[tuple[str, float, float]],
+    path: str | Path,
+    title: str | None = None,
+) -> Path:
+    """Capacity regions in the plane of (prefill, decode) token rates, with points in it.
+
+    ``regions``: ``(label, vertices)`` with the vertices ``(prefill tokens/s, decode
+    tokens/s)`` counterclockwise from the origin; each is filled and its vertices are named
+    (:func:`vertex_name`; the second region's names carry a prime, ``B'``, the third's two,
+    and a vertex shared with an earlier region keeps that region's name).
+    ``points``: ``(label, prefill tokens/s, decode tokens/s)``, e.g. a workload's operating
+    point and measured throughputs; the first is drawn as a large open star. Writes a PNG
+    (Agg backend) and returns its path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    named: list[tuple[float, float]] = []
+    scale = max([abs(c) for _, vs in regions for v in vs for c in v] + [1.0])
+    for k, (label, vertices) in enumerate(regions):
+        xs = [v[0] for v in vertices]
+        ys = [v[1] for v in vertices]
+        color = colors[k % len(colors)]
+        ax.fill(xs, ys, alpha=0.12, color=color)
+        ax.plot([*xs, xs[0]], [*ys, ys[0]], color=color, linewidth=1.4, label=label)
+        ax.plot(xs, ys, "o", color=color, markersize=4)
+        for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            if any(math.hypot(x - a, y - b) <= 1e-9 * scale for a, b in named):
+                continue
+            named.append((x, y))
+            ax.annotate(
+                vertex_name(i) + "'" * k,
+                (x, y),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+                color=color,
+            )
+    markers = ["o", "s", "^", "v", "D", "P", "X", "h"]
+    for k, (label, x, y) in enumerate(points):
+        first = k == 0
+        ax.plot(
+            x,
+            y,
+            "*" if first else markers[(k - 1) % len(markers)],
+            markersize=18 if first else 6,
+            color="black" if first else colors[(k - 1 + len(regions)) % len(colors)],
+            markerfacecolor="none" if first else None,
+            markeredgewidth=1.2 if first else 1.0,
+            linestyle="none",
+            label=label,
+        )
+    ax.set_xlabel("prefill tokens/s")
+    ax.set_ylabel("decode tokens/s")
+    xmax = max([x for _, vs in regions for x, _ in vs] + [x for _, x, _ in points] + [1.0])
+    ymax = max([y for _, vs in regions for _, y in vs] + [y for _, _, y in points] + [1.0])
+    ax.set_xlim(0, 1.08 * xmax)
+    ax.set_ylim(0, 1.25 * ymax)  # room for the legend above the region
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -5,7 +5,8 @@ Modules, each importing only those above it:
 * :mod:`~policyopt.solvers.capacity`: single-engine capacity (no CVXPY unless ``max_seqs``);
 * :mod:`~policyopt.solvers.traffic`: traffic equations, engine capacities, nominal loads;
 * :mod:`~policyopt.solvers.lp`: choosing an LP solver, a checked solve, :class:`LPError`;
-* :mod:`~policyopt.solvers.batch_size_region`: the batch-size region LP of one engine;
+* :mod:`~policyopt.solvers.batch_size_region`: the batch-size region LP of one engine, its
+  vertices and a workload's operating point in it;
 * :mod:`~policyopt.solvers.static_planning`, :mod:`~policyopt.solvers.fluid_lp`: network LPs.
 
 (``capacity`` loads ``batch_size_region`` inside the functions that need it, so that importing
@@ -40,6 +41,10 @@ _LAZY = {
     "RegionPoint": "batch_size_region",
     "batch_configurations": "batch_size_region",
     "batch_region": "batch_size_region",
+    "capacity_region": "batch_size_region",
+    "region_vertices": "batch_size_region",
+    "RegionReport": "batch_size_region",
+    "RegionVertex": "batch_size_region",
     "ray_capacity": "batch_size_region",
     "StaticPlan": "static_planning",
     "StaticPlanningLP": "static_planning",
@@ -62,6 +67,8 @@ __all__ = [
     "FluidPlan",
     "LPError",
     "RegionPoint",
+    "RegionReport",
+    "RegionVertex",
     "StaticPlan",
     "StaticPlanningLP",
     "Traffic",
@@ -69,12 +76,14 @@ __all__ = [
     "batch_region",
     "budget_sweep",
     "capacity",
+    "capacity_region",
     "choose_solver",
     "class_rates",
     "engine_capacity",
     "fluid_plan",
     "llm_capacity",
     "ray_capacity",
+    "region_vertices",
     "routing_matrix",
     "solve_checked",
     "spectral_radius",

@@ -107,6 +107,108 @@ def test_capacity_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert header.split() == ["b", "t(b)", "ms", "best", "n", "mu", "tokens/s", "lambda*", "req/s"]
 
 
+# ----------------------------------------------------------------------------- capacity region
+
+VERTEX_C = ROOT / "examples" / "vertex_c.yaml"  # 290 + 990 tokens every 467.5 ms, b 128, k 100
+
+
+def _region_rows(out: str) -> dict[str, list[str]]:
+    """The rows of the ``--region`` vertex table by vertex name."""
+    table = out.split("counterclockwise from the origin):\n", 1)[1].splitlines()
+    rows = [line.split() for line in table[3:] if line.strip()]
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_capacity_region_text(capsys: pytest.CaptureFixture[str]) -> None:
+    """The hand-computed vertices of b = 128, max_seqs = 100, and the operating point of one
+    290 + 990 token request every 467.5 ms on vertex C."""
+    assert main(["capacity", str(VERTEX_C), "--region"]) == 0
+    out = capsys.readouterr().out
+    assert _region_rows(out) == {
+        "A": ["0", "0", "-", "0.0", "0.0"],
+        "B": ["128", "0", "46.75", "2738.0", "0.0"],
+        "C": ["29", "99", "46.75", "620.3", "2117.6"],
+        "D": ["0", "100", "46.75", "0.0", "2139.0"],
+    }
+    assert "operating point: prefill 620.3, decode 2117.6 tokens/s" in out
+    assert "theta:           1.0000: inside, on the boundary (no margin)" in out
+    assert "largest rate:    2.139 req/s along the workload's mix" in out
+    assert "29 prefill + 99 decode tokens per 46.75 ms batch (100.0% of the time)" in out
+    header = out.split("counterclockwise from the origin):\n", 1)[1].splitlines()[:2]
+    assert header[0].split() == ["vertex", "prefill", "decode", "batch", "prefill", "decode"]
+    assert header[1].split() == ["tokens/batch", "tokens/batch", "ms", "tokens/s", "tokens/s"]
+    # a larger budget: two more vertices, the operating point still on the boundary
+    assert main(["capacity", str(VERTEX_C), "--region", "--budget", "1024"]) == 0
+    rows = _region_rows(capsys.readouterr().out)
+    assert rows["B"] == ["1024", "0", "295.04", "3470.7", "0.0"]
+    assert rows["C"] == ["925", "99", "295.04", "3135.2", "335.5"]
+    assert rows["D"][:3] == ["29", "99", "46.75"] and rows["E"][:2] == ["0", "100"]
+
+
+def test_capacity_region_json() -> None:
+    doc = ok_json("capacity", VERTEX_C, "--region")
+    assert set(doc) == {"engine", "region"}
+    assert doc["engine"]["token_budget"] == 128 and doc["engine"]["max_seqs"] == 100
+    region = doc["region"]
+    assert set(region) == {
+        "vertices",
+        "rate",
+        "mean_prompt",
+        "mean_output",
+        "prefill_rate",
+        "decode_rate",
+        "theta",
+        "inside",
+        "on_boundary",
+        "rate_max",
+        "corners",
+    }
+    assert [(v["prefill_tokens"], v["decode_tokens"]) for v in region["vertices"]] == [
+        (0, 0),
+        (128, 0),
+        (29, 99),
+        (0, 100),
+    ]
+    assert region["vertices"][0]["batch_ms"] is None  # the origin runs no batch
+    assert [v["batch_ms"] for v in region["vertices"][1:]] == pytest.approx([46.75] * 3)
+    assert region["vertices"][2]["prefill_rate"] == pytest.approx(29 / 0.04675, rel=1e-12)
+    assert region["prefill_rate"] == pytest.approx(290 / 0.4675, rel=1e-12)
+    assert region["decode_rate"] == pytest.approx(990 / 0.4675, rel=1e-12)
+    assert region["theta"] == pytest.approx(1.0, abs=1e-9)
+    assert region["inside"] is True and region["on_boundary"] is True
+    assert region["rate_max"] == pytest.approx(1 / 0.4675, rel=1e-9)
+    # without max_seqs: the triangle of the best batch, and theta * lambda = lambda*
+    doc = ok_json("capacity", "--region")["region"]
+    assert [(v["prefill_tokens"], v["decode_tokens"]) for v in doc["vertices"]] == [
+        (0, 0),
+        (512, 0),
+        (0, 512),
+    ]
+    assert doc["theta"] == pytest.approx(MU_PAPER / 2410, rel=1e-9)
+    assert doc["rate_max"] == pytest.approx(MU_PAPER / 241, rel=1e-9)
+
+
+def test_capacity_region_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "region"
+    assert main(["capacity", str(VERTEX_C), "--region", "--out", str(out)]) == 0
+    assert f"wrote {out / 'region.png'}" in capsys.readouterr().out
+    with (out / "region.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["vertex"] for r in rows] == ["A", "B", "C", "D"]
+    assert (rows[2]["prefill_tokens"], rows[2]["decode_tokens"]) == ("29", "99")
+    assert float(rows[2]["batch_ms"]) == pytest.approx(46.75) and rows[0]["batch_ms"] == ""
+    assert float(rows[3]["decode_rate"]) == pytest.approx(100 / 0.04675, rel=1e-12)
+    assert (out / "region.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # an earlier region is not replaced silently; --overwrite replaces it
+    assert main(["capacity", str(VERTEX_C), "--region", "--out", str(out)]) == 2
+    assert "--out: " in capsys.readouterr().err
+    args = ["capacity", str(VERTEX_C), "--region", "--out", str(out), "--overwrite", "--json"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["region"]["theta"] == pytest.approx(1.0, abs=1e-9)
+    assert "wrote " in captured.err  # stdout carries only the JSON
+
+
 # ----------------------------------------------------------------------------- simulate
 
 
@@ -375,6 +477,12 @@ def _bad_input(case: str, tmp_path: Path) -> list[str | Path]:
         return ["simulate", _write(cfg, text), "--policy", "priority:chat>pdfs"]
     if case == "missing_config":
         return ["compare", "nope.yaml", "--out", tmp_path / "o"]
+    if case == "region_of_a_network":
+        return ["capacity", "rybko-stolyar", "--region"]
+    if case == "region_with_budget_sweep":
+        return ["capacity", "--region", "--budgets", "128,256"]
+    if case == "out_without_region":
+        return ["capacity", "--out", tmp_path / "o"]
     assert case == "bad_yaml"
     return ["capacity", _write(tmp_path / "broken.yaml", "engine: [1, 2\n")]
 
@@ -395,6 +503,9 @@ BAD_INPUTS = {
     "policy_unknown_class": ["policy", "'pdfs'", "chat, docs"],
     "missing_config": ["nope.yaml", "no such file"],
     "bad_yaml": ["broken.yaml", "line"],
+    "region_of_a_network": ["--region", "rybko-stolyar", "give a scenario file"],
+    "region_with_budget_sweep": ["--budgets", "drop --budgets"],
+    "out_without_region": ["--out", "add --region"],
 }
 
 
@@ -414,7 +525,7 @@ def test_bad_input_is_one_line_exit_2(
     assert not (tmp_path / "o").exists()  # nothing written for a bad compare
 
 
-@pytest.mark.parametrize("case", ["vllm_long_prompt", "bad_trace_line"])
+@pytest.mark.parametrize("case", ["vllm_long_prompt", "bad_trace_line", "region_of_a_network"])
 def test_bad_input_in_a_subprocess(case: str, tmp_path: Path) -> None:
     proc = run_cli(*_bad_input(case, tmp_path), cwd=tmp_path)
     assert_one_line_error(proc, *BAD_INPUTS[case])

@@ -108,3 +108,75 @@ def test_memory_experiment_smoke(tmp_path: Path) -> None:
     assert sweep[min(sweep)]["preemptions"] > 0
     assert sweep[max(sweep)]["preemptions"] == 0
     assert (tmp_path / "memory.png").stat().st_size > 0
+
+
+def _vertex_c_rows(results: Path) -> dict[tuple[int, str], dict[str, str]]:
+    with (results / "vertex_c.csv").open() as fh:
+        return {(int(r["budget"]), r["scheduler"]): r for r in csv.DictReader(fh)}
+
+
+def test_vertex_c_smoke(tmp_path: Path) -> None:
+    """600 s runs (a few seconds): one 290 + 990 token request every 467.5 ms sits on vertex
+    C of the region of b = 128, max_seqs = 100; only Sarathi-Serve at b = 128 carries it."""
+    vertex_c = load_script("vertex_c")
+    assert vertex_c.main(["--quick", "--results", str(tmp_path)]) == 0
+    rows = _vertex_c_rows(tmp_path)
+    assert len(rows) == 8
+    verdicts = {key: r["verdict"] for key, r in rows.items()}
+    assert verdicts == {
+        (128, "fastertransformer"): "refused",  # a 290-token prompt needs b >= 290 unchunked
+        (128, "vllm"): "refused",
+        (128, "orca"): "unstable",
+        (128, "sarathi"): "stable",
+        (1024, "fastertransformer"): "unstable",
+        (1024, "vllm"): "unstable",
+        (1024, "orca"): "unstable",
+        (1024, "sarathi"): "unstable",
+    }
+    sarathi = rows[(128, "sarathi")]
+    assert float(sarathi["throughput_req_s"]) == pytest.approx(1 / 0.4675, rel=0.01)
+    assert float(sarathi["mean_jobs"]) == pytest.approx(100, abs=1.5)  # 99 decoding, 1 prefill
+    assert float(sarathi["theta_measured"]) == pytest.approx(1.0, abs=0.005)  # on vertex C
+    assert float(sarathi["vertex_c_share"]) > 0.95
+    assert sarathi["batch_shapes"].startswith("29+99/46.75: ")
+    # Orca at b = 128 time-shares 128 prefill tokens (vertex B) and 100 decode tokens (D):
+    # inside the region, and the backlog grows at the offered minus the carried tokens/s
+    orca = rows[(128, "orca")]
+    assert orca["batch_shapes"].startswith("0+100/46.75: 70.0%, 128+0/46.75: 20.0%")
+    carried = float(orca["prefill_tok_s"]) + float(orca["decode_tok_s"])
+    assert float(orca["drift_tok_s"]) == pytest.approx(1280 / 0.4675 - carried, rel=0.02)
+    for budget, name in verdicts:
+        if verdicts[(budget, name)] == "unstable":
+            assert float(rows[(budget, name)]["theta_measured"]) > 1.1  # strictly inside
+            assert float(rows[(budget, name)]["vertex_c_share"]) == 0.0
+    doc = json.loads((tmp_path / "vertex_c.json").read_text())
+    assert doc["settings"]["config"] == "examples/vertex_c.yaml"
+    assert [
+        (v["prefill_tokens"], v["decode_tokens"]) for v in doc["regions"]["128"]["vertices"]
+    ] == [
+        (0, 0),
+        (128, 0),
+        (29, 99),
+        (0, 100),
+    ]
+    assert doc["regions"]["1024"]["theta"] == pytest.approx(1.0, abs=1e-9)
+    table = (tmp_path / "vertex_c.md").read_text()
+    assert "| 128 | sarathi | stable | 2.139 |" in table
+    assert (tmp_path / "vertex_c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_vertex_c_recorded_results_reproduce(tmp_path: Path) -> None:
+    """The recorded setting (8 simulated hours per run, about 5 s) gives the numbers kept in
+    experiments/results/vertex_c.csv (deterministic arrivals and lengths: exactly)."""
+    vertex_c = load_script("vertex_c")
+    assert vertex_c.main(["--results", str(tmp_path)]) == 0
+    got = _vertex_c_rows(tmp_path)
+    kept = _vertex_c_rows(ROOT / "experiments" / "results")
+    assert sorted(got) == sorted(kept)
+    for key, row in kept.items():
+        for column in ("verdict", "batch_shapes"):
+            assert got[key][column] == row[column], (key, column)
+        for column in ("throughput_req_s", "mean_jobs", "drift_tok_s", "theta_measured"):
+            if row[column]:  # empty for a refused run
+                assert float(got[key][column]) == pytest.approx(float(row[column]), rel=1e-9)
