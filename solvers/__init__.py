@@ -4,6 +4,7 @@ Modules, each importing only those above it:
 
 * :mod:`~policyopt.solvers.capacity`: single-engine capacity (no CVXPY unless ``max_seqs``);
 * :mod:`~policyopt.solvers.traffic`: traffic equations, engine capacities, nominal loads;
+* :mod:`~policyopt.solvers.memory_bound`: the memory bound of a limited KV cache (Little's law);
 * :mod:`~policyopt.solvers.lp`: choosing an LP solver, a checked solve, :class:`LPError`;
 * :mod:`~policyopt.solvers.batch_size_region`: the batch-size region LP of one engine;
 * :mod:`~policyopt.solvers.static_planning`, :mod:`~policyopt.solvers.fluid_lp`: network LPs.
@@ -18,6 +19,13 @@ from policyopt.solvers.capacity import (
     capacity,
     llm_capacity,
     token_capacity,
+)
+from policyopt.solvers.memory_bound import (
+    MemoryBound,
+    NetworkMemory,
+    kv_token_batches,
+    memory_bound,
+    network_memory,
 )
 from policyopt.solvers.traffic import (
     Traffic,
@@ -61,6 +69,8 @@ __all__ = [
     "FluidLP",
     "FluidPlan",
     "LPError",
+    "MemoryBound",
+    "NetworkMemory",
     "RegionPoint",
     "StaticPlan",
     "StaticPlanningLP",
@@ -73,7 +83,10 @@ __all__ = [
     "class_rates",
     "engine_capacity",
     "fluid_plan",
+    "kv_token_batches",
     "llm_capacity",
+    "memory_bound",
+    "network_memory",
     "ray_capacity",
     "routing_matrix",
     "solve_checked",
