@@ -89,6 +89,7 @@ from policyopt.report import (
 from policyopt.sim import EngineResult, simulate
 from policyopt.sim.run import MAX_REQUESTS, check_run_size, scenario_requests
 from policyopt.solvers.capacity import batch_seconds, budget_sweep, capacity
+from policyopt.solvers.memory_bound import MemoryBound, memory_bound
 from policyopt.sweep import horizon_bar
 
 if TYPE_CHECKING:
@@ -299,6 +300,42 @@ def _check_region_args(args: argparse.Namespace, net: NetworkSpec | None) -> Non
         )
 
 
+def _memory_pairs(mem: MemoryBound | None) -> list[tuple[str, str]]:
+    """The ``memory`` and ``binds`` lines of ``capacity`` (none without a KV cache)."""
+    if mem is None:
+        return []
+    pairs = [
+        (
+            "memory",
+            f"M = {mem.kv_capacity} tokens, {mem.kv_token_seconds:.1f} KV-token-s per request "
+            f"({mem.kv_token_batches:.1f} token-batches x {mem.batch_ms:.2f} ms), "
+            f"lambda_mem = {mem.lambda_mem:.3f} req/s",
+        )
+    ]
+    if mem.lambda_mem_capacity_batch < mem.lambda_mem:
+        pairs.append(
+            (
+                "at t(n*)",
+                f"lambda_mem = {mem.lambda_mem_capacity_batch:.3f} req/s if every batch took "
+                f"the capacity batch's {mem.capacity_batch_ms:.2f} ms (conservative)",
+            )
+        )
+    if mem.binds == "memory":
+        why = (
+            f"memory at {mem.lambda_mem:.3f} req/s, before the tokens at lambda* = "
+            f"{mem.lambda_star:.3f} req/s (a full cache holds batches of "
+            f"{mem.mem_batch:.0f} tokens)"
+        )
+    else:
+        why = (
+            f"tokens at lambda* = {mem.lambda_star:.3f} req/s, before the memory at "
+            f"{mem.lambda_mem:.3f} req/s"
+        )
+    verdict = ": the cache overflows (preemptions, a growing backlog)" if mem.kv_load >= 1 else ""
+    pairs.append(("binds", f"{why}; the config's rate is {mem.kv_load:.3f} x lambda_mem{verdict}"))
+    return pairs
+
+
 def cmd_capacity(args: argparse.Namespace) -> int:
     """``policyopt capacity``: capacity, boundary and a budget sweep (or, with ``--region``,
     the request-cap capacity region)."""
@@ -315,6 +352,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     engine = _with_budget(scen.engine, args.budget)
     workload = scen.workload
     cap = capacity(engine, workload)
+    mem = memory_bound(engine, workload) if engine.kv_cache is not None else None
     share = cap.mean_prompt / cap.mean_tokens
     budgets = args.budgets
     sweep = budget_sweep(engine, workload, budgets)
@@ -329,6 +367,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                     "engine": engine.model_dump(mode="json"),
                     "capacity": cap.to_dict(),
                     "budget_sweep": rows,
+                    **({"memory": mem.to_dict()} if mem is not None else {}),
                 }
             )
         )
@@ -356,7 +395,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
             ),
         ),
     ]
-    print(format_pairs(pairs))
+    print(format_pairs(pairs + _memory_pairs(mem)))
     if isinstance(engine.batch_time, AffineBatchTime):
         print(
             "note: affine batch time; the capacity uses the workload's prefill share "

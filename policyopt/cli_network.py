@@ -95,6 +95,7 @@ def network_capacity(net: NetworkSpec, args: argparse.Namespace) -> int:
                     "utilization": plan.utilization,
                     "duals": plan.duals,
                     "bottlenecks": list(plan.bottlenecks),
+                    **_memory_json(plan),
                 }
             )
         )
@@ -104,11 +105,39 @@ def network_capacity(net: NetworkSpec, args: argparse.Namespace) -> int:
     print(flow.table())
     print()
     print(plan.table())
+    if not plan.kv_capacity:
+        print(
+            f"\nthe arrival rates can grow by a factor {plan.theta:.4g} before some engine "
+            f"saturates; bottleneck: {', '.join(plan.bottlenecks)}"
+        )
+        return 0
+    limits = [f"{e} (tokens)" for e in plan.bottlenecks]
+    limits += [f"{e} (KV cache)" for e in plan.kv_bottlenecks]
     print(
         f"\nthe arrival rates can grow by a factor {plan.theta:.4g} before some engine "
-        f"saturates; bottleneck: {', '.join(plan.bottlenecks)}"
+        f"saturates or fills its KV cache; bottleneck: {', '.join(limits)}"
     )
     return 0
+
+
+def _memory_json(plan: Any) -> dict[str, Any]:
+    """The ``memory`` entry of ``capacity NETWORK --json`` (none without a KV cache): per
+    engine with a KV cache, ``M``, the mean KV in use at the nominal rates, the memory
+    constraint's dual and share, and whether it binds."""
+    if not plan.kv_capacity:
+        return {}
+    return {
+        "memory": {
+            e: {
+                "kv_capacity": plan.kv_capacity[e],
+                "kv_in_use": plan.kv_in_use[e],
+                "dual": plan.kv_duals[e],
+                "share": plan.kv_shares[e],
+                "binds": e in plan.kv_bottlenecks,
+            }
+            for e in plan.kv_capacity
+        }
+    }
 
 
 def _scaled(net: NetworkSpec, load: float | None) -> tuple[NetworkSpec, float]:

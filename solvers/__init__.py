@@ -4,6 +4,7 @@ Modules, each importing only those above it:
 
 * :mod:`~policyopt.solvers.capacity`: single-engine capacity (no CVXPY unless ``max_seqs``);
 * :mod:`~policyopt.solvers.traffic`: traffic equations, engine capacities, nominal loads;
+* :mod:`~policyopt.solvers.memory_bound`: the memory bound of a limited KV cache (Little's law);
 * :mod:`~policyopt.solvers.lp`: choosing an LP solver, a checked solve, :class:`LPError`;
 * :mod:`~policyopt.solvers.batch_size_region`: the batch-size region LP of one engine, its
   vertices and a workload's operating point in it;
@@ -19,6 +20,13 @@ from policyopt.solvers.capacity import (
     capacity,
     llm_capacity,
     token_capacity,
+)
+from policyopt.solvers.memory_bound import (
+    MemoryBound,
+    NetworkMemory,
+    kv_token_batches,
+    memory_bound,
+    network_memory,
 )
 from policyopt.solvers.traffic import (
     Traffic,
@@ -66,6 +74,8 @@ __all__ = [
     "FluidLP",
     "FluidPlan",
     "LPError",
+    "MemoryBound",
+    "NetworkMemory",
     "RegionPoint",
     "RegionReport",
     "RegionVertex",
@@ -81,7 +91,10 @@ __all__ = [
     "class_rates",
     "engine_capacity",
     "fluid_plan",
+    "kv_token_batches",
     "llm_capacity",
+    "memory_bound",
+    "network_memory",
     "ray_capacity",
     "region_vertices",
     "routing_matrix",

@@ -80,6 +80,23 @@ def llm_capacity(engine: EngineSpec, prefill_share: float = 0.5) -> float:
     return ray_capacity(engine, prefill_share)
 
 
+def capacity_point(engine: EngineSpec, prefill_share: float) -> tuple[float, int, float]:
+    """``(mu, n, t)``: the capacity ``mu`` (tokens/s) at the given prefill share of the tokens,
+    the batch that reaches it (``n`` tokens) and that batch's time ``t`` (seconds).
+
+    Without ``max_seqs``, :meth:`EngineSpec.token_capacity`; with it, the batch-size region LP
+    along the mix, and the configuration its optimal time-sharing uses most.
+    """
+    if engine.max_seqs is not None:
+        from policyopt.solvers.batch_size_region import batch_region  # loads CVXPY
+
+        point = batch_region(engine, prefill_share, 1.0 - prefill_share)
+        x, y, _, ms, _ = max(point.corners, key=lambda c: c[4])
+        return float(point.theta), int(x + y), ms / 1000.0
+    mu, best = engine.token_capacity(prefill_share)
+    return mu, best, float(engine.batch_seconds(np.array([best]), prefill_share)[0])
+
+
 def capacity(engine: EngineSpec, workload: Workload) -> Capacity:
     """Capacity of ``engine`` for ``workload`` (see the module docstring).
 
@@ -89,17 +106,7 @@ def capacity(engine: EngineSpec, workload: Workload) -> Capacity:
     ``best_batch``/``batch_ms`` describe the configuration the optimal time-sharing uses most.
     """
     mp, md = workload.mean_prompt(), workload.mean_output()
-    share = mp / (mp + md)
-    if engine.max_seqs is not None:
-        from policyopt.solvers.batch_size_region import batch_region  # loads CVXPY
-
-        point = batch_region(engine, share, 1.0 - share)
-        mu = float(point.theta)
-        x, y, _, ms, _ = max(point.corners, key=lambda c: c[4])
-        best, t_best = int(x + y), ms / 1000.0
-    else:
-        mu, best = engine.token_capacity(share)
-        t_best = float(engine.batch_seconds(np.array([best]), share)[0])
+    mu, best, t_best = capacity_point(engine, mp / (mp + md))
     lam_star = mu / (mp + md)
     return Capacity(
         token_budget=engine.token_budget,

@@ -20,6 +20,18 @@ same LP with fewer variables, and the class constraints are written ``>=`` (equi
 optimum; the reported assignment is scaled back to equality). ``docs/networks.md`` (static
 planning LP) walks through an example.
 
+**Memory.** An LLM engine with a KV cache of ``M_j`` tokens adds Little's law as a constraint:
+the mean KV in use, ``sum_k (x_kj / w_k) E[H_kj]`` (jobs/s of class ``k`` at ``j`` times the
+KV-token-seconds a job holds per visit, :func:`policyopt.solvers.memory_bound.network_memory`),
+is at most ``M_j``::
+
+                sum_k c_kj x_kj <= M_j       for every engine j with a KV cache,
+                c_kj = E[H_kj] / w_k          (KV-token-seconds per token of work)
+
+Its dual ``z_j = d theta* / d M_j`` (theta per token of KV) is the shadow price of engine
+``j``'s memory; duality now reads ``sum_j y_j mu_j + sum_j z_j M_j = theta*``. Engines without
+a KV cache get no row, so a network without one gives the same LP as before.
+
 The problem is compiled once with CVXPY ``Parameter`` objects for ``d`` and ``mu`` (the
 problem is DPP: ``problem.is_dpp()`` is checked), so a sweep over arrival rates re-solves
 without recompiling. The solver is chosen and the status checked by :mod:`policyopt.solvers.lp`
@@ -31,7 +43,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cvxpy as cp
 import numpy as np
@@ -39,6 +51,7 @@ from scipy import sparse
 
 from policyopt.model.network import NetworkSpec
 from policyopt.solvers.lp import LPError, choose_solver, solve_checked
+from policyopt.solvers.memory_bound import network_memory
 from policyopt.solvers.traffic import Traffic
 from policyopt.solvers.traffic import traffic as compute_traffic
 
@@ -64,6 +77,12 @@ class StaticPlan:
     * ``assignment``: ``(class, engine) -> work rate`` at the nominal rates (tokens/s or
       seconds/s), i.e. ``x*_kj / theta*``; ``fractions``: the same as a share of each class.
     * ``duals``: ``engine -> y_j = d theta* / d mu_j``; ``shares``: ``y_j mu_j / theta*``.
+    * Engines with a KV cache (empty otherwise): ``kv_capacity`` (``M_j``, tokens),
+      ``kv_in_use`` (mean KV in use at the nominal rates, tokens: Little's law),
+      ``kv_duals`` (``z_j = d theta* / d M_j``, theta per token), ``kv_shares``
+      (``z_j M_j / theta*``) and ``kv_bottlenecks``: engines whose memory is full in the
+      optimum (``kv_in_use`` at ``M_j / theta*`` within 1e-6) or priced. ``bottlenecks``
+      are those of the token capacity only.
     """
 
     theta: float
@@ -82,6 +101,11 @@ class StaticPlan:
     duals: dict[str, float]
     shares: dict[str, float]
     solve_seconds: float
+    kv_capacity: dict[str, float] = field(default_factory=dict)
+    kv_in_use: dict[str, float] = field(default_factory=dict)
+    kv_duals: dict[str, float] = field(default_factory=dict)
+    kv_shares: dict[str, float] = field(default_factory=dict)
+    kv_bottlenecks: tuple[str, ...] = ()
 
     @property
     def max_scale(self) -> float:
@@ -103,6 +127,15 @@ class StaticPlan:
                 f"{e:<16}{self.mu[j]:>12.4g}{self.utilization[e]:>13.4f}"
                 f"{self.duals[e]:>13.4g}{self.shares[e]:>9.4f}{mark}"
             )
+        if self.kv_capacity:
+            lines.append("KV cache (mean KV in use at the nominal rates, by Little's law):")
+            lines.append(f"{'engine':<16}{'M tokens':>12}{'KV in use':>13}{'dual':>13}{'share':>9}")
+            for e, cap in self.kv_capacity.items():
+                mark = "  memory binds" if e in self.kv_bottlenecks else ""
+                lines.append(
+                    f"{e:<16}{cap:>12.0f}{self.kv_in_use[e]:>13.0f}"
+                    f"{self.kv_duals[e]:>13.4g}{self.kv_shares[e]:>9.4f}{mark}"
+                )
         return "\n".join(lines)
 
 
@@ -111,7 +144,10 @@ class StaticPlanningLP:
 
     ``eligible[k]`` lists the engine indices class ``k`` may use, ``offered[k] = d_k``
     (``lambda_k w_k``, >= 0), ``mu[j] > 0``. ``work`` (``w_k``, optional) lets :meth:`solve`
-    take class rates instead of offered work.
+    take class rates instead of offered work. ``kv_capacity[j]`` (``M_j`` tokens; ``inf``: no
+    KV cache) and ``kv_per_work[k, j]`` (``c_kj``, KV-token-seconds per token of work) add the
+    memory constraints (module docstring); the coefficients stay as given when :meth:`solve`
+    changes the rates.
     """
 
     def __init__(
@@ -123,6 +159,8 @@ class StaticPlanningLP:
         engines: Sequence[str] | None = None,
         work: Sequence[float] | np.ndarray | None = None,
         solver: str | None = None,
+        kv_capacity: Sequence[float] | np.ndarray | None = None,
+        kv_per_work: np.ndarray | None = None,
     ) -> None:
         t0 = time.perf_counter()
         self.eligible = tuple(tuple(int(j) for j in e) for e in eligible)
@@ -177,6 +215,9 @@ class StaticPlanningLP:
             self.x = None
         self._capacity = engine_use <= self.mu
         constraints.append(self._capacity)
+        self._memory = self._memory_rows(kv_capacity, kv_per_work, n_cls, n_eng)
+        if self._memory is not None:
+            constraints.append(self._memory)
         self.problem = cp.Problem(cp.Maximize(self.theta), constraints)
         if not self.problem.is_dpp():  # pragma: no cover - guarded by construction
             raise LPError("lp", "the static planning LP is not DPP", "report this bug")
@@ -184,12 +225,68 @@ class StaticPlanningLP:
         self.build_seconds = time.perf_counter() - t0
         self.solves = 0
 
+    def _memory_rows(
+        self,
+        kv_capacity: Sequence[float] | np.ndarray | None,
+        kv_per_work: np.ndarray | None,
+        n_cls: int,
+        n_eng: int,
+    ) -> cp.Constraint | None:
+        """``sum_k c_kj x_kj <= M_j`` for the engines with a finite ``M_j`` (``None``: none).
+
+        ``self.kv_capacity`` is then the ``Parameter`` of those ``M_j`` (set its value and
+        :meth:`solve` again to re-price the memory without recompiling).
+        """
+        self._kv_rows: tuple[int, ...] = ()
+        self.kv_capacity: cp.Parameter | None = None
+        if kv_capacity is None:
+            return None
+        cap = np.asarray(kv_capacity, dtype=float)
+        coef = np.asarray(kv_per_work, dtype=float)
+        if cap.shape != (n_eng,) or np.any(np.isnan(cap)) or np.any(cap <= 0):
+            raise LPError(
+                "kv_capacity", f"need {n_eng} capacities > 0 (inf: no KV cache), got {cap!r}", ""
+            )
+        if coef.shape != (n_cls, n_eng) or not np.all(np.isfinite(coef)) or np.any(coef < 0):
+            raise LPError(
+                "kv_per_work", f"need a {n_cls} x {n_eng} array of finite values >= 0", ""
+            )
+        rows = tuple(int(j) for j in np.flatnonzero(np.isfinite(cap)))
+        if not rows:
+            return None
+        self._kv_rows, self._kv_coef = rows, coef
+        row = {j: i for i, j in enumerate(rows)}
+        fixed = [(row[self.eligible[k][0]], k) for k in self._single if self.eligible[k][0] in row]
+        kv_fixed = sparse.csr_matrix(
+            (
+                [coef[k, self.eligible[k][0]] for _, k in fixed],
+                ([r for r, _ in fixed], [k for _, k in fixed]),
+            ),
+            shape=(len(rows), n_cls),
+        )
+        use = self.theta * (kv_fixed @ self.d)
+        if self.x is not None:
+            cols = [(row[j], i, coef[k, j]) for i, (k, j) in enumerate(self._pairs) if j in row]
+            a_kv = sparse.csr_matrix(
+                ([c for *_, c in cols], ([r for r, _, _ in cols], [i for _, i, _ in cols])),
+                shape=(len(rows), len(self._pairs)),
+            )
+            use = use + a_kv @ self.x
+        self.kv_capacity = cp.Parameter(len(rows), pos=True, name="kv_capacity")
+        self.kv_capacity.value = cap[list(rows)]
+        return use <= self.kv_capacity
+
     @classmethod
     def from_network(
         cls, net: NetworkSpec, solver: str | None = None, traffic: Traffic | None = None
     ) -> StaticPlanningLP:
         """The LP of a network at its nominal rates (capacities from the traffic module)."""
         tr = traffic if isinstance(traffic, Traffic) else compute_traffic(net)
+        memory = network_memory(net, tr)
+        kv: dict[str, np.ndarray] = {}
+        if memory.limited:  # KV-token-seconds per visit / tokens of work per visit
+            per_work = memory.kv_seconds / np.where(tr.work > 0, tr.work, 1.0)[:, None]
+            kv = {"kv_capacity": memory.kv_capacity, "kv_per_work": per_work}
         return cls(
             tr.eligible,
             tr.offered,
@@ -198,6 +295,7 @@ class StaticPlanningLP:
             engines=tr.engines,
             work=tr.work,
             solver=solver,
+            **kv,
         )
 
     def _set(
@@ -285,6 +383,7 @@ class StaticPlanningLP:
         bottlenecks = tuple(
             e for j, e in enumerate(self.engines) if shares[j] > BOTTLENECK_TOL or e in saturated
         )
+        memory = self._memory_report(flows, scale)
         assignment = {
             (self.classes[k], self.engines[j]): v / scale for (k, j), v in sorted(flows.items())
         }
@@ -309,7 +408,35 @@ class StaticPlanningLP:
             duals={e: float(duals[j]) for j, e in enumerate(self.engines)},
             shares={e: float(shares[j]) for j, e in enumerate(self.engines)},
             solve_seconds=elapsed,
+            **memory,
         )
+
+    def _memory_report(self, flows: dict[tuple[int, int], float], scale: float) -> dict:
+        """The ``kv_*`` fields of :class:`StaticPlan` (empty without memory constraints)."""
+        if self._memory is None:
+            return {}
+        rows = self._kv_rows
+        assert self.kv_capacity is not None
+        cap = np.asarray(self.kv_capacity.value, dtype=float)
+        used = np.zeros(len(rows))
+        index = {j: i for i, j in enumerate(rows)}
+        for (k, j), v in flows.items():
+            if j in index:
+                used[index[j]] += self._kv_coef[k, j] * v
+        duals = np.maximum(np.asarray(self._memory.dual_value, dtype=float).reshape(-1), 0.0)
+        shares = duals * cap / scale
+        names = [self.engines[j] for j in rows]
+        return {
+            "kv_capacity": dict(zip(names, map(float, cap), strict=True)),
+            "kv_in_use": {e: float(u / scale) for e, u in zip(names, used, strict=True)},
+            "kv_duals": dict(zip(names, map(float, duals), strict=True)),
+            "kv_shares": dict(zip(names, map(float, shares), strict=True)),
+            "kv_bottlenecks": tuple(
+                e
+                for i, e in enumerate(names)
+                if used[i] >= (1 - BOTTLENECK_TOL) * cap[i] or shares[i] > BOTTLENECK_TOL
+            ),
+        }
 
 
 def static_plan(net: NetworkSpec, solver: str | None = None) -> StaticPlan:

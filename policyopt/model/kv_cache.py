@@ -69,7 +69,7 @@ class GPUMemory(StrictSpec):
         free = self.free_bytes
         if free <= 0:
             raise SpecError(
-                "kv_cache.gpu",
+                "gpu",  # relative: the engine's location goes before it
                 f"the weights ({self.params_billion * self.weight_bytes:g} GB) fill the "
                 f"{self.memory_gib * self.utilization:g} GiB the engine may use",
                 "give a larger memory_gib or utilization, or a smaller model",
@@ -100,13 +100,13 @@ class KVCacheSpec(StrictSpec):
     def _one_size(self) -> KVCacheSpec:
         if (self.tokens is None) == (self.gpu is None):
             raise SpecError(
-                "kv_cache",
+                "",  # the cache itself, named by its location (engine.kv_cache)
                 "give the cache's size as tokens, or a gpu to derive it from (not both)",
                 "set kv_cache.tokens: 50000, or kv_cache.gpu: {} for the default GPU",
             )
         if self.blocks < 1:
             raise SpecError(
-                "kv_cache.block_size",
+                "block_size",
                 f"{self.block_size} tokens is more than the whole cache ({self.raw_tokens})",
                 "give a smaller block_size",
             )
