@@ -19,6 +19,10 @@ decode growth); a decode that needs a new block when none is free preempts the m
 admitted request, which gives back its blocks and either recomputes (its prompt and decoded
 tokens are prefilled again) or is swapped out to host memory and back at ``swap_s_per_token``
 seconds per token each way.
+
+Which waiting prompts may take blocks is the cache's admission rule (``admission``, default
+``fcfs``, the rule above; :mod:`policyopt.model.admission`); rules that rank requests by
+their output length need ``output_lengths``, what the engine knows of them.
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from policyopt.errors import SpecError
+from policyopt.model.admission import (
+    AdmissionField,
+    BucketedLengths,
+    FCFSAdmission,
+    OutputLengths,
+    WaitAdmission,
+)
 from policyopt.model.validation import StrictSpec
 
 
@@ -87,6 +98,10 @@ class KVCacheSpec(StrictSpec):
     * ``preemption``: ``recompute`` (the preempted request's KV is dropped and prefilled again)
       or ``swap`` (moved to host memory and back, ``swap_s_per_token`` seconds per token each
       way, added to the batch during which it moves).
+    * ``admission``: which waiting prompts may take blocks (``fcfs``, ``mc-sf``, ``wait`` or a
+      mapping with the rule's options; :mod:`policyopt.model.admission`).
+    * ``output_lengths``: what the engine knows of each request's output length (``exact``,
+      ``predicted`` or ``bucketed``); needed by ``mc-sf`` and ``wait``.
     """
 
     tokens: int | None = Field(None, ge=1, description="tokens (M)")
@@ -95,6 +110,8 @@ class KVCacheSpec(StrictSpec):
     watermark: float = Field(0.0, ge=0, lt=1, description="share of blocks")
     preemption: Literal["recompute", "swap"] = "recompute"
     swap_s_per_token: float = Field(1e-6, ge=0, description="seconds per token")
+    admission: AdmissionField = Field(default_factory=FCFSAdmission)
+    output_lengths: OutputLengths | None = None
 
     @model_validator(mode="after")
     def _one_size(self) -> KVCacheSpec:
@@ -109,6 +126,13 @@ class KVCacheSpec(StrictSpec):
                 "block_size",
                 f"{self.block_size} tokens is more than the whole cache ({self.raw_tokens})",
                 "give a smaller block_size",
+            )
+        if self.admission.needs_lengths and self.output_lengths is None:
+            raise SpecError(
+                "output_lengths",
+                f"admission {self.admission.name!r} needs the requests' output lengths",
+                "set kv_cache.output_lengths: exact (or {kind: predicted, rel_error: 0.2}, "
+                "or {kind: bucketed, edges: [...]})",
             )
         return self
 
@@ -137,7 +161,8 @@ class KVCacheSpec(StrictSpec):
         return -(-int(tokens) // self.block_size)
 
     def check_request(self, prompt: int, output: int, field: str) -> None:
-        """Refuse a cache that can never finish a request of ``prompt`` + ``output`` tokens."""
+        """Refuse a cache that can never finish a request of ``prompt`` + ``output`` tokens,
+        and output-length buckets or types that stop short of ``output`` tokens."""
         need = self.blocks_for(prompt + output)
         room = self.blocks
         if need > room or self.blocks_for(prompt + 1) > room:
@@ -149,3 +174,15 @@ class KVCacheSpec(StrictSpec):
                 f"raise kv_cache.tokens to >= {need * self.block_size}, or "
                 "lower max_prompt_len / max_output_len",
             )
+        lengths, rule = self.output_lengths, self.admission
+        for edges, where in (
+            (lengths.edges if isinstance(lengths, BucketedLengths) else None, "output_lengths"),
+            (rule.types if isinstance(rule, WaitAdmission) else None, "admission.types"),
+        ):
+            if edges is not None and edges[-1] < output:
+                raise SpecError(
+                    f"{field}.{where}",
+                    f"the last edge ({edges[-1]} tokens) is below the longest output "
+                    f"({output} tokens)",
+                    f"end the list with an edge >= {output}",
+                )

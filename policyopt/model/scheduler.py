@@ -27,20 +27,13 @@ words a spec understands are its :meth:`SchedulerSpec.from_option`).
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import (
-    BeforeValidator,
-    Field,
-    SerializeAsAny,
-    TypeAdapter,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BeforeValidator, SerializeAsAny, model_validator
 
 from policyopt.errors import SpecError
-from policyopt.model.validation import StrictSpec, spec_error
+from policyopt.model.registry import SpecRegistry
+from policyopt.model.validation import StrictSpec
 
 
 class SchedulerSpec(StrictSpec):
@@ -145,42 +138,29 @@ class SarathiSpec(_ChunkingSpec):
     mixes: ClassVar[bool] = True
 
 
-_SPECS: dict[str, type[SchedulerSpec]] = {}
+_REGISTRY: SpecRegistry[SchedulerSpec] = SpecRegistry(
+    SchedulerSpec, "scheduler", "e.g. sarathi or {name: orca}"
+)
 
 
 def register_scheduler_spec(spec: type[SchedulerSpec]) -> type[SchedulerSpec]:
     """Make ``spec`` (a :class:`SchedulerSpec` subclass with a ``Literal`` name) valid in
     scenario and network files. Registering a name again replaces it."""
-    name = spec.model_fields["name"].default
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{spec.__name__}.name needs a Literal default, e.g. name: Literal['x']")
-    _SPECS[name] = spec
-    _union.cache_clear()
-    return spec
+    return _REGISTRY.register(spec)
 
 
 def unregister_scheduler_spec(name: str) -> None:
     """Forget the scheduler spec ``name`` (a no-op for an unknown name)."""
-    _SPECS.pop(name, None)
-    _union.cache_clear()
+    _REGISTRY.unregister(name)
 
 
 def scheduler_names() -> tuple[str, ...]:
     """The registered scheduler names, in registration order."""
-    return tuple(_SPECS)
+    return _REGISTRY.names()
 
 
 SCHEDULER_NAMES = ("fastertransformer", "vllm", "orca", "sarathi")
 """The built-in schedulers (the paper's four)."""
-
-
-@lru_cache(maxsize=1)
-def _union() -> TypeAdapter[Any]:
-    """A discriminated union (on ``name``) of the registered specs."""
-    members = tuple(_SPECS.values())
-    if len(members) == 1:
-        return TypeAdapter(members[0])
-    return TypeAdapter(Annotated[Union[members], Field(discriminator="name")])  # noqa: UP007
 
 
 for _spec in (FasterTransformerSpec, VLLMSpec, OrcaSpec, SarathiSpec):
@@ -193,29 +173,7 @@ def scheduler_spec(value: str | SchedulerSpec | dict[str, Any]) -> SchedulerSpec
     Raises :class:`SpecError` naming the field (``name``, ``chunked``, an unknown key) and
     the fix.
     """
-    if isinstance(value, SchedulerSpec):
-        return value
-    if isinstance(value, str):
-        name, _, option = value.strip().partition(":")
-        data: dict[str, Any] = {"name": name}
-        if option:
-            spec = _SPECS.get(name)
-            if spec is not None:
-                data.update(spec.from_option(option))
-        value = data
-    if not isinstance(value, dict):
-        raise SpecError("", "a scheduler is a name or a mapping", "e.g. sarathi or {name: orca}")
-    name = value.get("name")
-    if name not in _SPECS:
-        raise SpecError(
-            "name",
-            f"unknown scheduler {name!r} (the registered ones: {', '.join(_SPECS)})",
-            "choose one of those",
-        )
-    try:
-        return _union().validate_python(value)
-    except ValidationError as err:
-        raise spec_error(err, tags=set(_SPECS)) from None
+    return _REGISTRY.parse(value)
 
 
 def default_scheduler() -> SchedulerSpec:

@@ -195,4 +195,7 @@ _UNION_TAGS = {
     "staircase",
     "piecewise",
     "affine",
+    "exact",
+    "predicted",
+    "bucketed",
 }

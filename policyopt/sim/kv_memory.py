@@ -13,21 +13,18 @@ The rules, in the order the engine applies them before each batch:
    the most recently admitted resident request is preempted (vLLM's rule): its blocks are
    freed and it recomputes (back to the head of its class's queue with its prompt and decoded
    tokens to prefill again) or is swapped out.
-3. **Admission**: prompts, classes in the policy's order and first-come first-served within a
-   class, are shown to the scheduler while the blocks of each whole prompt and of one token
-   more (its first decode token) fit in the free blocks left after step 2, beside the
-   watermark (ignored when the cache is empty, so that any request that fits can start); the
-   first that does not fit hides every prompt after it (no skipping ahead), and none are
-   admitted while a request is swapped out. A prompt already admitted (partly prefilled) is
-   always shown. The scheduler then forms the batch from what it is shown, so it never
-   exceeds the cache. (Without the token more, a prompt admitted into the last free blocks
-   would be preempted by the next decode step and admitted again, for ever.)
+3. **Admission**: the cache's admission rule (``kv_cache.admission``;
+   :mod:`policyopt.sim.admission`) shows the scheduler the prompts that may take blocks,
+   given the free blocks left after step 2 (the default, ``fcfs``: oldest first within a
+   class while each whole prompt and one token more fit beside the watermark, no skipping
+   ahead). The scheduler then forms the batch from what it is shown, so it never exceeds
+   the cache.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from policyopt.model.kv_cache import KVCacheSpec
@@ -107,36 +104,6 @@ class KVMemory:
     def full(self, job: Resident) -> bool:
         """Whether ``job``'s blocks are full (its next decode token needs a new block)."""
         return job.held >= job.blocks * self.block
-
-    # ------------------------------------------------------------------ rule 3
-    def admissible(
-        self,
-        waiting: Mapping[int, Iterable[Resident]],
-        order: Sequence[int],
-        reserve: int,
-    ) -> tuple[dict[int, int], int]:
-        """How many prompts of each class (oldest first) the scheduler is shown, and their
-        prefill tokens: rule 3 with ``reserve`` blocks kept for decode growth. Every prompt
-        the rule admits is shown, not only as many as one batch can take, so that the
-        work-conservation check sees the work a batch could have held; each prompt shown
-        holds a block at least, so the scan is as long as the free blocks at most."""
-        room = self.free - reserve - (self.watermark if self.resident else 0)
-        closed = bool(self.swapped)  # no new prompt while a request is swapped out
-        shown: dict[int, int] = {}
-        tokens = 0
-        for k in order:
-            n = 0
-            for job in waiting[k]:
-                if not job.blocks:  # not admitted yet: its prompt, and room for a token more
-                    need = self.blocks_for(job.pre_left + 1)
-                    if closed or need > room:
-                        closed = True
-                        break
-                    room -= need
-                n += 1
-                tokens += job.pre_left
-            shown[k] = n
-        return shown, tokens
 
     # ------------------------------------------------------------------ blocks
     def admit(self, job: Resident) -> None:

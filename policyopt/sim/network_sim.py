@@ -87,6 +87,7 @@ from policyopt.policies import (
     StaticPriority,
     make_policy,
 )
+from policyopt.sim.admission import AdmissionContext, AdmissionRule, make_admission
 from policyopt.sim.batching import BatchRecord, Counters, batch_time_table, not_work_conserving
 from policyopt.sim.kv_memory import KVMemory
 from policyopt.sim.schedulers import BatchPlan, make_scheduler
@@ -284,8 +285,10 @@ class Job:
         "held",
         "id",
         "pre_left",
+        "pred",
         "preempted",
         "prompt",
+        "queued",
         "workflow",
     )
 
@@ -310,12 +313,16 @@ class Job:
         self.prompt = prompt  # prompt tokens (LLM)
         # at an engine with a limited KV cache (policyopt.sim.kv_memory): KV tokens held,
         # blocks allocated, decode tokens left when it (re)joins decoding, whether it has its
-        # first token, and how often it was preempted
+        # first token, and how often it was preempted; for the admission rules
+        # (policyopt.sim.admission), its predicted output length (-1: not seen yet) and
+        # whether a rule holds it in its own queue
         self.held = 0
         self.blocks = 0
         self.dec_left = dec_tokens
         self.first = False
         self.preempted = 0
+        self.pred = -1
+        self.queued = False
 
     def __lt__(self, other: Job) -> bool:
         return self.id < other.id
@@ -379,6 +386,7 @@ class _Engine:
         )
         # a limited KV cache: the scheduler sees only the prompts that may be admitted
         self.mem = KVMemory(spec.kv_cache) if self.llm and spec.kv_cache is not None else None  # type: ignore[union-attr]
+        self.admission: AdmissionRule | None = None  # the cache's rule (set by the simulator)
         self.shown: dict[int, int] = dict.fromkeys(classes, 0)
         self.preempt_counts: dict[int, int] = {}  # completed requests by times preempted
         self.warm_mem = (0, 0, 0)  # the memory's counters at the end of warm-up
@@ -506,6 +514,9 @@ class NetworkSimulator:
             net, self.jobs, tuple(map(tuple, classes_at)), P, rate, simulator=self
         )
         self.class_sets = [frozenset(c) for c in classes_at]
+        for eng in self.engines:
+            if eng.mem is not None:
+                eng.admission = self._admission(eng)
         # remaining work per class, all engines: tokens (LLM: prefill + decode not yet
         # processed, as of the last batch formed) or seconds (station, as of the last start)
         self.work_left = [0.0] * K
@@ -643,6 +654,35 @@ class NetworkSimulator:
     def done_class(self) -> np.ndarray:
         """Jobs of each class completed after warm-up."""
         return np.array(self._done_class, dtype=np.int64)
+
+    def _admission(self, eng: _Engine) -> AdmissionRule:
+        """The admission rule of engine ``eng``'s KV cache, with what it may know of the
+        engine: its classes' workloads, their arrival rates there (the traffic equations,
+        computed if the rule asks) and a random stream per class for predicted output lengths
+        (spawned from the seed apart from every other stream)."""
+        spec = self.net.engines[self.topo.engines[eng.index]]
+        assert isinstance(spec, LLMEngine) and spec.kv_cache is not None
+        j, net = eng.index, self.net
+        n_streams = len(net.workflows) + self.topo.n_classes + 1  # those spawned in __init__
+
+        def rates() -> dict[int, float]:
+            flow = traffic(net)
+            return {k: float(flow.rates[k] * flow.split[k, j]) for k in eng.classes}
+
+        def stream(k: int) -> np.random.Generator:
+            return np.random.default_rng(
+                np.random.SeedSequence(self.seed, spawn_key=(n_streams, j, k))
+            )
+
+        ctx = AdmissionContext(
+            kv=spec.kv_cache,
+            engine=spec,
+            classes=eng.classes,
+            workloads={k: self.workloads[k] for k in eng.classes},  # type: ignore[misc]
+            rates=rates,
+            stream=stream,
+        )
+        return make_admission(spec.kv_cache.admission, ctx)
 
     def _sync_jobs(self) -> None:
         """Bring the numpy job counts (``self.jobs``, the view's ``jobs``) up to date."""
@@ -1028,6 +1068,9 @@ class NetworkSimulator:
             else:  # preempt to make room, then show the prompts that may be admitted
                 swap_s = self._make_room(eng, order)
                 D, Q = eng.n_dec, sum(eng.shown.values())
+                if D == 0 and Q == 0:  # the admission rule holds every prompt back: idle
+                    eng.busy = False  # until the next arrival
+                    return
                 available = D + eng.shown_tokens
                 reusable = False
             plan = eng.sched.form(eng, order, b, kmax, decode_cap)
@@ -1229,7 +1272,7 @@ class NetworkSimulator:
         shown = eng.shown
         for k in shown:
             shown[k] = 0
-        counts, eng.shown_tokens = mem.admissible(wait, order, need)
+        counts, eng.shown_tokens = eng.admission.admit(mem, wait, order, need, eng.b, eng.kmax)  # type: ignore[union-attr]
         shown.update(counts)
         return moved * mem.swap_s
 
@@ -1772,8 +1815,9 @@ class NetworkSimulator:
             f"{what}_p99": self.class_hist[code].quantile(0.99),
         }
 
-    def _memory_row(self, e: _Engine, span: float) -> dict[str, float]:
-        """The KV-cache metrics of engine ``e`` (a limited cache) after warm-up: tokens
+    def _memory_row(self, e: _Engine, span: float) -> dict[str, float | str]:
+        """The KV-cache metrics of engine ``e`` (a limited cache) after warm-up: its admission
+        rule, tokens
         allocated (mean, most, capacity), preemptions, tokens recomputed and swapped, and how
         often the requests completed were preempted."""
         mem = e.mem
@@ -1785,6 +1829,7 @@ class NetworkSimulator:
         completed = sum(counts.values())
         hit = completed - counts.get(0, 0)
         return {
+            "admission": e.admission.label,  # type: ignore[union-attr]
             "mem_capacity": mem.total * mem.block,
             "mem_mean": (e.stats.mem_area - e.warm_stats.mem_area) / span,
             "mem_max": mem.used_max * mem.block,
