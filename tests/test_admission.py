@@ -67,10 +67,11 @@ def decoding(mem: KVMemory, jid: int, prompt: int, output: int, decoded: int) ->
     """A resident request of ``prompt`` tokens that has decoded ``decoded`` of ``output``."""
     job = Job(jid, 0, 0.0, (jid, 0.0, 0), -1, prompt, output, prompt)
     mem.admit(job)
-    job.held = prompt
+    job.held = prompt + decoded
     job.pre_left = 0
-    for _ in range(decoded):
-        mem.grow(job)
+    grown = mem.blocks_for(job.held) - job.blocks  # the blocks its decoded tokens took
+    job.blocks += grown
+    mem.allocate(grown)
     job.pred = output
     return job
 

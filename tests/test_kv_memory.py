@@ -65,6 +65,15 @@ def run(
         def checked(eng: Any, *args: Any, **kwargs: Any) -> None:
             form(eng, *args, **kwargs)
             mem = eng.mem
+            for dq in eng.dec.values():
+                # the decoders' held tokens and blocks, written back from their decode
+                # counts; the phase counts must name the same full decoders
+                dq.materialize()
+                full = sum(1 for job in dq.alive if job.held % mem.block == 0)
+                assert dq.need() == full
+                assert sorted(map(id, dq.fresh)) == sorted(
+                    id(job) for job in dq.alive if not job.first
+                )
             assert 0 <= mem.free <= mem.total
             assert sum(job.blocks for job in mem.resident) == mem.total - mem.free
             for job in mem.resident:

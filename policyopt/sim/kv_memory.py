@@ -24,10 +24,11 @@ The rules, in the order the engine applies them before each batch:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from itertools import islice
 from typing import Any, Protocol
 
 from policyopt.model.kv_cache import KVCacheSpec
+from policyopt.sim.decode_queue import DecodeQueue
 
 
 class Resident(Protocol):
@@ -91,12 +92,6 @@ class KVMemory:
         return -(-tokens // self.block)
 
     # ------------------------------------------------------------------ rule 2
-    def growth_need(self, windows: Iterable[Iterable[Resident]]) -> int:
-        """Blocks the decoders in ``windows`` (those a batch may serve) need for one more
-        token each: one for each whose blocks are full."""
-        block = self.block
-        return sum(1 for w in windows for job in w if job.held >= job.blocks * block)
-
     def youngest(self) -> Resident:
         """The most recently admitted resident request (the next to preempt)."""
         return next(reversed(self.resident))
@@ -116,12 +111,10 @@ class KVMemory:
         if used > self.used_max:
             self.used_max = used
 
-    def grow(self, job: Resident) -> None:
-        """``job`` gets one decode token (a new block if its blocks are full)."""
-        job.held += 1
-        if job.held > job.blocks * self.block:
-            job.blocks += 1
-            self.free -= 1
+    def allocate(self, blocks: int) -> None:
+        """Decoders grew into ``blocks`` new blocks."""
+        if blocks:
+            self.free -= blocks
             used = self.total - self.free
             if used > self.used_max:
                 self.used_max = used
@@ -146,3 +139,121 @@ class KVMemory:
     def can_swap_in(self, job: Resident) -> bool:
         """Whether ``job``'s KV fits beside the watermark."""
         return self.blocks_for(job.held) <= self.free - self.watermark
+
+
+class MemDecodeQueue(DecodeQueue):
+    """A :class:`~policyopt.sim.decode_queue.DecodeQueue` at an engine with a limited cache:
+    it also knows, without a step per decode token, how many of its decoders need a new block
+    in the next batch and how many blocks a batch makes them take.
+
+    A decoder holds ``held = prompt + dec_tokens - remaining`` KV tokens in
+    ``ceil(held / block)`` blocks, and needs a new block for its next token when ``held`` is a
+    multiple of ``block`` (its blocks are *full*). A window job's *phase* is ``(held - G) mod
+    block``: a batch that serves it adds one to both, so its phase stays, and a batch that
+    passes over it (serving a prefix of the window) lowers it by one. ``counts[r]`` holds the
+    window jobs of phase ``r``; the full ones are those of phase ``-G mod block``. A batch that
+    serves the whole window (the usual case) therefore costs O(1) here; one that serves a
+    prefix walks the window. ``fresh`` holds the window jobs without their first token yet.
+    ``held`` and ``blocks`` of the decoders are written back when asked (:meth:`materialize`)
+    and whenever a job leaves (finished, preempted).
+    """
+
+    __slots__ = ("block", "counts", "fresh")
+
+    def __init__(self, cap: int, block: int) -> None:
+        super().__init__(cap)
+        self.block = block
+        self.counts = [0] * block
+        self.fresh: list[Any] = []
+
+    def _enter(self, job: Any, held: int) -> None:
+        """``job`` enters the window holding ``held`` tokens."""
+        phase = (held - self.G) % self.block
+        job.phase = phase
+        self.counts[phase] += 1
+        if not job.first:
+            self.fresh.append(job)
+
+    def add(self, job: Any, tokens: int) -> None:
+        """``job`` (its ``held`` set) starts decoding ``tokens`` tokens."""
+        into = len(self.alive) < self.cap
+        super().add(job, tokens)
+        if into:
+            self._enter(job, job.held)
+
+    def need(self) -> int:
+        """Window decoders whose blocks are full: each needs a block to be served next."""
+        return self.counts[-self.G % self.block]
+
+    def grow(self, m: int) -> tuple[int, list[Any]]:
+        """Before :meth:`serve` of ``m``: the blocks the ``m`` oldest take for their token, and
+        those of them that get their first token (now marked)."""
+        alive, counts, block = self.alive, self.counts, self.block
+        full = -self.G % block
+        if m >= len(alive):  # the whole window: no phase changes
+            new = counts[full]
+            started = self.fresh
+            self.fresh = []
+        else:
+            new = 0
+            started = []
+            it = iter(alive)
+            for job in islice(it, m):
+                if job.phase == full:
+                    new += 1
+                if not job.first:
+                    started.append(job)
+            for job in it:  # passed over: the same tokens, one batch later
+                phase = job.phase
+                counts[phase] -= 1
+                phase = block - 1 if phase == 0 else phase - 1
+                job.phase = phase
+                counts[phase] += 1
+            if started:
+                self.fresh = [job for job in self.fresh if job not in started]
+        for job in started:
+            job.first = True
+        return new, started
+
+    def serve(self, m: int) -> list[Any]:
+        """:meth:`DecodeQueue.serve`, keeping the phases: finished jobs leave the counts (their
+        ``held`` and ``blocks`` written back), jobs entering the window join them."""
+        waiting = len(self.outside)
+        done = super().serve(m)
+        if done:
+            counts, block = self.counts, self.block
+            for job in done:
+                counts[job.phase] -= 1
+                held = job.prompt + job.dec_tokens
+                job.held = held
+                job.blocks = -(-held // block)
+            moved = waiting - len(self.outside)
+            if moved:
+                for job in list(islice(reversed(self.alive), moved))[::-1]:
+                    self._enter(job, job.prompt + job.dec_tokens - self.remaining(job))
+        return done
+
+    def pop_last(self) -> tuple[Any, int, bool]:
+        """:meth:`DecodeQueue.pop_last`, with the job's ``held`` and ``blocks`` written back."""
+        job, left, in_window = super().pop_last()
+        held = job.prompt + job.dec_tokens - left
+        job.held = held
+        job.blocks = -(-held // self.block)
+        if in_window:
+            self.counts[job.phase] -= 1
+            if not job.first:
+                self.fresh.remove(job)
+        return job, left, in_window
+
+    def materialize(self) -> None:
+        """Write ``held`` and ``blocks`` back into every decoder (for rules and checks that
+        read them)."""
+        block = self.block
+        for job in self.alive:
+            held = job.prompt + job.dec_tokens - self.remaining(job)
+            job.held = held
+            job.blocks = -(-held // block)
+        for job, left in self.outside:
+            held = job.prompt + job.dec_tokens - left
+            job.held = held
+            job.blocks = -(-held // block)

@@ -89,7 +89,8 @@ from policyopt.policies import (
 )
 from policyopt.sim.admission import AdmissionContext, AdmissionRule, make_admission
 from policyopt.sim.batching import BatchRecord, Counters, batch_time_table, not_work_conserving
-from policyopt.sim.kv_memory import KVMemory
+from policyopt.sim.decode_queue import DecodeQueue
+from policyopt.sim.kv_memory import KVMemory, MemDecodeQueue
 from policyopt.sim.schedulers import BatchPlan, make_scheduler
 from policyopt.sim.stability import DRIFT_TOLERANCE, verdict
 from policyopt.sim.stats import LogHistogram, WindowMeans, t_interval
@@ -100,165 +101,6 @@ INF = math.inf
 BLOCK = 1024  # random draws per block (interarrival times, work, routing)
 FOLD = 65536  # logged times and finished workflows are folded in chunks of this many
 _PRE_LEFT = attrgetter("pre_left")
-
-
-class DecodeQueue:
-    """Decoding jobs of one class at one engine, oldest first.
-
-    Every batch serves the oldest ``m`` jobs, one decode token each, and at most ``cap`` of
-    them (the engine's ``min(token_budget, max_seqs)``), so only the oldest ``cap`` jobs (the
-    *window*, :attr:`alive`) can make progress; the others wait in :attr:`outside` with their
-    remaining tokens as they are, and enter the window, oldest first, as window jobs finish.
-
-    A window job's remaining decode tokens are ``key + delay(seq) - G``: ``G`` counts the
-    batches that served this class, ``seq`` numbers the jobs in the order they joined, and a
-    batch that serves only a prefix of the window delays the unserved rest by one, a range
-    update that is one point update of a Fenwick tree over ``seq`` (``delay(seq)`` is a prefix
-    sum; a job's ``key`` is stored net of the delays before it entered the window). A heap of
-    lower bounds of the window's finish keys finds the finished jobs; an entry is corrected
-    when it reaches the top. A batch costs O(log n) plus O(log n) per finished job, however
-    long the queue.
-
-    The jobs that finish in one batch are returned in job-id order (as the heap pops them:
-    every entry popped in a round has the key ``G``).
-    """
-
-    __slots__ = ("G", "alive", "cap", "heap", "outside", "seq", "total", "tree")
-
-    def __init__(self, cap: int = 1 << 62) -> None:
-        self.alive: dict[Job, int] = {}  # the window, oldest first: job -> key
-        self.outside: deque[tuple[Job, int]] = deque()  # the rest: (job, remaining tokens)
-        self.heap: list[tuple[int, int, Job]] = []
-        self.G = 0
-        self.cap = cap
-        self.tree = [0] * 1025  # Fenwick tree over sequence numbers 1..1024 (grows)
-        self.seq = 0  # the last sequence number given
-        self.total = 0  # every delay added so far (the prefix sum past the last number)
-
-    def __len__(self) -> int:
-        return len(self.alive) + len(self.outside)
-
-    def _delay(self, seq: int) -> int:
-        """Delays that apply to the job numbered ``seq`` (a Fenwick prefix sum)."""
-        tree = self.tree
-        s = 0
-        while seq:
-            s += tree[seq]
-            seq &= seq - 1
-        return s
-
-    def _renumber(self) -> None:
-        """Number the jobs again from 1, folding the delays into the window's keys."""
-        alive = self.alive
-        total = self.total
-        i = 0
-        for job, key in alive.items():
-            if total:
-                alive[job] = key + self._delay(job.dseq)  # type: ignore[attr-defined]
-            i += 1
-            job.dseq = i  # type: ignore[attr-defined]
-        for job, _ in self.outside:
-            i += 1
-            job.dseq = i  # type: ignore[attr-defined]
-        self.seq = i
-        self.tree = [0] * (max(1024, 4 * i) + 1)
-        self.total = 0
-
-    def add(self, job: Job, tokens: int) -> None:
-        """``job`` starts decoding ``tokens`` tokens (the youngest of the queue)."""
-        seq = self.seq + 1
-        if seq >= len(self.tree):
-            self._renumber()
-            seq = self.seq + 1
-        self.seq = seq
-        job.dseq = seq
-        alive = self.alive
-        if len(alive) < self.cap:  # then nothing waits outside
-            key = self.G + tokens
-            alive[job] = key - self.total
-            heapq.heappush(self.heap, (key, job.id, job))
-        else:
-            self.outside.append((job, tokens))
-
-    def pop_last(self) -> tuple[Job, int, bool]:
-        """Take out the youngest job (preempted): ``(job, decode tokens left, whether it was in
-        the window)``."""
-        if self.outside:
-            job, tokens = self.outside.pop()
-            return job, tokens, False
-        job, key = self.alive.popitem()
-        if self.total:
-            key += self._delay(job.dseq)
-        heap = self.heap
-        for i, entry in enumerate(heap):
-            if entry[2] is job:
-                heap[i] = heap[-1]
-                heap.pop()
-                heapq.heapify(heap)
-                break
-        return job, key - self.G, True
-
-    def remaining(self, job: Job) -> int:
-        """Decode tokens ``job`` still needs."""
-        if job in self.alive:
-            return self.alive[job] + self._delay(job.dseq) - self.G
-        return next(tokens for other, tokens in self.outside if other is job)
-
-    def context(self, m: int) -> int:
-        """KV tokens the oldest ``m`` jobs read: prompt plus decode tokens done, each."""
-        total, G = self.total, self.G
-        read = 0
-        for job, key in islice(self.alive.items(), m):
-            if total:
-                key += self._delay(job.dseq)
-            read += job.prompt + job.dec_tokens - (key - G)
-        return read
-
-    def serve(self, m: int) -> list[Job]:
-        """One decode token to each of the ``m`` oldest jobs (``m`` at most the window's
-        size); the jobs that finish."""
-        if m <= 0:
-            return []
-        alive = self.alive
-        if m < len(alive):  # the rest of the window waits: delay numbers >= its first one's
-            seq = next(islice(alive, m, None)).dseq
-            tree = self.tree
-            size = len(tree)
-            while seq < size:
-                tree[seq] += 1
-                seq += seq & -seq
-            self.total += 1
-        self.G = G = self.G + 1
-        heap = self.heap
-        if not heap or heap[0][0] > G:
-            return []
-        done: list[Job] = []
-        total = self.total
-        while heap and heap[0][0] <= G:
-            entry = heapq.heappop(heap)
-            job = entry[2]
-            key = alive[job]
-            if total:
-                seq = job.dseq
-                tree = self.tree
-                while seq:
-                    key += tree[seq]
-                    seq &= seq - 1
-            if key == G:
-                done.append(job)
-            else:  # delayed: file it again at its true key
-                heapq.heappush(heap, (key, entry[1], job))
-        if done:
-            for job in done:
-                del alive[job]
-            outside = self.outside
-            if outside:  # the oldest waiting jobs take the freed places in the window
-                for _ in range(min(len(done), len(outside))):
-                    job, tokens = outside.popleft()
-                    key = G + tokens
-                    alive[job] = key - total
-                    heapq.heappush(heap, (key, job.id, job))
-        return done
 
 
 class RequestSource(Protocol):
@@ -284,6 +126,7 @@ class Job:
         "fork",
         "held",
         "id",
+        "phase",
         "pre_left",
         "pred",
         "preempted",
@@ -370,7 +213,12 @@ class _Engine:
             self.decode_first = spec.scheduler.decode_first
             self.mixes = spec.scheduler.mixes
             self.request_level = spec.scheduler.request_level
-        self.dec: dict[int, DecodeQueue] = {k: DecodeQueue(cap) for k in classes}
+        self.mem = KVMemory(spec.kv_cache) if self.llm and spec.kv_cache is not None else None  # type: ignore[union-attr]
+        self.dec: dict[int, DecodeQueue] = (
+            {k: DecodeQueue(cap) for k in classes}
+            if self.mem is None
+            else {k: MemDecodeQueue(cap, self.mem.block) for k in classes}
+        )
         self.kv = 0  # KV-cache tokens held: prompt tokens computed + decoded tokens, resident
         self.kv_max = 0
         # the queues as a scheduler reads them (policyopt.sim.schedulers.base.Queues); plain
@@ -385,7 +233,6 @@ class _Engine:
             0,
         )
         # a limited KV cache: the scheduler sees only the prompts that may be admitted
-        self.mem = KVMemory(spec.kv_cache) if self.llm and spec.kv_cache is not None else None  # type: ignore[union-attr]
         self.admission: AdmissionRule | None = None  # the cache's rule (set by the simulator)
         self.shown: dict[int, int] = dict.fromkeys(classes, 0)
         self.preempt_counts: dict[int, int] = {}  # completed requests by times preempted
@@ -1120,16 +967,17 @@ class NetworkSimulator:
         finished: list[Job] = []
         work_left = self.work_left
         unstarted = eng.unstarted
+        grown = 0
         for k, mk in plan.decode:
             us = unstarted[k]
             dq = dec[k]
-            if mem is not None:  # (no unstarted queue) each decoder served grows by a token
-                warmup = self.warmup
-                codes, vals = self.time_log
-                for job in islice(dq.alive, mk):
-                    mem.grow(job)
-                    if not job.first:
-                        job.first = True
+            if mem is not None:  # the blocks the decoders grow into; first tokens
+                new, started = dq.grow(mk)  # type: ignore[attr-defined]
+                grown += new
+                if started:
+                    warmup = self.warmup
+                    codes, vals = self.time_log
+                    for job in started:
                         if job.arrived >= warmup:
                             codes.append(2 * k + 1)
                             vals.append(t_end - job.arrived)
@@ -1166,6 +1014,7 @@ class NetworkSimulator:
                     else:
                         if not job.blocks:
                             mem.admit(job)
+                            eng.admission.admitted(k)  # type: ignore[union-attr]
                         job.held += job.pre_left
                     job.pre_left = 0
                     dq.add(job, job.dec_left)
@@ -1176,10 +1025,12 @@ class NetworkSimulator:
                 if mem is not None:
                     if not head.blocks:
                         mem.admit(head)
+                        eng.admission.admitted(k)  # type: ignore[union-attr]
                     head.held += chunk
                 head.pre_left -= chunk
                 work_left[k] -= chunk
         if mem is not None:
+            mem.allocate(grown)
             # the cache during the batch: its allocations, before finished requests leave
             st.mem_area += mem.used_tokens * dt
             if finished:
@@ -1221,26 +1072,28 @@ class NetworkSimulator:
         mem = eng.mem
         assert mem is not None
         dec, wait = eng.dec, eng.wait
-        need = mem.growth_need(dq.alive for dq in dec.values())
+        need = sum(dq.need() for dq in dec.values())  # type: ignore[attr-defined]
         moved = 0  # tokens swapped out or in
         preempted = False
         while need > mem.free:
             victim = mem.youngest()
             k = victim.cls
+            partial = victim.pre_left > 0  # partly prefilled: the head of its class's queue
+            if not partial:  # a decoder: out of its queue (its held tokens written back)
+                job, left, in_window = dec[k].pop_last()
+                assert job is victim, "the youngest resident is its class's youngest decoder"
+                if in_window and mem.full(victim):
+                    need -= 1
             held = victim.held
-            full = mem.full(victim)
             mem.release(victim)
             mem.preemptions += 1
             victim.preempted += 1
             eng.kv -= held
             preempted = True
-            if victim.pre_left:  # partly prefilled (the head of its class's queue): recompute
+            if partial:  # recompute
                 victim.pre_left += held
+                eng.admission.requeued(k, victim)  # type: ignore[union-attr]
             else:
-                job, left, in_window = dec[k].pop_last()
-                assert job is victim, "the youngest resident is its class's youngest decoder"
-                if in_window and full:
-                    need -= 1
                 eng.n_dec -= 1
                 victim.dec_left = left
                 if not mem.recompute:
@@ -1250,6 +1103,7 @@ class NetworkSimulator:
                     continue
                 victim.pre_left = held
                 wait[k].appendleft(victim)
+                eng.admission.requeued(k, victim)  # type: ignore[union-attr]
                 eng.n_wait += 1
             victim.held = 0
             mem.recomputed_tokens += held
@@ -1272,7 +1126,12 @@ class NetworkSimulator:
         shown = eng.shown
         for k in shown:
             shown[k] = 0
-        counts, eng.shown_tokens = eng.admission.admit(mem, wait, order, need, eng.b, eng.kmax)  # type: ignore[union-attr]
+        rule = eng.admission
+        assert rule is not None
+        if rule.reads_residents:
+            for dq in dec.values():
+                dq.materialize()  # type: ignore[attr-defined]
+        counts, eng.shown_tokens = rule.admit(mem, wait, order, need, eng.b, eng.kmax)
         shown.update(counts)
         return moved * mem.swap_s
 

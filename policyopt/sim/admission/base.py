@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -55,7 +55,13 @@ class AdmissionContext:
 
 
 class AdmissionRule:
-    """Base of the admission rules: :meth:`admit` returns the shown counts per class."""
+    """Base of the admission rules: :meth:`admit` returns the shown counts per class.
+
+    ``reads_residents``: the rule reads ``held`` and ``blocks`` of every resident request
+    (the engine then writes its decoders' values back before asking it: a walk over them).
+    """
+
+    reads_residents: ClassVar[bool] = False
 
     def __init__(self, spec: AdmissionSpec, ctx: AdmissionContext) -> None:
         self.spec = spec
@@ -80,6 +86,15 @@ class AdmissionRule:
         batch may serve need to grow by a token; ``budget``: the engine's token budget
         (tokens per batch); ``slots``: its request slots per batch."""
         raise NotImplementedError
+
+    def admitted(self, k: int) -> None:
+        """The engine admitted a prompt of class ``k`` (the first without blocks of its
+        deque took its blocks). A rule that keeps sums over the deque may use it."""
+
+    def requeued(self, k: int, job: Any) -> None:
+        """``job``, of class ``k``, preempted, is now the front of its class's deque without
+        blocks (put back there, or the partly prefilled front prompt that gave its blocks
+        back), with ``pre_left`` its prefill tokens to compute again."""
 
 
 class Predictor:

@@ -114,6 +114,8 @@ class Projection:
 class MCSF(QueuedRule):
     """Shortest predicted output first, while the projected memory of every batch fits."""
 
+    reads_residents = True
+
     def __init__(self, spec: AdmissionSpec, ctx: AdmissionContext) -> None:
         super().__init__(spec, ctx)
         self.heap: list[tuple[int, int, Any]] = []  # (predicted output left, id, request)
