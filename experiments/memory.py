@@ -11,14 +11,17 @@ the token budget, limits the load.
 * **Policies** (rates 0.8 to 1.6 requests/s): vanilla vLLM (prefill first, recompute on
   preemption), Orca, Sarathi-Serve with recompute and with swap (1 microsecond per token
   each way); every one admits a prompt only when its blocks are free (the engine's admission
-  control) and preempts the most recently admitted request when a decode cannot grow.
+  control, ``fcfs``) and preempts the most recently admitted request when a decode cannot
+  grow. Then Sarathi-Serve under the memory-aware admission rules: MC-SF (shortest output
+  first with a projected-peak check; exact output lengths, and predicted with a 30% error) and
+  WAIT (per-type thresholds from the fluid model; exact lengths).
   Throughput, p50/p99 latency, TTFT, preemptions and recomputed tokens.
 * **Cache sweep** (Sarathi at 3.0 requests/s, 0.65 ``lambda*``): the cache from 25,000 to
   400,000 tokens; stable once the cache holds what the load needs (Little's law: the rate times
   the KV-token-seconds a request holds), unstable below.
 
 Writes ``experiments/results/memory.csv``/``.json`` (one row per run), ``memory.md`` and
-``memory.png`` (latency and preemptions by rate; throughput by cache size).
+``memory.png`` (throughput and preemptions by rate; throughput by cache size).
 
 Usage::
 
@@ -54,6 +57,12 @@ POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
     "orca recompute": ("orca", {}),
     "sarathi recompute": ("sarathi", {}),
     "sarathi swap": ("sarathi", {"preemption": "swap", "swap_s_per_token": 1e-6}),
+    "sarathi mc-sf": ("sarathi", {"admission": "mc-sf", "output_lengths": "exact"}),
+    "sarathi mc-sf 30%": (
+        "sarathi",
+        {"admission": "mc-sf", "output_lengths": {"kind": "predicted", "rel_error": 0.3}},
+    ),
+    "sarathi wait": ("sarathi", {"admission": "wait", "output_lengths": "exact"}),
 }
 """Name -> (scheduler, KV-cache options besides its size)."""
 
@@ -155,7 +164,7 @@ def cells(row: dict[str, Any]) -> list[str]:
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Latency and preemptions by rate (policies), throughput by cache size (sweep)."""
+    """Throughput and preemptions by rate (policies), throughput by cache size (sweep)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,18 +176,23 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         if not mine:
             continue
         rates = [r["rate"] for r in mine]
-        axes[0].plot(rates, [r["latency_p99"] for r in mine], marker="o", label=name)
+        axes[0].plot(rates, [r["throughput"] for r in mine], marker="o", label=name)
         axes[1].plot(rates, [r["preemptions"] for r in mine], marker="o", label=name)
-    axes[0].set(xlabel="arrival rate (requests/s)", ylabel="p99 latency (s)", yscale="log")
+    axes[0].plot(list(RATES), list(RATES), ls="--", color="gray", label="arrival rate")
+    axes[0].set(xlabel="arrival rate (requests/s)", ylabel="throughput (requests/s)")
     axes[1].set(xlabel="arrival rate (requests/s)", ylabel="preemptions after warm-up")
     axes[0].legend(fontsize=8)
     sweep = [r for r in rows if r["part"] == "cache"]
     if sweep:
         axes[2].plot(
-            [r["cache_tokens"] for r in sweep], [r["throughput"] for r in sweep], marker="o"
+            [r["cache_tokens"] / 1000 for r in sweep], [r["throughput"] for r in sweep], marker="o"
         )
         axes[2].axhline(SWEEP_RATE, ls="--", color="gray", label="arrival rate")
-        axes[2].set(xlabel="KV cache (tokens)", ylabel="throughput (requests/s)", xscale="log")
+        axes[2].set(
+            xlabel="KV cache (thousand tokens)", ylabel="throughput (requests/s)", xscale="log"
+        )
+        axes[2].xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axes[2].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axes[2].legend(fontsize=8)
     fig.suptitle("A memory-bound workload (outputs of 600 tokens on average)")
     fig.tight_layout()
