@@ -49,6 +49,7 @@ from policyopt.cli_network import (
     network_compare,
     network_simulate,
 )
+from policyopt.cli_tune import add_tune_parser
 from policyopt.compare import (
     DEFAULT_LOADS,
     DEFAULT_SCHEDULERS,
@@ -1071,6 +1072,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
 
     add_learn_parsers(sub, _Formatter)
+    add_tune_parser(sub, _Formatter)
     return parser
 
 

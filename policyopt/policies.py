@@ -647,3 +647,7 @@ register_policy("max-pressure", MaxPressure, aliases=("maxpressure", "mp"))
 register_policy("priority:", StaticPriority, arg="A>B>C|exit|entry")
 register_policy("fluid", FluidTracking)
 register_policy("fluid:", _fluid, arg="N")
+register_policy(
+    "weighted-pressure:", "policyopt.index_policies:WeightedPressure.from_arg", arg="W1,...,WK"
+)
+register_policy("linear:", "policyopt.index_policies:LinearIndex.from_arg", arg="A1,B1,...,AK,BK")
