@@ -27,7 +27,8 @@ examples:
 
 ENV_OR_NETWORK is a network (library name, see `policyopt networks`, or a network file) for
 policyopt/AgentNetwork-v0, or a registered id: policyopt/AgentNetwork-v0 (rybko-stolyar) or
-policyopt/LLMEngine-v0. The algorithm is ppo unless --algo says a2c or maskable-ppo.
+policyopt/LLMEngine-v0. The algorithm is ppo unless --algo says a2c, maskable-ppo or ppo-avg
+(average-cost PPO: no discount, rewards centred by the average reward rate).
 Hyperparameters: experiments/configs/ppo_default.yaml (shipped with the repository) holds the
 defaults; copy it, change what you need and give your copy with --config (keys left out keep
 their defaults; unknown keys and values out of range are refused, naming the key).
@@ -87,7 +88,10 @@ def add_learn_parsers(sub: Any, formatter: type) -> None:
     )
     p.add_argument("target", metavar="ENV_OR_NETWORK", help="network name or file, or env id")
     p.add_argument(
-        "--algo", default="ppo", metavar="ALGO", help="ppo, a2c or maskable-ppo (default ppo)"
+        "--algo",
+        default="ppo",
+        metavar="ALGO",
+        help="ppo, a2c, maskable-ppo or ppo-avg (default ppo)",
     )
     p.add_argument("--timesteps", required=True, metavar="N", help="env steps in total (all envs)")
     p.add_argument(

@@ -118,7 +118,7 @@ def _old_load_hyperparams(source: dict[str, Any] | None) -> dict[str, Any]:
             assert key in base, f"{where}{key}"
             if isinstance(base[key], dict) and key != "policy_kwargs":
                 assert isinstance(value, dict)
-                if where == "" and key in ("ppo", "a2c", "maskable-ppo"):
+                if where == "" and key in ("ppo", "a2c", "maskable-ppo", "ppo-avg"):
                     out[key] = {**out[key], **value}
                 else:
                     out[key] = merge(base[key], value, f"{where}{key}.")

@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-ALGOS = ("ppo", "a2c", "maskable-ppo")
+ALGOS = ("ppo", "a2c", "maskable-ppo", "ppo-avg")
 """The algorithm names of ``policyopt train --algo`` and of ``ALGO:DIR`` policies."""
 
 DEFAULT_HYPERPARAMS: dict[str, Any] = {
@@ -84,6 +84,13 @@ offsets of the seed)."""
 
 # MaskablePPO is PPO with action masks: the same defaults
 DEFAULT_HYPERPARAMS["maskable-ppo"] = copy.deepcopy(DEFAULT_HYPERPARAMS["ppo"])
+# average-cost PPO (policyopt.learn.average_cost): no discount, longer rollouts
+DEFAULT_HYPERPARAMS["ppo-avg"] = {
+    **copy.deepcopy(DEFAULT_HYPERPARAMS["ppo"]),
+    "n_steps": 2048,
+    "gamma": 1.0,
+    "gae_lambda": 0.95,
+}
 
 
 def default_threads() -> int:
@@ -122,7 +129,7 @@ def check_algo(algo: str, field: str = "--algo") -> str:
 def algo_class(algo: str) -> type:
     """The stable-baselines3 (or sb3-contrib) class of ``algo``."""
     name = check_algo(algo)
-    if name == "ppo":
+    if name in ("ppo", "ppo-avg"):  # average-cost PPO is PPO on centred rewards
         from stable_baselines3 import PPO
 
         return PPO

@@ -145,6 +145,7 @@ class Hyperparameters(StrictSpec):
     ppo: PPOHyper
     a2c: A2CHyper
     maskable_ppo: MaskablePPOHyper = Field(alias="maskable-ppo")
+    ppo_avg: PPOHyper = Field(alias="ppo-avg")
     eval: EvalHyper
     checkpoint: CheckpointHyper
     bc: BCHyper
@@ -152,7 +153,7 @@ class Hyperparameters(StrictSpec):
     @model_validator(mode="after")
     def _rollouts(self) -> Hyperparameters:
         n_envs = self.env.n_envs
-        for name in ("ppo", "a2c", "maskable-ppo"):
+        for name in ("ppo", "a2c", "maskable-ppo", "ppo-avg"):
             algo = self.section(name)
             size = algo.n_steps * n_envs
             if size > MAX_ROLLOUT:
@@ -240,7 +241,7 @@ def _explain(err: ValidationError, where: str) -> SpecError:
         loc = tuple(str(p) for p in first.get("loc", ()))
         parent, key = loc[:-1], loc[-1] if loc else ""
         allowed = keys_of(parent)
-        if parent and parent[-1] in ("ppo", "a2c", "maskable-ppo") and key in RESERVED:
+        if parent and parent[-1] in ("ppo", "a2c", "maskable-ppo", "ppo-avg") and key in RESERVED:
             problem = "is set by policyopt train itself (--seed, the environment, the device)"
             fix = "remove it"
         else:

@@ -488,6 +488,10 @@ def train(
         venv = make_vec_env(env_fn, n_envs=int(n_envs), seed=int(seed), vec_env_cls=vec_cls)
         algo_kw = copy.deepcopy(hp[algo])  # SB3 may add to policy_kwargs in place
         gamma = float(algo_kw.get("gamma", 0.99))
+        if algo == "ppo-avg":  # rewards centred by the average reward rate of the last rollout
+            from policyopt.learn.average_cost import AverageRewardCentering
+
+            venv = AverageRewardCentering(venv, window=int(algo_kw["n_steps"]) * int(n_envs))
         if env_hp["normalize_reward"]:
             venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=gamma)
             if start_vecnorm is not None and start_vecnorm.is_file():

@@ -1,0 +1,87 @@
+"""Average-cost PPO: the reward centring by the average reward rate, and a short training run
+from the generic warm start that loads back as a policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from stable_baselines3.common.vec_env import VecEnv
+
+from policyopt.learn.average_cost import AverageRewardCentering
+from policyopt.learn.train import train
+from policyopt.model.networks_library import resolve_network
+from policyopt.sim.network_sim import simulate_network
+
+
+class ClockEnv(VecEnv):
+    """Two envs whose steps last 1, 2, 3, 1, 2, 3... seconds at a cost of 5 per second
+    (reward -5 dt); an episode ends every 4 steps."""
+
+    def __init__(self) -> None:
+        import gymnasium
+
+        space = gymnasium.spaces.Box(0.0, 1.0, (1,), np.float32)
+        super().__init__(2, space, gymnasium.spaces.Discrete(2))
+        self.t = np.zeros(2)
+        self.n = 0
+
+    def reset(self) -> Any:
+        self.t[:] = 0.0
+        return np.zeros((2, 1), np.float32)
+
+    def step_async(self, actions: Any) -> None:
+        pass
+
+    def step_wait(self) -> Any:
+        self.n += 1
+        dt = np.array([1.0 + self.n % 3, 1.0 + (self.n + 1) % 3])
+        self.t += dt
+        dones = np.array([self.n % 4 == 0] * 2)
+        infos = [{"time": float(t)} for t in self.t]
+        rewards = -5.0 * dt
+        self.t[dones] = 0.0
+        return np.zeros((2, 1), np.float32), rewards.astype(np.float32), dones, infos
+
+    def close(self) -> None: ...
+    def get_attr(self, *a: Any, **k: Any) -> Any:
+        return [None, None]
+
+    def set_attr(self, *a: Any, **k: Any) -> Any: ...
+    def env_method(self, *a: Any, **k: Any) -> Any: ...
+    def env_is_wrapped(self, *a: Any, **k: Any) -> Any:
+        return [False, False]
+
+
+def test_centring_removes_the_average_rate() -> None:
+    """Before a window of 6 steps ends, rewards pass unchanged (rho = 0); after it, rho is the
+    window's reward per second (-5) and every centred reward is -5 dt + 5 dt = 0, whatever the
+    step's length, across episode ends (the clock restarts at 0)."""
+    env = AverageRewardCentering(ClockEnv(), window=6)
+    env.reset()
+    first = [env.step(np.zeros(2))[1] for _ in range(3)]  # 6 steps: the first window
+    assert all((r < 0).all() for r in first)
+    assert env.rho == pytest.approx(-5.0)
+    for _ in range(10):
+        _, rewards, _, infos = env.step(np.zeros(2))
+        assert np.allclose(rewards, 0.0, atol=1e-5)
+        assert all(info["raw_reward"] < 0 for info in infos)
+
+
+def test_ppo_avg_from_the_generic_warm_start(tmp_path: Path) -> None:
+    hp = {
+        "env": {"horizon": 30.0, "n_envs": 2},
+        "ppo-avg": {"n_steps": 128, "batch_size": 64, "n_epochs": 2},
+        "eval": {"eval_freq": 0},
+        "checkpoint": {"save_freq": 0},
+        "bc": {"steps": 500, "epochs": 2},
+    }
+    out = tmp_path / "avg"
+    res = train("rybko-stolyar", "ppo-avg", 512, 0, out, hp, bc_policy="pr", progress=False)
+    assert res.timesteps >= 512 and res.bc["policy"] == "pr"
+    net = resolve_network("rybko-stolyar")
+    a = simulate_network(net, f"ppo-avg:{out}", horizon=100.0, seed=1)
+    b = simulate_network(net, f"ppo-avg:{out}", horizon=100.0, seed=1)
+    assert a.mean_jobs == b.mean_jobs > 0
