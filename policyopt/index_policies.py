@@ -59,20 +59,9 @@ class WeightedPressure(MaxPressure):
         _check_count(self.name, len(self.weights), net.topology.n_classes, "weights")
         super().bind(net)
 
-    def order(self, engine: int, view: NetworkView) -> list[int] | None:
-        """The engine's classes by weighted pressure, largest first (ties by class index)."""
-        z = view.jobs.tolist()
-        if self.successors is None:
-            self.successors = self._successors(view.topology)
-        if self._rate is None:
-            self._rate = view.rate.tolist()
-        succ, rate, w = self.successors, self._rate, self.weights
-        assert succ is not None
-        ranked = sorted(
-            (-w[k] * rate[k] * (z[k] - sum(p * z[l_] for l_, p in succ[k])), k)
-            for k in view.classes_at[engine]
-        )
-        return [k for _, k in ranked]
+    def _rates(self, view: NetworkView) -> list[float]:
+        """``w_k r_k``: the pressure of class ``k`` weighted."""
+        return [w * r for w, r in zip(self.weights, view.rate.tolist(), strict=True)]
 
 
 class LinearIndex(Policy):

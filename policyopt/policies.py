@@ -368,6 +368,10 @@ class MaxPressure(Policy):
             succ[k].append((l_, p))
         return succ
 
+    def _rates(self, view: NetworkView) -> list[float]:
+        """The factor of each class's pressure: ``r_k`` (a subclass may weight it)."""
+        return view.rate.tolist()
+
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
         """The engine's classes by pressure, largest first (ties by class index)."""
         # Python floats: the same IEEE arithmetic as on numpy scalars, without their overhead
@@ -375,7 +379,7 @@ class MaxPressure(Policy):
         if self.successors is None:
             self.successors = self._successors(view.topology)
         if self._rate is None:
-            self._rate = view.rate.tolist()
+            self._rate = self._rates(view)
         succ, rate = self.successors, self._rate
         ranked = sorted(
             (-rate[k] * (z[k] - sum(p * z[l_] for l_, p in succ[k])), k)
