@@ -74,13 +74,16 @@ def test_ppo_avg_from_the_generic_warm_start(tmp_path: Path) -> None:
     hp = {
         "env": {"horizon": 30.0, "n_envs": 2},
         "ppo-avg": {"n_steps": 128, "batch_size": 64, "n_epochs": 2},
-        "eval": {"eval_freq": 0},
+        "eval": {"eval_freq": 256, "n_eval_episodes": 1},
         "checkpoint": {"save_freq": 0},
         "bc": {"steps": 500, "epochs": 2},
     }
     out = tmp_path / "avg"
     res = train("rybko-stolyar", "ppo-avg", 512, 0, out, hp, bc_policy="pr", progress=False)
     assert res.timesteps >= 512 and res.bc["policy"] == "pr"
+    # evaluated on the raw holding cost (the monitor's returns, not the centred rewards)
+    curve = (out / "learning_curve.csv").read_text().splitlines()
+    assert len(curve) >= 2
     net = resolve_network("rybko-stolyar")
     a = simulate_network(net, f"ppo-avg:{out}", horizon=100.0, seed=1)
     b = simulate_network(net, f"ppo-avg:{out}", horizon=100.0, seed=1)

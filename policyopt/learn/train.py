@@ -499,6 +499,10 @@ def train(
                 venv.training = True
         eval_cfg = hp["eval"]
         eval_env = make_vec_env(env_fn, n_envs=1, seed=int(seed) + 10_000, vec_env_cls=DummyVecEnv)
+        if algo == "ppo-avg":  # the same wrappers as training (the scores are the monitor's raw
+            from policyopt.learn.average_cost import AverageRewardCentering  # returns)
+
+            eval_env = AverageRewardCentering(eval_env, window=int(algo_kw["n_steps"]))
         if env_hp["normalize_reward"]:  # raw rewards at evaluation, same wrapper structure
             eval_env = VecNormalize(eval_env, training=False, norm_obs=False, norm_reward=False)
         tb = str(out / "tb") if importlib.util.find_spec("tensorboard") is not None else None
