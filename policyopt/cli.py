@@ -313,6 +313,13 @@ def _memory_pairs(mem: MemoryBound | None) -> list[tuple[str, str]]:
             f"lambda_mem = {mem.lambda_mem:.3f} req/s",
         )
     ]
+    pairs.append(
+        (
+            "mem max",
+            f"{mem.lambda_mem_upper:.3f} req/s = M / (t_min E[h]) with the shortest batch "
+            f"({mem.fastest_batch_ms:.2f} ms): no scheduler carries more with this cache",
+        )
+    )
     if mem.lambda_mem_capacity_batch < mem.lambda_mem:
         pairs.append(
             (

@@ -49,7 +49,10 @@ prompt prefilled in two chunks, a prompt admitted while the batch is full, a pre
 takes the same time; batch sizes fluctuate around ``n_mem``, and on a staircase the batches
 that cross a step take longer (``t(n_mem)`` just below a step is optimistic) while those that
 fall a step lower take less. ``lambda_mem`` is therefore an estimate, not a bound (measured
-against the simulator: from 4% low to 13% high, ``docs/capacity.md``). Since no batch of an
+against the simulator: from 4% low to 13% high, ``docs/capacity.md``). A true bound follows
+from the shortest batch ``t_min``: ``lambda <= M / (t_min E[h])``
+(:attr:`MemoryBound.lambda_mem_upper`), reached when the full cache runs batches no longer
+than the shortest (for the staircase, ``n_mem`` within its first step). Since no batch of an
 engine with ``n* = b`` takes longer than ``t(n*)``, ``M / (t(n*) E[h])``
 (:attr:`MemoryBound.lambda_mem_capacity_batch`, never above ``lambda_mem``) is the
 conservative figure: the throughput of a full cache if every batch were a capacity batch.
@@ -158,6 +161,10 @@ class MemoryBound:
     * ``capacity_batch_ms``: ``t(n*)``, ms; ``lambda_mem_capacity_batch``:
       ``M / (t(n*) E[h])``, requests/s: every batch as long as the capacity batch (the
       conservative figure, never above ``lambda_mem``);
+    * ``fastest_batch_ms``: ``t_min``, the shortest batch of the engine, ms;
+      ``lambda_mem_upper = M / (t_min E[h])``, requests/s: a true upper bound on the rate any
+      scheduler carries with this cache (every request holds at least ``h`` token-batches, each
+      batch lasts at least ``t_min``, and the mean KV in use is at most ``M``);
     * ``lambda_star`` (the token bound), ``binds`` (``memory`` when ``lambda_mem <
       lambda_star``, else ``tokens``), ``lambda_max = min(lambda_mem, lambda_star)``;
     * ``rate``: the workload's rate, requests/s; ``kv_load = rate / lambda_mem``.
@@ -172,6 +179,8 @@ class MemoryBound:
     lambda_mem: float
     capacity_batch_ms: float
     lambda_mem_capacity_batch: float
+    fastest_batch_ms: float
+    lambda_mem_upper: float
     lambda_star: float
     binds: str
     lambda_max: float
@@ -197,6 +206,8 @@ def memory_bound(engine: EngineSpec, workload: Workload) -> MemoryBound:
     rate, n_mem, s = memory_rate(engine, h / m, cap.mean_prompt / m)
     lam_mem = rate / m
     lam_cap = kv.capacity / (cap.batch_ms / 1000.0 * h)
+    share = cap.mean_prompt / m
+    t_min = float(engine.batch_seconds(np.arange(1, engine.token_budget + 1), share).min())
     return MemoryBound(
         kv_capacity=kv.capacity,
         block_size=kv.block_size,
@@ -207,6 +218,8 @@ def memory_bound(engine: EngineSpec, workload: Workload) -> MemoryBound:
         lambda_mem=lam_mem,
         capacity_batch_ms=cap.batch_ms,
         lambda_mem_capacity_batch=lam_cap,
+        fastest_batch_ms=1000.0 * t_min,
+        lambda_mem_upper=kv.capacity / (t_min * h),
         lambda_star=cap.lambda_star,
         binds="memory" if lam_mem < cap.lambda_star else "tokens",
         lambda_max=min(lam_mem, cap.lambda_star),

@@ -408,6 +408,8 @@ def test_capacity_json_has_the_memory_bound(
         "lambda_mem",
         "capacity_batch_ms",
         "lambda_mem_capacity_batch",
+        "fastest_batch_ms",
+        "lambda_mem_upper",
         "lambda_star",
         "binds",
         "lambda_max",
@@ -500,3 +502,40 @@ def test_a_bad_kv_cache_is_one_line_exit_2(
     text, words = BAD_CACHES[case]
     code, out, err = run_capacity(capsys, tmp_path, text)
     assert_one_line_error(subprocess.CompletedProcess([], code, out, err), *words)
+
+
+@pytest.mark.parametrize("admission", ["fcfs", "mc-sf"])
+def test_no_run_is_stable_above_the_true_memory_bound(admission: str) -> None:
+    """``lambda_mem_upper = M / (t_min E[h])`` bounds what any scheduler carries with the cache.
+    With the GPU's cache and outputs of 600 tokens on average a full cache holds batches of
+    about 99 tokens, within the staircase's first step, so the bound is tight (equal to
+    ``lambda_mem``, 2.91 requests/s). At 10% above it neither the default admission nor MC-SF
+    (which never preempts with exact lengths) keeps up; at 60% of it both do."""
+
+    def run(rate: float) -> tuple[str, float, float]:
+        sc = build(
+            Scenario,
+            {
+                "engine": {
+                    "kv_cache": {"gpu": {}, "admission": admission, "output_lengths": "exact"}
+                },
+                "workload": {
+                    "arrival": {"kind": "poisson", "rate": rate},
+                    "output": {"kind": "lognormal", "mean": 600, "sigma": 0.7},
+                    "max_output_len": 4096,
+                },
+                "run": {"horizon_s": 1800, "seed": 4},
+            },
+        )
+        res = simulate_classes(sc)
+        return (
+            res.verdict,
+            res.classes["requests"]["throughput"],
+            memory_bound(sc.engine, sc.workload).lambda_mem_upper,
+        )
+
+    verdict, thr, upper = run(1.75)
+    assert upper == pytest.approx(2.912, abs=1e-3)
+    assert verdict != "unstable" and thr == pytest.approx(1.75, rel=0.06)
+    verdict, thr, _ = run(1.1 * upper)
+    assert verdict == "unstable" and thr < 1.1 * upper * 0.97
