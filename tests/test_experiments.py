@@ -180,3 +180,18 @@ def test_vertex_c_recorded_results_reproduce(tmp_path: Path) -> None:
         for column in ("throughput_req_s", "mean_jobs", "drift_tok_s", "theta_measured"):
             if row[column]:  # empty for a refused run
                 assert float(got[key][column]) == pytest.approx(float(row[column]), rel=1e-9)
+
+
+def test_tune_networks_smoke(tmp_path: Path) -> None:
+    """The tuning experiment end to end on one network with tiny budgets: every family's
+    winner and every designed policy is reported on the test seeds, and a tuned policy is
+    never worse than its family's start on the training seeds it was searched on."""
+    tune_networks = load_script("tune_networks")
+    args = ["--budget", "2", "--quick", "--networks", "criss-cross"]
+    args += ["--out", str(tmp_path / "ev"), "--results", str(tmp_path)]
+    assert tune_networks.main(args) == 0
+    rows = json.loads((tmp_path / "tune_networks.json").read_text())
+    roles = {r["role"] for r in rows}
+    assert {"tuned pressure", "tuned linear", "tuned priority", "designed"} <= roles
+    assert {r["policy"] for r in rows} >= {"fcfs", "max-pressure", "fluid", "pr"}
+    assert all(r["low"] <= r["mean"] <= r["high"] for r in rows)
