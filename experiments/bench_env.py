@@ -20,7 +20,8 @@ seeded random actions (made legal by the env's replacement rule) through one env
 stable-baselines3's ``DummyVecEnv`` (``--envs`` copies in this process) and through
 ``SubprocVecEnv`` (one process per copy), in env steps per wall second over all copies.
 ``SubprocVecEnv`` pays a pipe round trip per step, so it gains only when the env step costs
-more than that round trip and there are free cores.
+more than that round trip and there are free cores; ``ShardedVecEnv`` (``4 x --envs`` copies
+in ``--envs`` worker processes) pays one round trip per worker per step for its whole shard.
 
     python experiments/bench_env.py [--repeat 3] [--envs 2] [--vec-steps 20000]
 """
@@ -72,9 +73,12 @@ def time_env(env: AgentNetworkEnv, repeat: int) -> tuple[float, int, float, int]
     return best, steps, mean_jobs, seed
 
 
-def time_vectorized(kind: str, n_envs: int, steps: int, horizon: float = 600.0) -> float:
-    """Env steps per wall second (all copies) of ``kind`` (``single``, ``dummy``, ``subproc``)
-    on ``rybko-stolyar`` with seeded random actions; process start-up is not timed."""
+def time_vectorized(
+    kind: str, n_envs: int, steps: int, horizon: float = 600.0, workers: int = 2
+) -> float:
+    """Env steps per wall second (all copies) of ``kind`` (``single``, ``dummy``, ``subproc``,
+    ``sharded`` over ``workers`` processes) on ``rybko-stolyar`` with seeded random actions;
+    process start-up is not timed."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
@@ -91,12 +95,20 @@ def time_vectorized(kind: str, n_envs: int, steps: int, horizon: float = 600.0) 
             if truncated:
                 env.reset()
         return steps / (time.perf_counter() - t0)
-    cls = SubprocVecEnv if kind == "subproc" else DummyVecEnv
+    from policyopt.learn.sharded_vec_env import ShardedVecEnv
+
+    kw: dict = {}
+    if kind == "sharded":
+        cls: type = ShardedVecEnv
+        kw = {"workers": workers}
+    else:
+        cls = SubprocVecEnv if kind == "subproc" else DummyVecEnv
     venv = make_vec_env(
         make_env,
         n_envs=n_envs,
         seed=0,
         vec_env_cls=cls,
+        vec_env_kwargs=kw,
         env_kwargs={"target": "rybko-stolyar", "env_kwargs": {"horizon": horizon}},
     )
     venv.reset()
@@ -137,9 +149,16 @@ def main() -> None:
     print(f"{'rybko-stolyar, random actions':<32} {'copies':>6} {'steps/s':>9} {'vs single':>9}")
     single = max(time_vectorized("single", 1, args.vec_steps) for _ in range(args.repeat))
     print(f"{'one env':<32} {1:>6d} {single:>9.0f} {1.0:>8.2f}x")
-    for kind, label in (("dummy", "DummyVecEnv"), ("subproc", "SubprocVecEnv")):
-        rate = max(time_vectorized(kind, args.envs, args.vec_steps) for _ in range(args.repeat))
-        print(f"{label:<32} {args.envs:>6d} {rate:>9.0f} {rate / single:>8.2f}x")
+    for kind, label, n in (
+        ("dummy", "DummyVecEnv", args.envs),
+        ("subproc", "SubprocVecEnv", args.envs),
+        ("dummy", "DummyVecEnv", 4 * args.envs),
+        ("sharded", f"ShardedVecEnv, {args.envs} workers", 4 * args.envs),
+    ):
+        rate = max(
+            time_vectorized(kind, n, args.vec_steps, workers=args.envs) for _ in range(args.repeat)
+        )
+        print(f"{label:<32} {n:>6d} {rate:>9.0f} {rate / single:>8.2f}x")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ DEFAULT_HYPERPARAMS: dict[str, Any] = {
         "action": "order",  # order: the class first; split: and a decode/prefill budget split
         "split_levels": 5,  # budget-split levels with action: split
         "n_envs": 4,  # parallel environments
-        "vec_env": "dummy",  # dummy (one process) or subproc (one process per env)
+        "vec_env": "dummy",  # dummy (one process), subproc (one per env), sharded (workers)
+        "workers": 2,  # worker processes with vec_env: sharded (n_envs split between them)
         "normalize_reward": True,  # VecNormalize on rewards only (observations are bounded)
     },
     "ppo": {

@@ -112,7 +112,8 @@ class EnvHyper(StrictSpec):
     action: Literal["order", "split"]
     split_levels: Annotated[int, Field(ge=2)]
     n_envs: Annotated[int, Field(ge=1, le=MAX_N_ENVS)]
-    vec_env: Literal["dummy", "subproc"]
+    vec_env: Literal["dummy", "subproc", "sharded"]
+    workers: Annotated[int, Field(ge=1, le=MAX_N_ENVS)]
     normalize_reward: bool
 
 

@@ -406,9 +406,11 @@ def train(
     _check_positive("horizon", env_hp["horizon"], "--horizon")
     n_envs = env_hp["n_envs"]
     _check_positive("n_envs", n_envs, "env.n_envs")
-    if env_hp["vec_env"] not in ("dummy", "subproc"):
+    if env_hp["vec_env"] not in ("dummy", "subproc", "sharded"):
         raise SpecError(
-            "env.vec_env", f"unknown kind {env_hp['vec_env']!r}", "use dummy or subproc"
+            "env.vec_env",
+            f"unknown kind {env_hp['vec_env']!r}",
+            "use dummy, subproc or sharded",
         )
     bc_count = 0
     if bc_policy is not None and not resume:
@@ -484,8 +486,19 @@ def train(
     phase = "setup"
     try:
         env_fn = partial(make_env, target, env_kwargs)
-        vec_cls = SubprocVecEnv if env_hp["vec_env"] == "subproc" else DummyVecEnv
-        venv = make_vec_env(env_fn, n_envs=int(n_envs), seed=int(seed), vec_env_cls=vec_cls)
+        vec_kw: dict[str, Any] = {}
+        if env_hp["vec_env"] == "subproc":
+            vec_cls: Any = SubprocVecEnv
+        elif env_hp["vec_env"] == "sharded":
+            from policyopt.learn.sharded_vec_env import ShardedVecEnv
+
+            vec_cls = ShardedVecEnv
+            vec_kw = {"workers": min(int(env_hp["workers"]), int(n_envs))}
+        else:
+            vec_cls = DummyVecEnv
+        venv = make_vec_env(
+            env_fn, n_envs=int(n_envs), seed=int(seed), vec_env_cls=vec_cls, vec_env_kwargs=vec_kw
+        )
         algo_kw = copy.deepcopy(hp[algo])  # SB3 may add to policy_kwargs in place
         gamma = float(algo_kw.get("gamma", 0.99))
         if algo == "ppo-avg":  # rewards centred by the average reward rate of the last rollout
