@@ -90,7 +90,7 @@ from policyopt.sim import EngineResult, simulate
 from policyopt.sim.run import MAX_REQUESTS, check_run_size, scenario_requests
 from policyopt.solvers.capacity import batch_seconds, budget_sweep, capacity
 from policyopt.solvers.memory_bound import MemoryBound, memory_bound
-from policyopt.sweep import horizon_bar
+from policyopt.sweep import BACKENDS, horizon_bar, make_backend
 
 if TYPE_CHECKING:
     from policyopt.solvers.batch_size_region import RegionReport
@@ -242,6 +242,24 @@ def load_config(
         if run:
             data["run"] = run
     return build(Scenario, data)
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    """``--backend local|ray`` and ``--ray-address ADDR`` (see :func:`make_backend`)."""
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="where the runs go: local (--jobs processes on this machine, the default) or "
+        "ray (a Ray cluster, --ray-address; without it a local Ray instance of --jobs CPUs; "
+        'needs pip install "policyopt[ray]")',
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --backend ray: the address of a running Ray cluster's head (HOST:6379, as "
+        "ray start --head prints it); unreachable, it fails within seconds",
+    )
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -685,6 +703,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     schedulers = args.schedulers or list(DEFAULT_SCHEDULERS)
     loads = args.loads or list(DEFAULT_LOADS)
     _, plan = plan_sweep(base, schedulers, loads)  # every spec error before anything runs
+    backend = make_backend(args.backend, args.jobs, args.ray_address)
     check_run_size(
         sum(scenario_requests(run.scenario) for run in plan),
         f"{len(plan)} runs at loads up to {max(loads):g} x lambda* "
@@ -697,7 +716,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _info(note, args.json)
     out.mkdir(parents=True, exist_ok=True)
     if not args.json:
-        print(f"{len(plan)} runs, horizon {base.run.horizon_s:g} s, jobs {args.jobs}", flush=True)
+        print(
+            f"{len(plan)} runs, horizon {base.run.horizon_s:g} s, {backend.describe()}",
+            flush=True,
+        )
     appender = CsvAppender(out / "compare.csv")
 
     def failed(f: RunFailure) -> None:
@@ -709,7 +731,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             base,
             schedulers,
             loads,
-            jobs=args.jobs,
+            backend=backend,
             progress=not args.no_progress,
             on_result=lambda r: appender.write(flat_summary(r)),
             on_failure=failed,
@@ -863,6 +885,7 @@ examples:
   policyopt compare --horizon 600 --json > compare.json
   policyopt compare rybko-stolyar --policies priority:exit,priority:entry,max-pressure,fluid
   policyopt compare fork-join --policies fcfs --loads 0.9,1.1 --jobs 2
+  policyopt compare --backend ray --ray-address 10.0.0.5:6379   # on a Ray cluster
   policyopt compare examples/chat_and_documents.yaml --policies fcfs,priority:chat>documents
 
 Defaults for one engine: schedulers {",".join(DEFAULT_SCHEDULERS)};
@@ -878,9 +901,10 @@ When that folder already holds results, a second compare writes to a new numbere
 next to it ({DEFAULT_COMPARE_OUT.name}-2, {DEFAULT_COMPARE_OUT.name}-3, ...) and says so;
 an --out DIR that holds results is refused unless --overwrite is given. Runs expecting more
 than {MAX_REQUESTS:,} requests in all (rates x horizon) are refused unless --force is given.
---jobs N runs N at a time, for one engine or a network, with the same numbers as one. A
-failed run is reported and the others go on (exit code 1); Ctrl-C keeps the finished runs
-(exit code 130).
+--jobs N runs N at a time, for one engine or a network, with the same numbers as one;
+--backend ray runs them on a Ray cluster (--ray-address), or on a local Ray instance of
+--jobs CPUs, with the same numbers again (docs/sweeps.md). A failed run is reported and
+the others go on (exit code 1); Ctrl-C keeps the finished runs (exit code 130).
 """
 
 _FIT_EPILOG = """\
@@ -1033,6 +1057,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="parallel processes (default 1; 0 = one per CPU); same numbers either way",
     )
+    add_backend_args(p)
     p.add_argument(
         "--out",
         metavar="DIR",

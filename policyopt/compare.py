@@ -27,7 +27,7 @@ from policyopt.model import SchedulerSpec, build
 from policyopt.model.scenario import Scenario
 from policyopt.sim import EngineResult, simulate
 from policyopt.solvers.capacity import Capacity, capacity
-from policyopt.sweep import Outcome, RunsInterrupted, run_all
+from policyopt.sweep import Backend, Outcome, RunsInterrupted, run_all
 
 DEFAULT_SCHEDULERS: tuple[str, ...] = ("fastertransformer", "vllm", "orca", "sarathi")
 """The four schedulers of the paper (Li, Dai, Peng, arXiv 2504.07347; ``docs/schedulers.md``)."""
@@ -176,6 +176,7 @@ def run_sweep(
     *,
     progress: bool = True,
     jobs: int = 1,
+    backend: Backend | None = None,
     on_result: Callable[[EngineResult], None] | None = None,
     on_failure: Callable[[RunFailure], None] | None = None,
 ) -> Sweep:
@@ -183,7 +184,8 @@ def run_sweep(
 
     ``schedulers`` are names (``orca``, ``orca:whole``) or specs; ``loads`` are multiples of
     ``lambda*`` (rate = load * lambda* requests/s). Every run uses ``base.run`` (horizon,
-    seed, ...). ``jobs > 1`` runs that many processes; the numbers are the same as with one.
+    seed, ...). ``jobs > 1`` runs that many processes, ``backend`` elsewhere (e.g. on Ray,
+    :class:`~policyopt.sweep.Backend`); the numbers are the same as with one process.
     A progress bar over runs goes to stderr when ``progress`` is true and stderr is a
     terminal.
 
@@ -212,6 +214,7 @@ def run_sweep(
             plan,
             _simulate_planned,
             jobs=jobs,
+            backend=backend,
             progress=progress,
             label=lambda run: f"{run.scheduler} @ {run.load:g}",
             on_result=None if on_result is None else lambda _, result: on_result(result),
