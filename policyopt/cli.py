@@ -8,6 +8,10 @@ Subcommands (``policyopt COMMAND --help`` shows options and examples):
 * ``simulate``: one simulation run; its metrics as text or JSON, optional files.
 * ``compare``: every scheduler at every load (multiples of ``lambda*``); a table, a CSV, a
   JSON file and a figure of the number in system.
+* ``boundary``: the largest load one scheduler (or a network's policy) keeps stable, by
+  bisection with a sequential drift test; the share of capacity it keeps.
+* ``sweep``: a grid of configurations x loads x schedulers/policies x seeds from a YAML
+  spec, locally or on Ray, streamed to a CSV and resumable.
 * ``fit-batch-time``: fit the affine batch-time model to a profile CSV.
 * ``train``: train a PPO / A2C / MaskablePPO scheduler on a network (``docs/learning.md``).
 * ``evaluate``: designed and trained policies on common random numbers, with intervals.
@@ -38,6 +42,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from policyopt import __version__
+from policyopt.cli_boundary import BOUNDARY_EPILOG, add_boundary_arguments, cmd_boundary
 from policyopt.cli_learn import add_learn_parsers
 from policyopt.cli_network import (
     DEFAULT_NETWORK_HORIZON_S,
@@ -817,6 +822,7 @@ examples:
   policyopt simulate --scheduler vllm --load 0.9
   policyopt compare                          # 4 schedulers x 6 loads, table + CSV/JSON/PNG
   policyopt compare examples/scenario.yaml --schedulers orca,sarathi --loads 0.9,1.1 --jobs 2
+  policyopt boundary --scheduler vllm         # the largest stable load: ~0.87 lambda*
   policyopt fit-batch-time examples/profile.csv
   policyopt networks                         # the library of agent networks
   policyopt capacity rybko-stolyar           # traffic, nominal loads, capacity LP, duals
@@ -1072,6 +1078,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "boundary",
+        help="the largest stable load of a scheduler or policy (bisection)",
+        description="Find the largest load a scheduler (one engine) or policy (a network) "
+        "keeps stable: bisection on the load with a sequential drift test at each point.",
+        epilog=BOUNDARY_EPILOG,
+        formatter_class=_Formatter,
+    )
+    config_arg(p)
+    add_boundary_arguments(p, _positive_float, _int_at_least(2))
+    force_arg(p)
+    p.set_defaults(func=cmd_boundary)
 
     p = sub.add_parser(
         "networks",
