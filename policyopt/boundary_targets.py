@@ -15,22 +15,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from policyopt.boundary import BoundarySearch, Evaluate, SearchSettings, Trial, timed
-from policyopt.compare import scenario_for
-from policyopt.model import build
+from policyopt.compare import scenario_for, with_horizon
 from policyopt.model.network import NetworkSpec
 from policyopt.model.scenario import Scenario
 from policyopt.sim import simulate
 from policyopt.sim.network_sim import NetworkSimulator
 from policyopt.sim.stability import DRIFT_TOLERANCE
 from policyopt.solvers.capacity import capacity
-
-
-def with_horizon(base: Scenario, horizon_s: float, seed: int) -> Scenario:
-    """``base`` with another horizon (simulated s) and seed, validated again."""
-    run = base.run.model_dump()
-    run.update(horizon_s=horizon_s, seed=seed)
-    data = {"engine": base.engine, "scheduler": base.scheduler, "workload": base.workload}
-    return build(Scenario, {**data, "run": run})
 
 
 def engine_search(base: Scenario, settings: SearchSettings) -> tuple[BoundarySearch, Evaluate]:

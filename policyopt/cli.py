@@ -54,6 +54,7 @@ from policyopt.cli_network import (
     network_compare,
     network_simulate,
 )
+from policyopt.cli_sweep import SWEEP_EPILOG, cmd_sweep
 from policyopt.compare import (
     DEFAULT_LOADS,
     DEFAULT_SCHEDULERS,
@@ -721,10 +722,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _info(note, args.json)
     out.mkdir(parents=True, exist_ok=True)
     if not args.json:
-        print(
-            f"{len(plan)} runs, horizon {base.run.horizon_s:g} s, {backend.describe()}",
-            flush=True,
-        )
+        where = f"jobs {args.jobs}" if backend.kind == "local" else backend.describe()
+        print(f"{len(plan)} runs, horizon {base.run.horizon_s:g} s, {where}", flush=True)
     appender = CsvAppender(out / "compare.csv")
 
     def failed(f: RunFailure) -> None:
@@ -823,6 +822,7 @@ examples:
   policyopt compare                          # 4 schedulers x 6 loads, table + CSV/JSON/PNG
   policyopt compare examples/scenario.yaml --schedulers orca,sarathi --loads 0.9,1.1 --jobs 2
   policyopt boundary --scheduler vllm         # the largest stable load: ~0.87 lambda*
+  policyopt sweep examples/sweep.yaml --jobs 2  # a grid, streamed to CSV, resumable
   policyopt fit-batch-time examples/profile.csv
   policyopt networks                         # the library of agent networks
   policyopt capacity rybko-stolyar           # traffic, nominal loads, capacity LP, duals
@@ -1091,6 +1091,38 @@ def build_parser() -> argparse.ArgumentParser:
     add_boundary_arguments(p, _positive_float, _int_at_least(2))
     force_arg(p)
     p.set_defaults(func=cmd_boundary)
+
+    p = sub.add_parser(
+        "sweep",
+        help="a grid of configs x loads x schedulers/policies x seeds, locally or on Ray",
+        description="Run every cell of a sweep spec, streaming rows to a CSV file; a rerun "
+        "runs only the cells the file lacks.",
+        epilog=SWEEP_EPILOG,
+        formatter_class=_Formatter,
+    )
+    p.add_argument("spec", metavar="SPEC.yaml", help="the sweep spec (.yaml or .toml)")
+    p.add_argument(
+        "--jobs",
+        type=_nonnegative_int,
+        default=1,
+        metavar="N",
+        help="parallel processes, or the CPUs of a local Ray instance (default 1; 0 = one per "
+        "CPU); same numbers either way",
+    )
+    add_backend_args(p)
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder of sweep.csv, sweep.json, sweep.png (default "
+        "policyopt-results/sweep-STEM); a sweep.csv there is resumed",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="start again: replace the files in --out"
+    )
+    force_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(
         "networks",

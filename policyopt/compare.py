@@ -134,6 +134,14 @@ def scenario_for(base: Scenario, scheduler: str | SchedulerSpec, rate: float) ->
     )
 
 
+def with_horizon(base: Scenario, horizon_s: float, seed: int) -> Scenario:
+    """``base`` with another horizon (simulated s) and seed, validated again."""
+    run = base.run.model_dump()
+    run.update(horizon_s=horizon_s, seed=seed)
+    data = {"engine": base.engine, "scheduler": base.scheduler, "workload": base.workload}
+    return build(Scenario, {**data, "run": run})
+
+
 def plan_sweep(
     base: Scenario, schedulers: Sequence[str | SchedulerSpec], loads: Sequence[float]
 ) -> tuple[Capacity, list[PlannedRun]]:

@@ -97,8 +97,9 @@ class Backend:
 def make_backend(kind: str, jobs: int = 1, address: str | None = None) -> Backend:
     """The :class:`Backend` of the command-line options ``--backend KIND``, ``--jobs N`` and
     ``--ray-address ADDR``, checked before anything is planned: an address without
-    ``--backend ray``, Ray not installed, or a Ray address that does not answer within
-    seconds is a :class:`~policyopt.errors.SpecError`."""
+    ``--backend ray``, Ray not installed, or a Ray address that cannot be joined within
+    seconds is a :class:`~policyopt.errors.SpecError`. With an address, this process joins
+    the cluster now (and stays joined until it exits, for every run of the command)."""
     from policyopt.errors import SpecError
 
     if kind not in BACKENDS:
@@ -106,9 +107,11 @@ def make_backend(kind: str, jobs: int = 1, address: str | None = None) -> Backen
     if address and kind != "ray":
         raise SpecError("--ray-address", "goes with --backend ray", "add --backend ray")
     if kind == "ray":
-        from policyopt.ray_backend import check_ray
+        from policyopt.ray_backend import check_ray, connect
 
         check_ray(address)
+        if address:
+            connect(address, jobs)
     return Backend("ray" if kind == "ray" else "local", max(1, jobs), address or None)
 
 
