@@ -292,3 +292,13 @@ def test_cli_ctrl_c_prints_what_was_judged(tmp_path: Path) -> None:
     assert "search not finished" in out and "1.20" in out
     doc = json.loads((tmp_path / "boundary.json").read_text())
     assert doc["complete"] is False and len(doc["points"]) >= 1
+
+
+@pytest.mark.parametrize("command", ["boundary", "sweep"])
+def test_help_shows_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from policyopt.cli import main
+
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: policyopt {command}")
+    assert f"  policyopt {command} " in out.split("examples:\n", 1)[1]
