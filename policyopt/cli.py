@@ -8,6 +8,10 @@ Subcommands (``policyopt COMMAND --help`` shows options and examples):
 * ``simulate``: one simulation run; its metrics as text or JSON, optional files.
 * ``compare``: every scheduler at every load (multiples of ``lambda*``); a table, a CSV, a
   JSON file and a figure of the number in system.
+* ``boundary``: the largest load one scheduler (or a network's policy) keeps stable, by
+  bisection with a sequential drift test; the share of capacity it keeps.
+* ``sweep``: a grid of configurations x loads x schedulers/policies x seeds from a YAML
+  spec, locally or on Ray, streamed to a CSV and resumable.
 * ``fit-batch-time``: fit the affine batch-time model to a profile CSV.
 * ``train``: train a PPO / A2C / MaskablePPO scheduler on a network (``docs/learning.md``).
 * ``evaluate``: designed and trained policies on common random numbers, with intervals.
@@ -38,6 +42,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from policyopt import __version__
+from policyopt.cli_boundary import BOUNDARY_EPILOG, add_boundary_arguments, cmd_boundary
 from policyopt.cli_learn import add_learn_parsers
 from policyopt.cli_network import (
     DEFAULT_NETWORK_HORIZON_S,
@@ -49,6 +54,7 @@ from policyopt.cli_network import (
     network_compare,
     network_simulate,
 )
+from policyopt.cli_sweep import SWEEP_EPILOG, cmd_sweep
 from policyopt.cli_tune import add_tune_parser
 from policyopt.compare import (
     DEFAULT_LOADS,
@@ -91,7 +97,7 @@ from policyopt.sim import EngineResult, simulate
 from policyopt.sim.run import MAX_REQUESTS, check_run_size, scenario_requests
 from policyopt.solvers.capacity import batch_seconds, budget_sweep, capacity
 from policyopt.solvers.memory_bound import MemoryBound, memory_bound
-from policyopt.sweep import horizon_bar
+from policyopt.sweep import BACKENDS, horizon_bar, make_backend
 
 if TYPE_CHECKING:
     from policyopt.solvers.batch_size_region import RegionReport
@@ -243,6 +249,24 @@ def load_config(
         if run:
             data["run"] = run
     return build(Scenario, data)
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    """``--backend local|ray`` and ``--ray-address ADDR`` (see :func:`make_backend`)."""
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="where the runs go: local (--jobs processes on this machine, the default) or "
+        "ray (a Ray cluster, --ray-address; without it a local Ray instance of --jobs CPUs; "
+        'needs pip install "policyopt[ray]")',
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --backend ray: the address of a running Ray cluster's head (HOST:6379, as "
+        "ray start --head prints it); unreachable, it fails within seconds",
+    )
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -693,6 +717,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     schedulers = args.schedulers or list(DEFAULT_SCHEDULERS)
     loads = args.loads or list(DEFAULT_LOADS)
     _, plan = plan_sweep(base, schedulers, loads)  # every spec error before anything runs
+    backend = make_backend(args.backend, args.jobs, args.ray_address)
     check_run_size(
         sum(scenario_requests(run.scenario) for run in plan),
         f"{len(plan)} runs at loads up to {max(loads):g} x lambda* "
@@ -705,7 +730,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _info(note, args.json)
     out.mkdir(parents=True, exist_ok=True)
     if not args.json:
-        print(f"{len(plan)} runs, horizon {base.run.horizon_s:g} s, jobs {args.jobs}", flush=True)
+        where = f"jobs {args.jobs}" if backend.kind == "local" else backend.describe()
+        print(f"{len(plan)} runs, horizon {base.run.horizon_s:g} s, {where}", flush=True)
     appender = CsvAppender(out / "compare.csv")
 
     def failed(f: RunFailure) -> None:
@@ -717,7 +743,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             base,
             schedulers,
             loads,
-            jobs=args.jobs,
+            backend=backend,
             progress=not args.no_progress,
             on_result=lambda r: appender.write(flat_summary(r)),
             on_failure=failed,
@@ -803,6 +829,8 @@ examples:
   policyopt simulate --scheduler vllm --load 0.9
   policyopt compare                          # 4 schedulers x 6 loads, table + CSV/JSON/PNG
   policyopt compare examples/scenario.yaml --schedulers orca,sarathi --loads 0.9,1.1 --jobs 2
+  policyopt boundary --scheduler vllm         # the largest stable load: ~0.87 lambda*
+  policyopt sweep examples/sweep.yaml --jobs 2  # a grid, streamed to CSV, resumable
   policyopt fit-batch-time examples/profile.csv
   policyopt networks                         # the library of agent networks
   policyopt capacity rybko-stolyar           # traffic, nominal loads, capacity LP, duals
@@ -871,6 +899,7 @@ examples:
   policyopt compare --horizon 600 --json > compare.json
   policyopt compare rybko-stolyar --policies priority:exit,priority:entry,max-pressure,fluid
   policyopt compare fork-join --policies fcfs --loads 0.9,1.1 --jobs 2
+  policyopt compare --backend ray --ray-address 10.0.0.5:6379   # on a Ray cluster
   policyopt compare examples/chat_and_documents.yaml --policies fcfs,priority:chat>documents
 
 Defaults for one engine: schedulers {",".join(DEFAULT_SCHEDULERS)};
@@ -886,9 +915,10 @@ When that folder already holds results, a second compare writes to a new numbere
 next to it ({DEFAULT_COMPARE_OUT.name}-2, {DEFAULT_COMPARE_OUT.name}-3, ...) and says so;
 an --out DIR that holds results is refused unless --overwrite is given. Runs expecting more
 than {MAX_REQUESTS:,} requests in all (rates x horizon) are refused unless --force is given.
---jobs N runs N at a time, for one engine or a network, with the same numbers as one. A
-failed run is reported and the others go on (exit code 1); Ctrl-C keeps the finished runs
-(exit code 130).
+--jobs N runs N at a time, for one engine or a network, with the same numbers as one;
+--backend ray runs them on a Ray cluster (--ray-address), or on a local Ray instance of
+--jobs CPUs, with the same numbers again (docs/sweeps.md). A failed run is reported and
+the others go on (exit code 1); Ctrl-C keeps the finished runs (exit code 130).
 """
 
 _FIT_EPILOG = """\
@@ -1041,6 +1071,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="parallel processes (default 1; 0 = one per CPU); same numbers either way",
     )
+    add_backend_args(p)
     p.add_argument(
         "--out",
         metavar="DIR",
@@ -1055,6 +1086,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "boundary",
+        help="the largest stable load of a scheduler or policy (bisection)",
+        description="Find the largest load a scheduler (one engine) or policy (a network) "
+        "keeps stable: bisection on the load with a sequential drift test at each point.",
+        epilog=BOUNDARY_EPILOG,
+        formatter_class=_Formatter,
+    )
+    config_arg(p)
+    add_boundary_arguments(p, _positive_float, _int_at_least(2))
+    force_arg(p)
+    p.set_defaults(func=cmd_boundary)
+
+    p = sub.add_parser(
+        "sweep",
+        help="a grid of configs x loads x schedulers/policies x seeds, locally or on Ray",
+        description="Run every cell of a sweep spec, streaming rows to a CSV file; a rerun "
+        "runs only the cells the file lacks.",
+        epilog=SWEEP_EPILOG,
+        formatter_class=_Formatter,
+    )
+    p.add_argument("spec", metavar="SPEC.yaml", help="the sweep spec (.yaml or .toml)")
+    p.add_argument(
+        "--jobs",
+        type=_nonnegative_int,
+        default=1,
+        metavar="N",
+        help="parallel processes, or the CPUs of a local Ray instance (default 1; 0 = one per "
+        "CPU); same numbers either way",
+    )
+    add_backend_args(p)
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder of sweep.csv, sweep.json, sweep.png (default "
+        "policyopt-results/sweep-STEM); a sweep.csv there is resumed",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="start again: replace the files in --out"
+    )
+    force_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(
         "networks",

@@ -28,7 +28,7 @@ from policyopt.outdir import compare_out, simulate_out
 from policyopt.report import CsvAppender, format_table, write_csv
 from policyopt.sim.network_sim import NetworkResult, NetworkSimulator
 from policyopt.sim.run import check_run_size, expected_requests
-from policyopt.sweep import RunsInterrupted, horizon_bar, run_all
+from policyopt.sweep import RunsInterrupted, horizon_bar, make_backend, run_all
 
 DEFAULT_POLICIES = ("fcfs", "priority:exit", "priority:entry", "max-pressure", "fluid")
 DEFAULT_NETWORK_HORIZON_S = 7200.0
@@ -346,9 +346,10 @@ def network_simulate(net: NetworkSpec, args: argparse.Namespace) -> int:
 def network_compare(net: NetworkSpec, args: argparse.Namespace) -> int:
     """Policies x loads on one network: a table, a CSV, a JSON and a figure.
 
-    The runs go through :func:`policyopt.sweep.run_all` (``--jobs`` processes, the same
-    numbers for any number; ``--no-progress``). A run that raises is reported and the others
-    go on (exit code 1); Ctrl-C keeps the finished runs in the files (exit code 130).
+    The runs go through :func:`policyopt.sweep.run_all` (``--jobs`` processes, or
+    ``--backend ray``: the same numbers either way; ``--no-progress``). A run that raises is
+    reported and the others go on (exit code 1); Ctrl-C keeps the finished runs in the files
+    (exit code 130).
     """
     policies = args.policies or list(DEFAULT_POLICIES)
     loads = args.loads or [DEFAULT_NETWORK_LOAD]
@@ -358,6 +359,7 @@ def network_compare(net: NetworkSpec, args: argparse.Namespace) -> int:
 
     for p in policies:
         make_policy(p).bind(net)  # every bad policy name before anything runs
+    backend = make_backend(args.backend, args.jobs, args.ray_address)
     scaled = {load: _scaled(net, load)[0] for load in loads}
     options = tuple(_run_options(args).items())
     runs = [NetworkRun(scaled[x], p, x, horizon, seed, options) for x in loads for p in policies]
@@ -387,7 +389,7 @@ def network_compare(net: NetworkSpec, args: argparse.Namespace) -> int:
         outcome = run_all(
             runs,
             simulate_run,
-            jobs=args.jobs,
+            backend=backend,
             progress=not args.no_progress,
             label=lambda run: f"{run.policy} x{run.load:g}",
             on_result=lambda i, res: appender.write(_row(res, runs[i].load)),

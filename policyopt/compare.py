@@ -27,7 +27,7 @@ from policyopt.model import SchedulerSpec, build
 from policyopt.model.scenario import Scenario
 from policyopt.sim import EngineResult, simulate
 from policyopt.solvers.capacity import Capacity, capacity
-from policyopt.sweep import Outcome, RunsInterrupted, run_all
+from policyopt.sweep import Backend, Outcome, RunsInterrupted, run_all
 
 DEFAULT_SCHEDULERS: tuple[str, ...] = ("fastertransformer", "vllm", "orca", "sarathi")
 """The four schedulers of the paper (Li, Dai, Peng, arXiv 2504.07347; ``docs/schedulers.md``)."""
@@ -134,6 +134,14 @@ def scenario_for(base: Scenario, scheduler: str | SchedulerSpec, rate: float) ->
     )
 
 
+def with_horizon(base: Scenario, horizon_s: float, seed: int) -> Scenario:
+    """``base`` with another horizon (simulated s) and seed, validated again."""
+    run = base.run.model_dump()
+    run.update(horizon_s=horizon_s, seed=seed)
+    data = {"engine": base.engine, "scheduler": base.scheduler, "workload": base.workload}
+    return build(Scenario, {**data, "run": run})
+
+
 def plan_sweep(
     base: Scenario, schedulers: Sequence[str | SchedulerSpec], loads: Sequence[float]
 ) -> tuple[Capacity, list[PlannedRun]]:
@@ -176,6 +184,7 @@ def run_sweep(
     *,
     progress: bool = True,
     jobs: int = 1,
+    backend: Backend | None = None,
     on_result: Callable[[EngineResult], None] | None = None,
     on_failure: Callable[[RunFailure], None] | None = None,
 ) -> Sweep:
@@ -183,7 +192,8 @@ def run_sweep(
 
     ``schedulers`` are names (``orca``, ``orca:whole``) or specs; ``loads`` are multiples of
     ``lambda*`` (rate = load * lambda* requests/s). Every run uses ``base.run`` (horizon,
-    seed, ...). ``jobs > 1`` runs that many processes; the numbers are the same as with one.
+    seed, ...). ``jobs > 1`` runs that many processes, ``backend`` elsewhere (e.g. on Ray,
+    :class:`~policyopt.sweep.Backend`); the numbers are the same as with one process.
     A progress bar over runs goes to stderr when ``progress`` is true and stderr is a
     terminal.
 
@@ -212,6 +222,7 @@ def run_sweep(
             plan,
             _simulate_planned,
             jobs=jobs,
+            backend=backend,
             progress=progress,
             label=lambda run: f"{run.scheduler} @ {run.load:g}",
             on_result=None if on_result is None else lambda _, result: on_result(result),

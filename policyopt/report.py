@@ -274,11 +274,14 @@ class CsvAppender:
     """Writes dict rows to a CSV file one at a time, flushing after each row.
 
     The header is taken from the first row; the file is created (replacing an old one) when
-    the first row arrives, so an interrupted run leaves the rows written so far.
+    the first row arrives, so an interrupted run leaves the rows written so far. With
+    ``append``, a file that exists and has a header is added to instead (the rows must have
+    its columns, in its order).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, append: bool = False) -> None:
         self.path = Path(path)
+        self.append = append
         self._fh: IO[str] | None = None
         self._writer: csv.DictWriter[str] | None = None
         self.rows = 0
@@ -287,9 +290,13 @@ class CsvAppender:
         """Append one row (missing keys become empty cells, unknown keys are an error)."""
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("w", newline="")
-            self._writer = csv.DictWriter(self._fh, fieldnames=list(row))
-            self._writer.writeheader()
+            if self.append and self.path.exists() and self.path.stat().st_size > 0:
+                self._fh = self.path.open("a", newline="")
+                self._writer = csv.DictWriter(self._fh, fieldnames=list(row))
+            else:
+                self._fh = self.path.open("w", newline="")
+                self._writer = csv.DictWriter(self._fh, fieldnames=list(row))
+                self._writer.writeheader()
         self._writer.writerow({k: _cell(v) for k, v in row.items()})
         assert self._fh is not None
         self._fh.flush()

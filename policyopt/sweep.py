@@ -1,11 +1,20 @@
-"""The one sweep runner: independent runs, serially or on a process pool, keeping what finished.
+"""The one sweep runner: independent runs, serially, on a process pool or on Ray, keeping what
+finished.
 
 :func:`run_all` takes a list of run descriptions and a top-level function that does one run.
-``policyopt compare`` (one engine, :mod:`policyopt.compare`, or a network) and ``policyopt
-evaluate`` (:mod:`policyopt.learn.evaluate`) run through it. A run that raises is recorded as
-a one-line error and the others go on; Ctrl-C raises :class:`RunsInterrupted`, which carries
-the runs that had finished. Runs must not depend on each other or on the order they run in:
-then ``jobs > 1`` gives exactly the results of ``jobs = 1``.
+``policyopt compare`` (one engine, :mod:`policyopt.compare`, or a network), ``policyopt
+sweep`` (:mod:`policyopt.grid`) and ``policyopt evaluate`` (:mod:`policyopt.learn.evaluate`)
+run through it. A run that raises is recorded as a one-line error and the others go on;
+Ctrl-C raises :class:`RunsInterrupted`, which carries the runs that had finished. Runs must
+not depend on each other or on the order they run in: then ``jobs > 1``, or another backend,
+gives exactly the results of ``jobs = 1``.
+
+**Backends** (:class:`Backend`). ``local`` runs in this process (one job) or on a pool of
+``jobs`` processes on this machine. ``ray`` sends each run to a Ray cluster
+(:mod:`policyopt.ray_backend`): the one at ``address`` (``ray start --head`` prints it), or a
+local Ray instance with ``jobs`` CPUs started for the sweep and shut down after it. What goes
+to a worker is the run description (specs: pydantic models, dataclasses of them, numbers)
+and a reference to the top-level function, never a simulator; results come back pickled.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from tqdm import tqdm
 
@@ -62,6 +71,67 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+BACKENDS: tuple[str, ...] = ("local", "ray")
+"""The names of the backends of :func:`run_all` (``--backend`` of the commands)."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where :func:`run_all` runs: ``kind`` ``local`` (``jobs`` processes on this machine; one:
+    in this process) or ``ray`` (the Ray cluster at ``address``, or without one a local Ray
+    instance with ``jobs`` CPUs, at least 1)."""
+
+    kind: Literal["local", "ray"] = "local"
+    jobs: int = 1
+    address: str | None = None
+
+    def describe(self) -> str:
+        """In words, for a progress line: ``local, 2 jobs`` or ``ray at HOST:6379``."""
+        if self.kind == "local":
+            return f"local, {self.jobs} job{'s' if self.jobs != 1 else ''}"
+        if self.address:
+            return f"ray at {self.address}"
+        return f"ray, a local instance of {max(1, self.jobs)} CPUs"
+
+
+def make_backend(kind: str, jobs: int = 1, address: str | None = None) -> Backend:
+    """The :class:`Backend` of the command-line options ``--backend KIND``, ``--jobs N`` and
+    ``--ray-address ADDR``, checked before anything is planned: an address without
+    ``--backend ray``, Ray not installed, or a Ray address that cannot be joined within
+    seconds is a :class:`~policyopt.errors.SpecError`. With an address, this process joins
+    the cluster now (and stays joined until it exits, for every run of the command)."""
+    from policyopt.errors import SpecError
+
+    if kind not in BACKENDS:
+        raise SpecError("--backend", f"unknown backend {kind!r}", f"use one of {BACKENDS}")
+    if address and kind != "ray":
+        raise SpecError("--ray-address", "goes with --backend ray", "add --backend ray")
+    if kind == "ray":
+        from policyopt.ray_backend import check_ray, connect
+
+        check_ray(address)
+        if address:
+            connect(address, jobs)
+    return Backend("ray" if kind == "ray" else "local", max(1, jobs), address or None)
+
+
+class _TaskRunner(Protocol):
+    """Yields ``(index, result, error)`` of every task, then is closed."""
+
+    def __iter__(self) -> Iterator[tuple[int, Any, str | None]]: ...
+
+    def close(self, finished: bool) -> None: ...
+
+
+def _runner(tasks: list[tuple[Callable[[Any], Any], int, Any]], backend: Backend) -> _TaskRunner:
+    """The runner of ``backend`` for ``tasks``."""
+    if backend.kind == "ray":
+        from policyopt.ray_backend import RayRunner
+
+        return RayRunner(tasks, _attempt, jobs=backend.jobs, address=backend.address)
+    return _Runner(tasks, backend.jobs)
+
+
 class _Runner:
     """Runs tasks in this process (one job) or in a pool of processes.
 
@@ -99,6 +169,7 @@ def run_all(
     run_one: Callable[[Run], Result],
     *,
     jobs: int = 1,
+    backend: Backend | None = None,
     progress: bool = True,
     desc: str = "runs",
     label: Callable[[Run], str] | None = None,
@@ -109,8 +180,9 @@ def run_all(
 
     ``jobs > 1`` runs them in that many processes (then ``run_one`` must be a top-level
     function and runs and results picklable), else one after the other in this process, in
-    list order. A progress bar over runs (``desc``, the last finished run's ``label``) goes
-    to stderr when ``progress`` is true and stderr is a terminal.
+    list order. ``backend`` (:class:`Backend`) runs them elsewhere, e.g. on Ray; without it,
+    ``Backend("local", jobs)``. A progress bar over runs (``desc``, the last finished run's
+    ``label``) goes to stderr when ``progress`` is true and stderr is a terminal.
 
     ``on_result(index, result)`` is called in this process as each run finishes (in
     completion order when ``jobs > 1``), ``on_error(index, error)`` for each run that raised
@@ -120,7 +192,8 @@ def run_all(
     outcome: Outcome[Result] = Outcome(len(runs))
     results: dict[int, Result] = {}
     errors: dict[int, str] = {}
-    runner = _Runner([(run_one, i, run) for i, run in enumerate(runs)], jobs)
+    where = backend if backend is not None else Backend("local", jobs)
+    runner = _runner([(run_one, i, run) for i, run in enumerate(runs)], where)
     show = progress and sys.stderr.isatty()
     bar = tqdm(total=len(runs), desc=desc, unit="run", disable=not show, file=sys.stderr)
     try:
