@@ -156,6 +156,16 @@ def add_learn_parsers(sub: Any, formatter: type) -> None:
         help="output directory (default policyopt-results/evaluate-NAME, NAME the network's)",
     )
     p.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="parallel processes (default 1; 0 = one per CPU); the same numbers either way",
+    )
+    from policyopt.cli import add_backend_args  # (the command line is loaded by now)
+
+    add_backend_args(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -335,7 +345,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     code = 0
     try:
-        ev = evaluate(net, policies, loads, seeds, horizon, warmup, out=out, on_run=progress)
+        from policyopt.sweep import make_backend
+
+        backend = make_backend(args.backend, max(1, args.jobs), args.ray_address)
+        ev = evaluate(
+            net, policies, loads, seeds, horizon, warmup, out=out, on_run=progress, backend=backend
+        )
     except EvaluationInterrupted as stop:
         ev, code = stop.evaluation, 130
     if args.json:

@@ -67,6 +67,23 @@ def test_compare_on_ray_gives_the_same_results(local_ray: None) -> None:
     assert [r.summary() for r in here.results] == [r.summary() for r in there.results]
 
 
+def test_evaluate_on_ray_and_in_processes_gives_the_same_numbers(local_ray: None) -> None:
+    """policyopt evaluate's runs, sent by name to two local processes and to Ray, give the
+    numbers of the runs made one after the other here."""
+    from policyopt.learn.evaluate import evaluate
+
+    kwargs: dict = {"policies": ["max-pressure", "pr", "fcfs"], "seeds": (0, 1), "horizon": 150.0}
+
+    def rows(backend: Backend | None) -> list[dict]:
+        ev = evaluate("rybko-stolyar", backend=backend, **kwargs)
+        return [{k: v for k, v in r.items() if k != "wall_s"} for r in ev.runs]
+
+    here = rows(None)
+    assert len(here) == 6
+    assert rows(Backend("local", 2)) == here
+    assert rows(Backend("ray", 2)) == here
+
+
 def test_a_failing_run_is_recorded_and_the_others_go_on(local_ray: None) -> None:
     good = Cell("default", 0.5, "sarathi", 0, 100.0, 13.87, scenario=Scenario())
     bad = Cell("broken", 0.5, "sarathi", 0, 100.0, 13.87)  # neither a scenario nor a network

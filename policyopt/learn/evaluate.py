@@ -10,7 +10,8 @@ verdict. Across seeds, the table gives the mean over seeds and a 95% t-interval 
 (with one seed, the run's own batch-means interval), and the verdict ``stable`` only when
 every seed's run is stable.
 
-The runs go through :func:`policyopt.sweep.run_all`, one after the other in this process: a
+The runs go through :func:`policyopt.sweep.run_all`, one after the other in this process (or
+on another backend: ``--jobs``, ``--backend ray``; the same numbers either way): a
 run that raises is recorded in :attr:`Evaluation.failures` and the others go on; Ctrl-C
 raises :class:`EvaluationInterrupted` with the runs that had finished (and their files
 written when ``out`` is given).
@@ -36,7 +37,7 @@ from policyopt.policies import Policy, make_policy
 from policyopt.report import format_table
 from policyopt.sim.network_sim import NetworkResult, NetworkSimulator
 from policyopt.sim.stats import t_interval
-from policyopt.sweep import Outcome, RunsInterrupted, run_all
+from policyopt.sweep import Backend, Outcome, RunsInterrupted, run_all
 
 DEFAULT_EVAL_POLICIES = ("max-pressure", "priority:exit", "priority:entry", "fluid")
 DEFAULT_EVAL_HORIZON_S = 3600.0
@@ -123,11 +124,13 @@ class EvaluationInterrupted(KeyboardInterrupt):
 
 @dataclass(frozen=True)
 class EvalRun:
-    """One run of :func:`evaluate`: a policy (built once, shared by its runs) under its name
-    on the network at one load, with one seed; horizon and warm-up in simulated seconds."""
+    """One run of :func:`evaluate`: a policy under its name on the network at one load, with
+    one seed; horizon and warm-up in simulated seconds. The policy is built once and shared
+    by its runs in this process, or sent by name to the workers of another backend (a trained
+    agent ``ppo:DIR`` is then loaded there: ``DIR`` must be visible to them)."""
 
     net: NetworkSpec
-    policy: Policy
+    policy: Policy | str
     name: str
     load: float | None
     seed: int
@@ -219,6 +222,7 @@ def evaluate(
     warmup: float | None = None,
     out: str | Path | None = None,
     on_run: Callable[[dict[str, Any]], None] | None = None,
+    backend: Backend | None = None,
 ) -> Evaluation:
     """Every policy x load x seed on ``network``; see the module docstring.
 
@@ -229,7 +233,9 @@ def evaluate(
     are built (and trained agents loaded) once and bound before each run. Bad input raises
     :class:`SpecError` before any run. A run that raises goes to ``failures`` (one line) and
     the others go on; Ctrl-C raises :class:`EvaluationInterrupted` carrying the finished runs
-    (written to ``out`` first, when some finished).
+    (written to ``out`` first, when some finished). ``backend``
+    (:func:`~policyopt.sweep.make_backend`): where the runs go (default: one after the other
+    here); elsewhere, policies given by name are sent by name.
     """
     if not (isinstance(horizon, (int, float)) and math.isfinite(horizon) and horizon > 0):
         raise SpecError("--horizon", f"must be a positive number of seconds, got {horizon!r}", "")
@@ -255,15 +261,19 @@ def evaluate(
     for b in built:
         b.bind(nets[loads[0]])  # every unusable policy before anything runs
     ev = Evaluation(net.name, float(horizon), warmup, [int(s) for s in seeds], list(loads), names)
+    here = backend is None or (backend.kind == "local" and backend.jobs == 1)
+    sent = [
+        b if here or not isinstance(p, str) else p for p, b in zip(policies, built, strict=True)
+    ]
     runs = [
         EvalRun(nets[load], policy, name, load, int(seed), float(horizon), warmup)
         for load in loads
-        for name, policy in zip(names, built, strict=True)
+        for name, policy in zip(names, sent, strict=True)
         for seed in seeds
     ]
     on_result = None if on_run is None else lambda _, row: on_run(row)
     try:
-        outcome = run_all(runs, evaluate_run, progress=False, on_result=on_result)
+        outcome = run_all(runs, evaluate_run, progress=False, on_result=on_result, backend=backend)
     except RunsInterrupted as stop:
         _fill(ev, runs, stop.outcome)
         if out is not None and ev.runs:
@@ -279,10 +289,10 @@ def _fill(ev: Evaluation, runs: list[EvalRun], outcome: Outcome[dict[str, Any]])
     """Put the finished runs, the failures and one summary row per (load, policy) with a
     finished run into ``ev`` (``runs`` go seed by seed within each load and policy)."""
     per_group = len(ev.seeds)
-    ev.runs = list(outcome.results.values())
+    ev.runs = [outcome.results[i] for i in sorted(outcome.results)]  # plan order, however run
     ev.failures = [
         {"policy": runs[i].name, "load": runs[i].load, "seed": runs[i].seed, "error": error}
-        for i, error in outcome.errors.items()
+        for i, error in sorted(outcome.errors.items())
     ]
     ev.complete = outcome.complete
     ev.summary = []
