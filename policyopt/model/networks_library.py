@@ -288,6 +288,32 @@ def _station_net(
     )
 
 
+def single_station(
+    classes: dict[str, tuple[float, dict[str, Any]]],
+    *,
+    servers: int = 1,
+    discipline: str = "preemptive-resume",
+    name: str = "station",
+) -> NetworkSpec:
+    """One station ``s`` (``servers`` servers, ``discipline``) fed by one Poisson stream per
+    class: ``classes[c] = (rate, service)`` with ``rate`` in jobs/s and ``service`` a service
+    distribution mapping (:mod:`policyopt.model.service`). Each class leaves after its
+    service. The queues of ``docs/stations.md`` (M/M/c, M/G/1, priority classes) are built
+    this way."""
+    return build(
+        NetworkSpec,
+        {
+            "name": name,
+            "engines": {"s": {"kind": "station", "servers": servers, "discipline": discipline}},
+            "classes": {c: {"engine": "s", "service": svc} for c, (_, svc) in classes.items()},
+            "workflows": [
+                {"name": c, "arrival": _poisson(rate), "entry": c, "after": {c: "exit"}}
+                for c, (rate, _) in classes.items()
+            ],
+        },
+    )
+
+
 def criss_cross() -> NetworkSpec:
     """The criss-cross network (Harrison & Wein 1989), balanced heavy traffic.
 
