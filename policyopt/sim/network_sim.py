@@ -83,7 +83,11 @@ from policyopt.model.batch_time import AffineBatchTime
 from policyopt.model.network import EXIT, JOIN, LLMEngine, NetworkSpec, Station
 from policyopt.policies import (
     FCFS,
+    BufferPriority,
+    CMu,
+    DaiLinMaxPressure,
     MaxPressure,
+    MaxWeight,
     NetworkView,
     Policy,
     StaticPriority,
@@ -97,6 +101,8 @@ from policyopt.sim.stability import DRIFT_TOLERANCE, verdict
 from policyopt.sim.stats import LogHistogram, WindowMeans, t_interval
 from policyopt.solvers.traffic import traffic
 
+_GC_SAFE = (FCFS, StaticPriority, CMu, BufferPriority, MaxPressure, DaiLinMaxPressure, MaxWeight)
+"""The policies (exact types) known to make no reference cycles: the collector can wait."""
 ARRIVAL, DONE, DECIDE = 0, 1, 2  # event kinds; DECIDE sorts after the others at one instant
 INF = math.inf
 BLOCK = 1024  # random draws per block (interarrival times, work, routing)
@@ -457,13 +463,18 @@ class NetworkResult:
     engines: dict[str, dict[str, float | str]]
     workflows: dict[str, dict[str, float]]
     series: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    window_jobs: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    """The mean jobs in system of each batch-means window (``mean_jobs_ci`` is their
+    Student-t interval); intervals pooled over runs use them
+    (:func:`~policyopt.sim.stats.pooled_interval`)."""
 
     def summary(self) -> dict[str, object]:
-        """JSON-ready scalars and per-item tables, no series
+        """JSON-ready scalars and per-item tables, no series or windows
         (:func:`~policyopt.jsonout.json_ready`: intervals as lists, non-finite as ``None``)."""
         from policyopt.jsonout import json_ready
 
-        return json_ready({k: v for k, v in self.__dict__.items() if k != "series"})
+        skip = ("series", "window_jobs")
+        return json_ready({k: v for k, v in self.__dict__.items() if k not in skip})
 
     def little_gap(self) -> float:
         """Little's law, checked per class: the largest relative gap between a class's mean
@@ -589,6 +600,12 @@ class NetworkSimulator:
         # arrives behind the job in service, in that order, changes nothing: the decision is
         # counted but not taken (policy mode).
         policy_ = self.policy
+        # a policy that re-decides at every event is asked at every engine, one class or more
+        self._every = policy_ is not None and policy_.every_event
+        self._may_idle = policy_ is not None and policy_.may_idle
+        if self._every:
+            for eng in self.engines:
+                eng.single = False
         fixed = policy_ is not None and type(policy_).order is StaticPriority.order
         self._fcfs = policy_ is not None and type(policy_).order is FCFS.order
         for eng in self.engines:
@@ -600,7 +617,7 @@ class NetworkSimulator:
                 for r, k in enumerate(order):
                     eng.rank[k] = r
         self._mirror = policy_ is None or not (fixed or self._fcfs)
-        self._pause_gc = policy_ is None or type(policy_) in (FCFS, StaticPriority, MaxPressure)
+        self._pause_gc = policy_ is None or type(policy_) in _GC_SAFE
         # statistics (Python lists in the hot loop; numpy arrays through the properties)
         self._area = [0.0] * K  # job-seconds per class inside [warmup, horizon]
         self._last = [0.0] * K  # when each class's count last changed
@@ -1114,7 +1131,11 @@ class NetworkSimulator:
                 reusable = False
             plan = eng.sched.form(eng, order, b, kmax, decode_cap)
             n = plan.x + plan.m
-            if n == 0:  # cannot happen with work present; guard against a frozen clock
+            if n == 0:
+                if self._may_idle:  # the order serves no class with work: idle
+                    eng.busy = False
+                    return
+                # cannot happen with work present; guard against a frozen clock
                 raise RuntimeError(f"empty batch at t={self.now} at engine {eng.index}")
             # work conservation, judged on the queues the batch was formed from
             nwc = (
@@ -1315,6 +1336,16 @@ class NetworkSimulator:
         shown.update(counts)
         return moved * mem.swap_s
 
+    def _wake_all(self) -> None:
+        """After an event, under a policy that re-decides at every event: every engine that
+        may decide now (a station, unless its servers hold jobs they keep; an idle LLM
+        engine) gets a decision, taken once no other event is left at this instant."""
+        queue = self.decide_queue
+        for eng in self.engines:
+            if not eng.decide_pending and not eng.busy:
+                eng.decide_pending = True
+                queue.append(eng.index)
+
     def _station_decide(self, eng: _Engine, order: Sequence[int] | None = None) -> None:
         """Serve, at station ``eng``, the head of the first class of ``order`` (default: the
         policy's) with a waiting job; preempt the job in service if it is another."""
@@ -1457,6 +1488,7 @@ class NetworkSimulator:
             poisson,
         ) = self._hot
         heappop, heappush, heapreplace = heapq.heappop, heapq.heappush, heapq.heapreplace
+        every = self._every
         t_check = self.t_check
         now = self.now
         tick = 0
@@ -1674,6 +1706,8 @@ class NetworkSimulator:
                             self.decisions += decisions
                             decisions = 0
                             progress(t)
+                    if every:
+                        self._wake_all()
                     if station < 0:
                         continue
                     eng = engines[station]
@@ -2038,7 +2072,8 @@ class NetworkSimulator:
                 "latency_p99": self.flow_hist[i].quantile(0.99),
                 "completed": n,
             }
-        _, j_lo, j_hi = t_interval(np.diff(self.window_area) / self.jobs_windows.width)
+        window_jobs = np.diff(self.window_area) / self.jobs_windows.width
+        _, j_lo, j_hi = t_interval(window_jobs)
         # a workflow whose throughput interval lies below its arrival rate is not carried
         short = any(
             w["throughput_high"] < (1 - DRIFT_TOLERANCE) * w["rate"] for w in workflows.values()
@@ -2068,6 +2103,7 @@ class NetworkSimulator:
             engines=engines,
             workflows=workflows,
             series=series,
+            window_jobs=window_jobs,
         )
 
 
