@@ -431,12 +431,13 @@ class MaxPressure(Policy):
 
     def __init__(self) -> None:
         self.successors: list[list[tuple[int, float]]] | None = None
-        self._rate: list[float] | None = None  # view.rate as Python floats, set at first use
+        # per engine, at first use: (class, -r_k, its (successor, P_kl) pairs), as floats
+        self._plans: dict[int, tuple[tuple[int, float, tuple[tuple[int, float], ...]], ...]] = {}
 
     def bind(self, net: NetworkSpec) -> None:
         """Read ``net``'s routing (the rates are read from the view at first use)."""
         self.successors = self._successors(net.topology)
-        self._rate = None
+        self._plans = {}
 
     @staticmethod
     def _successors(topo: Topology) -> list[list[tuple[int, float]]]:
@@ -446,19 +447,32 @@ class MaxPressure(Policy):
             succ[k].append((l_, p))
         return succ
 
-    def ranked(self, engine: int, view: NetworkView) -> list[tuple[float, int]]:
-        """``(-pressure, class)`` of the engine's classes, sorted (largest pressure first)."""
-        # Python floats: the same IEEE arithmetic as on numpy scalars, without their overhead
-        z = view.jobs.tolist()
+    def _plan(
+        self, engine: int, view: NetworkView
+    ) -> tuple[tuple[int, float, tuple[tuple[int, float], ...]], ...]:
+        """The engine's classes with ``-r_k`` and their successors (Python floats)."""
         if self.successors is None:
             self.successors = self._successors(view.topology)
-        if self._rate is None:
-            self._rate = view.rate.tolist()
-        succ, rate = self.successors, self._rate
-        return sorted(
-            (-rate[k] * (z[k] - sum(p * z[l_] for l_, p in succ[k])), k)
-            for k in view.classes_at[engine]
-        )
+        rate = view.rate.tolist()
+        plan = tuple((k, -rate[k], tuple(self.successors[k])) for k in view.classes_at[engine])
+        self._plans[engine] = plan
+        return plan
+
+    def ranked(self, engine: int, view: NetworkView) -> list[tuple[float, int]]:
+        """``(-pressure, class)`` of the engine's classes, sorted (largest pressure first)."""
+        plan = self._plans.get(engine)
+        if plan is None:
+            plan = self._plan(engine, view)
+        # Python floats: the same IEEE arithmetic as on numpy scalars, without their overhead
+        z = view.jobs.tolist()
+        out = []
+        for k, neg_rate, succ in plan:
+            downstream = 0  # sum_l P_kl z_l, added up left to right
+            for l_, p in succ:
+                downstream += p * z[l_]
+            out.append((neg_rate * (z[k] - downstream), k))
+        out.sort()
+        return out
 
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
         """The engine's classes by pressure, largest first (ties by class index)."""

@@ -340,6 +340,24 @@ class Job:
         return self.id < other.id
 
 
+class _StationJob(Job):
+    """A job at a station: only the fields a station reads are set (the LLM and KV-cache
+    fields of :class:`Job` stay unset), which makes it cheaper to create."""
+
+    __slots__ = ()
+
+    def __init__(
+        self, jid: int, cls: int, arrived: float, workflow: tuple[int, float, int], fork: int,
+        work: float,
+    ) -> None:  # fmt: skip
+        self.id = jid
+        self.cls = cls
+        self.arrived = arrived
+        self.workflow = workflow
+        self.fork = fork
+        self.pre_left = work  # service seconds left
+
+
 class _Engine:
     """State of one engine during a run."""
 
@@ -616,6 +634,10 @@ class NetworkSimulator:
                 eng.rank = [len(order)] * K
                 for r, k in enumerate(order):
                     eng.rank[k] = r
+            elif self._fcfs and not eng.llm:
+                # FCFS: a job arriving now is the youngest at the station, never ahead of the
+                # job in service (one rank for every class)
+                eng.rank = [0] * K
         self._mirror = policy_ is None or not (fixed or self._fcfs)
         self._pause_gc = policy_ is None or type(policy_) in _GC_SAFE
         # statistics (Python lists in the hot loop; numpy arrays through the properties)
@@ -925,7 +947,7 @@ class NetworkSimulator:
             eng.n_wait += 1
         else:
             work = float(w)  # type: ignore[arg-type]
-            job = Job(jid, k, now, workflow, fork, w)
+            job = _StationJob(jid, k, now, workflow, fork, w)
         eng.backlog += work
         eng.arrived_work += work
         self.work_left[k] += work
@@ -1065,7 +1087,8 @@ class NetworkSimulator:
         if eng.fixed is not None:
             return eng.fixed
         if not self._fcfs:
-            self._sync_jobs()
+            if not self._mirror:
+                self.jobs[:] = self._jobs
             order = self.policy.order(eng.index, self.view)  # type: ignore[union-attr]
             if order is not None:
                 return order
@@ -1489,6 +1512,7 @@ class NetworkSimulator:
         ) = self._hot
         heappop, heappush, heapreplace = heapq.heappop, heapq.heappush, heapq.heapreplace
         every = self._every
+        fcfs = self._fcfs
         t_check = self.t_check
         now = self.now
         tick = 0
@@ -1669,7 +1693,7 @@ class NetworkSimulator:
                                 eng.n_wait += 1
                             else:
                                 work = float(w)  # type: ignore[arg-type]
-                                job = Job(jid, nk, t, flow, fork, w)
+                                job = _StationJob(jid, nk, t, flow, fork, w)
                             eng.backlog += work
                             eng.arrived_work += work
                             work_left[nk] += work
@@ -1731,18 +1755,28 @@ class NetworkSimulator:
                 elif eng.fixed is not None:
                     decisions += 1
                     order = eng.fixed
+                elif fcfs and not eng.multi:
+                    decisions += 1
+                    order = None  # the oldest job at the head of a class queue, below
                 else:
                     order = self._order(eng)
                 if eng.multi:
-                    self._multi_decide(eng, order)
+                    self._multi_decide(eng, order)  # type: ignore[arg-type]
                     continue
                 chosen = None
                 wait = eng.wait
-                for k in order:
-                    q = wait[k]
-                    if q:
-                        chosen = q[0]
-                        break
+                if order is None:  # FCFS (ties: the lower class index, as fcfs_order)
+                    for q in wait.values():
+                        if q:
+                            head = q[0]
+                            if chosen is None or head.arrived < chosen.arrived:
+                                chosen = head
+                else:
+                    for k in order:
+                        q = wait[k]
+                        if q:
+                            chosen = q[0]
+                            break
                 cur = eng.current
                 if chosen is cur:
                     continue
