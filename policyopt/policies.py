@@ -12,8 +12,17 @@ with a waiting job is served (preemptive resume).
 * :class:`StaticPriority` (``priority:A>B>C``): a fixed order of classes. ``priority:exit``
   ranks first the classes whose jobs leave the network when they complete; ``priority:entry``
   the reverse.
-* :class:`MaxPressure` (``max-pressure``, also ``maxpressure`` or ``mp``): Dai and Lin (2005),
-  adapted to token budgets (see ``docs/policies.md``).
+* :class:`CMu` (``c-mu``, also ``cmu``): static priority by holding cost times service rate,
+  ``h_k / w_k``, largest first.
+* :class:`BufferPriority` (``lbfs``, ``fbfs``): static priority by a class's stage along its
+  workflow's route (steps from the entry): last buffer first served, or first buffer first.
+* :class:`MaxPressure` (``max-pressure``, also ``maxpressure`` or ``mp``; or
+  ``max-pressure:work-conserving``): Dai and Lin (2005), adapted to token budgets and kept
+  work-conserving (see ``docs/policies.md``).
+* :class:`DaiLinMaxPressure` (``max-pressure:dai-lin``): Dai and Lin's own form: every engine
+  re-decides at every network event, and idles when no class has a positive pressure.
+* :class:`MaxWeight` (``max-weight``, also ``maxweight``): the classes by ``r_k z_k`` (service
+  rate times jobs), largest first: maximum pressure without the downstream term.
 * :class:`FluidTracking` (``fluid`` or ``fluid:N``): re-solves the fluid control LP from the
   observed job counts every ``N`` decisions (default 50) and ranks first the classes most
   behind the LP's trajectory.
@@ -276,6 +285,12 @@ class Policy:
 
     name = "policy"
     splits = False
+    every_event = False
+    """Ask this policy at every engine (single-class ones included) after every event of the
+    network, not only at the engine's own decision epochs."""
+    may_idle = False
+    """The order may leave out classes that have work: an engine whose order serves nothing
+    idles until its next decision (with :attr:`every_event`, the next event)."""
 
     def bind(self, net: NetworkSpec) -> None:
         """Prepare for ``net`` (called once before a run); raise SpecError if unusable."""
@@ -312,30 +327,93 @@ class StaticPriority(Policy):
         self.rank: dict[int, int] = {}
 
     def bind(self, net: NetworkSpec) -> None:
-        """Rank ``net``'s classes; SpecError for a class name ``net`` does not have."""
+        """Rank ``net``'s classes (:meth:`ranked`); SpecError for a class name ``net`` does
+        not have."""
+        self.rank = {k: r for r, k in enumerate(self.ranked(net))}
+
+    def ranked(self, net: NetworkSpec) -> list[int]:
+        """Every class of ``net``, highest priority first."""
         topo = net.topology
         names = list(topo.classes)
         if self.spec in ("exit", "entry"):
             leaves = [any(t == EXIT for t in topo.steps[k].targets) for k in range(len(names))]
             first = [k for k in range(len(names)) if leaves[k] == (self.spec == "exit")]
             rest = [k for k in range(len(names)) if k not in first]
-            ranked = first + rest
-        else:
-            parts = [p.strip() for p in self.spec.split(">") if p.strip()]
-            unknown = [p for p in parts if p not in names]
-            if unknown:
-                raise SpecError(
-                    "policy",
-                    f"priority names unknown class {unknown[0]!r}",
-                    f"use classes of {net.name}: {', '.join(names)}",
-                )
-            ranked = [names.index(p) for p in parts]
-            ranked += [k for k in range(len(names)) if k not in ranked]
-        self.rank = {k: r for r, k in enumerate(ranked)}
+            return first + rest
+        parts = [p.strip() for p in self.spec.split(">") if p.strip()]
+        unknown = [p for p in parts if p not in names]
+        if unknown:
+            raise SpecError(
+                "policy",
+                f"priority names unknown class {unknown[0]!r}",
+                f"use classes of {net.name}: {', '.join(names)}",
+            )
+        ranked = [names.index(p) for p in parts]
+        return ranked + [k for k in range(len(names)) if k not in ranked]
 
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
         """The engine's classes by rank."""
         return sorted(view.classes_at[engine], key=self.rank.__getitem__)
+
+
+class CMu(StaticPriority):
+    """The c-mu rule: static priority by ``h_k r_k`` (holding cost per job-second times the
+    jobs a unit of capacity completes, ``r_k = 1 / w_k``), largest first; ties by class
+    index. At a single-server station with linear holding costs it minimizes the cost rate
+    (Cox and Smith 1961); in a network it is a heuristic that ignores where jobs go next."""
+
+    def __init__(self) -> None:
+        super().__init__("c-mu")
+        self.name = "c-mu"
+
+    def ranked(self, net: NetworkSpec) -> list[int]:
+        topo = net.topology
+        index = [
+            h / w if w > 0 else math.inf for h, w in zip(topo.holding_cost, topo.work, strict=True)
+        ]
+        return sorted(range(topo.n_classes), key=lambda k: (-index[k], k))
+
+
+def route_stages(topo: Topology) -> list[int]:
+    """Each class's stage: the fewest steps from its workflow's entry to it along the routing
+    (the entry is stage 0; a fork's branches are one step after it, a join class one step
+    after its branches' last classes)."""
+    succ: list[list[int]] = [[] for _ in topo.classes]
+    for k, l_, _ in topo.edges:
+        succ[k].append(l_)
+    stage = [-1] * topo.n_classes
+    frontier = list(dict.fromkeys(topo.entries))
+    for k in frontier:
+        stage[k] = 0
+    while frontier:
+        nxt: list[int] = []
+        for k in frontier:
+            for l_ in succ[k]:
+                if stage[l_] < 0:
+                    stage[l_] = stage[k] + 1
+                    nxt.append(l_)
+        frontier = nxt
+    return stage
+
+
+class BufferPriority(StaticPriority):
+    """Buffer priorities along a re-entrant route: ``lbfs`` (last buffer first served) ranks
+    the classes by :func:`route_stages`, latest stage first; ``fbfs`` (first buffer first
+    served) earliest first. Ties (classes of different workflows at the same stage) go to
+    the lower class index. On a re-entrant line (one route visiting stations several times)
+    these are the classic LBFS and FBFS, both stable at loads below 1 (their fluid models
+    are: Dai and Weiss 1996). With several routes they can diverge: in the Rybko-Stolyar
+    network LBFS is the exit priority."""
+
+    def __init__(self, last: bool) -> None:
+        super().__init__("lbfs" if last else "fbfs")
+        self.name = self.spec
+        self.last = last
+
+    def ranked(self, net: NetworkSpec) -> list[int]:
+        stage = route_stages(net.topology)
+        sign = -1 if self.last else 1
+        return sorted(range(len(stage)), key=lambda k: (sign * stage[k], k))
 
 
 class MaxPressure(Policy):
@@ -353,12 +431,13 @@ class MaxPressure(Policy):
 
     def __init__(self) -> None:
         self.successors: list[list[tuple[int, float]]] | None = None
-        self._rate: list[float] | None = None  # view.rate as Python floats, set at first use
+        # per engine, at first use: (class, -r_k, its (successor, P_kl) pairs), as floats
+        self._plans: dict[int, tuple[tuple[int, float, tuple[tuple[int, float], ...]], ...]] = {}
 
     def bind(self, net: NetworkSpec) -> None:
         """Read ``net``'s routing (the rates are read from the view at first use)."""
         self.successors = self._successors(net.topology)
-        self._rate = None
+        self._plans = {}
 
     @staticmethod
     def _successors(topo: Topology) -> list[list[tuple[int, float]]]:
@@ -372,20 +451,65 @@ class MaxPressure(Policy):
         """The factor of each class's pressure: ``r_k`` (a subclass may weight it)."""
         return view.rate.tolist()
 
-    def order(self, engine: int, view: NetworkView) -> list[int] | None:
-        """The engine's classes by pressure, largest first (ties by class index)."""
-        # Python floats: the same IEEE arithmetic as on numpy scalars, without their overhead
-        z = view.jobs.tolist()
+    def _plan(
+        self, engine: int, view: NetworkView
+    ) -> tuple[tuple[int, float, tuple[tuple[int, float], ...]], ...]:
+        """The engine's classes with ``-r_k`` and their successors (Python floats)."""
         if self.successors is None:
             self.successors = self._successors(view.topology)
-        if self._rate is None:
-            self._rate = self._rates(view)
-        succ, rate = self.successors, self._rate
-        ranked = sorted(
-            (-rate[k] * (z[k] - sum(p * z[l_] for l_, p in succ[k])), k)
-            for k in view.classes_at[engine]
-        )
-        return [k for _, k in ranked]
+        rate = self._rates(view)
+        plan = tuple((k, -rate[k], tuple(self.successors[k])) for k in view.classes_at[engine])
+        self._plans[engine] = plan
+        return plan
+
+    def ranked(self, engine: int, view: NetworkView) -> list[tuple[float, int]]:
+        """``(-pressure, class)`` of the engine's classes, sorted (largest pressure first)."""
+        plan = self._plans.get(engine)
+        if plan is None:
+            plan = self._plan(engine, view)
+        # Python floats: the same IEEE arithmetic as on numpy scalars, without their overhead
+        z = view.jobs.tolist()
+        out = []
+        for k, neg_rate, succ in plan:
+            downstream = 0  # sum_l P_kl z_l, added up left to right
+            for l_, p in succ:
+                downstream += p * z[l_]
+            out.append((neg_rate * (z[k] - downstream), k))
+        out.sort()
+        return out
+
+    def order(self, engine: int, view: NetworkView) -> list[int] | None:
+        """The engine's classes by pressure, largest first (ties by class index)."""
+        return [k for _, k in self.ranked(engine, view)]
+
+
+class DaiLinMaxPressure(MaxPressure):
+    """Maximum pressure in Dai and Lin's (2005) form: every engine re-decides at every event
+    of the network (:attr:`every_event`), serves the classes of positive pressure in
+    decreasing order, and idles when no class has a positive pressure (:attr:`may_idle`)."""
+
+    name = "max-pressure:dai-lin"
+    every_event = True
+    may_idle = True
+
+    def order(self, engine: int, view: NetworkView) -> list[int] | None:
+        """The engine's classes of positive pressure, largest first (ties by class index)."""
+        return [k for neg, k in self.ranked(engine, view) if neg < 0]
+
+
+class MaxWeight(MaxPressure):
+    """MaxWeight: the engine's classes by ``r_k z_k``, largest first (ties by class index):
+    the pressure without the downstream term, as if every class left the network when it
+    completes. Work-conserving; stable in single-hop systems (a switch, parallel servers:
+    Tassiulas and Ephremides 1992), not guaranteed across multi-hop routes, where maximum
+    pressure is its extension."""
+
+    name = "max-weight"
+
+    @staticmethod
+    def _successors(topo: Topology) -> list[list[tuple[int, float]]]:
+        """No downstream classes."""
+        return [[] for _ in topo.classes]
 
 
 class FluidTracking(Policy):
@@ -646,9 +770,29 @@ def _fluid(every: str) -> FluidTracking:
     return FluidTracking(int(every))
 
 
+def _max_pressure(form: str) -> MaxPressure:
+    """``max-pressure:FORM``: ``work-conserving`` (as ``max-pressure``) or ``dai-lin``."""
+    forms: dict[str, type[MaxPressure]] = {
+        "work-conserving": MaxPressure,
+        "dai-lin": DaiLinMaxPressure,
+    }
+    if form not in forms:
+        raise SpecError(
+            "policy",
+            f"'max-pressure:{form}': unknown form {form!r}",
+            f"use max-pressure:{' or max-pressure:'.join(forms)}",
+        )
+    return forms[form]()
+
+
 register_policy("fcfs", FCFS)
 register_policy("max-pressure", MaxPressure, aliases=("maxpressure", "mp"))
 register_policy("priority:", StaticPriority, arg="A>B>C|exit|entry")
+register_policy("max-pressure:", _max_pressure, aliases=("mp:",), arg="work-conserving|dai-lin")
+register_policy("max-weight", MaxWeight, aliases=("maxweight",))
+register_policy("c-mu", CMu, aliases=("cmu",))
+register_policy("lbfs", lambda: BufferPriority(last=True))
+register_policy("fbfs", lambda: BufferPriority(last=False))
 register_policy("fluid", FluidTracking)
 register_policy("fluid:", _fluid, arg="N")
 register_policy(

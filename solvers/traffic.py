@@ -16,7 +16,8 @@ engine's token capacity ``max_{n <= b} n / t(n)`` tokens/s (Theorem 2 of Li, Dai
 2504.07347), with the batch time evaluated at the engine's nominal prefill share (this matters
 only for the ``affine`` model); with ``max_seqs`` the capacity along the engine's nominal
 prefill/decode mix from the batch-size region LP (:mod:`policyopt.solvers.batch_size_region`).
-A station's capacity is 1 (one second of work per second).
+A station's capacity is its number of servers (``servers`` seconds of work per second; 1 by
+default).
 
 Nominal load of engine ``j``: ``sum_k lambda_k w_k s_kj / mu_j`` with ``w_k`` the mean work of
 class ``k`` (tokens or seconds) and ``s_kj`` the share of class ``k`` sent to engine ``j``:
@@ -76,9 +77,10 @@ def prefill_shares(topo: Topology, rates: np.ndarray, split: np.ndarray) -> np.n
 
 
 def engine_capacity(engine: LLMEngine | object, prefill_share: float = 0.5) -> float:
-    """``mu_j``: tokens/s of an LLM engine (see the module docstring), 1.0 for a station."""
+    """``mu_j``: tokens/s of an LLM engine (see the module docstring), a station's servers
+    (seconds of work per second)."""
     if not isinstance(engine, LLMEngine):
-        return 1.0
+        return float(getattr(engine, "servers", 1))
     return llm_capacity(engine.engine_spec(), prefill_share)
 
 

@@ -263,6 +263,60 @@ CASES: dict[str, Case] = {
         ONE_STATION.replace("mean: 0.5", "mean: true"),
         words=("classes.a.service.mean", *NOT_A_NUMBER),
     ),
+    "service_kind_unknown": network(
+        ONE_STATION.replace("kind: exponential", "kind: gamma"),
+        words=("classes.a.service.kind", "unknown service distribution 'gamma'", "erlang"),
+    ),
+    "service_erlang_without_k": network(
+        ONE_STATION.replace("kind: exponential", "kind: erlang"),
+        words=("classes.a.service.k", "Field required", "add it"),
+    ),
+    "service_erlang_k_fraction": network(
+        ONE_STATION.replace("kind: exponential", "kind: erlang, k: 2.5"),
+        words=("classes.a.service.k", "whole number"),
+    ),
+    "service_h2_scv_below_one": network(
+        ONE_STATION.replace("kind: exponential", "kind: hyperexponential, scv: 0.5"),
+        words=("classes.a.service.scv", "greater than or equal to 1"),
+    ),
+    "service_h2_probs_short": network(
+        ONE_STATION.replace(
+            "kind: exponential, mean: 0.5", "kind: hyperexponential, means: [1, 2], probs: [1]"
+        ),
+        words=("classes.a.service.probs", "1 probabilities for 2 phase means"),
+    ),
+    "service_h2_both_forms": network(
+        ONE_STATION.replace(
+            "kind: exponential", "kind: hyperexponential, scv: 2, means: [1], probs: [1]"
+        ),
+        words=("classes.a.service.means", "either means and probs", "remove one form"),
+    ),
+    "service_lognormal_without_sigma": network(
+        ONE_STATION.replace("kind: exponential", "kind: lognormal"),
+        words=("classes.a.service.sigma", "add it"),
+    ),
+    "service_empirical_zero": network(
+        ONE_STATION.replace("kind: exponential, mean: 0.5", "kind: empirical, values: [0, 1]"),
+        words=("classes.a.service.values", "not a time > 0 s"),
+    ),
+    "service_empirical_missing_file": network(
+        ONE_STATION.replace(
+            "kind: exponential, mean: 0.5", "kind: empirical, path: none.csv, column: s"
+        ),
+        words=("classes.a.service.path", "no such file"),
+    ),
+    "station_servers_zero": network(
+        ONE_STATION.replace("{kind: station}", "{kind: station, servers: 0}"),
+        words=("s1.servers", "greater than or equal to 1"),
+    ),
+    "station_servers_true": network(
+        ONE_STATION.replace("{kind: station}", "{kind: station, servers: true}"),
+        words=("s1.servers", *NOT_A_NUMBER),
+    ),
+    "station_discipline_unknown": network(
+        ONE_STATION.replace("{kind: station}", "{kind: station, discipline: fifo}"),
+        words=("s1.discipline", "'preemptive-resume' or 'non-preemptive'"),
+    ),
     "network_class_max_prompt_len_true": network(
         ONE_LLM.replace("a: {engine: e1}", "a: {engine: e1, max_prompt_len: true}"),
         words=("classes.a.max_prompt_len", *NOT_A_NUMBER),

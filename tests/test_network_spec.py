@@ -388,13 +388,15 @@ def test_spectral_radius_matches_numpy() -> None:
 def test_every_library_network_builds() -> None:
     for name, description in NETWORKS:
         assert description
-        concrete = name.replace("-K", "-3").replace("-L", "-3")
+        concrete = name.replace("-K", "-3").replace("-L", "-3").replace("-R", "-im")
         net = get_network(concrete)
         assert isinstance(net, NetworkSpec) and net.topology.n_classes >= 1
         assert net.name == concrete
     assert get_network("replicated-4").topology.n_engines == 4
     assert get_network("reentrant-5").topology.n_classes == 15
-    assert get_network("Criss-Cross") == get_network("criss-cross")
+    assert get_network("Criss-Cross") == get_network("criss-cross") == get_network("criss-cross-BH")
+    with pytest.raises(SpecError, match="no load regime 'xx'"):
+        get_network("criss-cross-xx")
     with pytest.raises(SpecError, match="no network named 'criss'"):
         get_network("criss")
     with pytest.raises(SpecError, match=r"outside 1\.\.256"):

@@ -16,7 +16,6 @@ from policyopt.model.network import (
     LLMEngine,
     NetworkSpec,
     RandomNext,
-    ServiceTime,
     Station,
     Step,
     Topology,
@@ -26,6 +25,7 @@ from policyopt.model.network import (
 from policyopt.model.networks_library import NETWORKS, get_network, resolve_network
 from policyopt.model.scenario import RunSpec, Scenario, check_fits
 from policyopt.model.scheduler import SCHEDULER_NAMES, SchedulerSpec, scheduler_spec
+from policyopt.model.service import SERVICE_KINDS, ServiceDist, parse_service, register_service
 from policyopt.model.workload import (
     DeterministicArrivals,
     PoissonArrivals,
@@ -36,6 +36,7 @@ from policyopt.model.workload import (
 __all__ = [
     "NETWORKS",
     "SCHEDULER_NAMES",
+    "SERVICE_KINDS",
     "AffineBatchTime",
     "BatchTime",
     "ClassSpec",
@@ -54,7 +55,7 @@ __all__ = [
     "RunSpec",
     "Scenario",
     "SchedulerSpec",
-    "ServiceTime",
+    "ServiceDist",
     "StaircaseBatchTime",
     "Station",
     "Step",
@@ -69,6 +70,8 @@ __all__ = [
     "get_network",
     "load_network",
     "load_scenario",
+    "parse_service",
+    "register_service",
     "resolve_network",
     "scheduler_spec",
 ]

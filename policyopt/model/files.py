@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
+from functools import lru_cache
 from pathlib import Path
 
 from policyopt.errors import SpecError
@@ -87,3 +89,48 @@ def require_columns(
             fix,
         )
     return cols
+
+
+@lru_cache(maxsize=64)
+def _read_column_cached(
+    path: str, mtime: float, column: str, accept: Callable[[float], bool], expected: str
+) -> tuple[float, ...]:
+    out: list[float] = []
+    text = read_text(path, "a CSV file", "give the path of an existing CSV")
+    reader = csv_reader(path, text)
+    if column not in (reader.fieldnames or []):
+        raise SpecError(
+            f"{path} line 1",
+            f"no column {column!r} (found {', '.join(reader.fieldnames or []) or 'none'})",
+            "name an existing column",
+        )
+    for lineno, row in rows_of(path, reader):
+        raw = row.get(column)
+        try:
+            val = float(raw) if raw is not None else math.nan
+        except ValueError:
+            val = math.nan
+        if not math.isfinite(val) or not accept(val):
+            raise SpecError(
+                f"{path} line {lineno}",
+                f"{column}={raw!r} is not {expected}",
+                "fix or remove the row",
+            )
+        out.append(val)
+    if not out:
+        raise SpecError(path, "the CSV has no data rows", "add at least one row")
+    return tuple(out)
+
+
+def read_column(
+    path: str | Path, column: str, accept: Callable[[float], bool], expected: str
+) -> tuple[float, ...]:
+    """The numbers of one CSV column (cached while the file is unchanged).
+
+    ``accept`` (a module-level function, so that it can key the cache) says whether a finite
+    value is valid; ``expected`` describes a valid value for the error (``a whole number of
+    tokens >= 1``). A missing column, a bad row (with its line number) or a file without data
+    rows raises :class:`SpecError`.
+    """
+    p = check_file(path, "give the path of an existing CSV")
+    return _read_column_cached(str(p), p.stat().st_mtime, column, accept, expected)

@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from scipy import optimize, special
 
 from policyopt.errors import SpecError
-from policyopt.model.files import check_file, csv_reader, read_text, rows_of
+from policyopt.model.files import read_column
 from policyopt.model.validation import StrictSpec
 
 
@@ -256,39 +256,15 @@ class Empirical(_Length):
         return values.astype(np.int64), counts / counts.sum()
 
 
-@lru_cache(maxsize=32)
-def _read_column_cached(path: str, mtime: float, column: str) -> tuple[int, ...]:
-    out: list[int] = []
-    text = read_text(path, "a CSV of lengths", "give the path of an existing CSV")
-    reader = csv_reader(path, text)
-    if column not in (reader.fieldnames or []):
-        raise SpecError(
-            f"{path} line 1",
-            f"no column {column!r} (found {', '.join(reader.fieldnames or []) or 'none'})",
-            "name an existing column",
-        )
-    for lineno, row in rows_of(path, reader):
-        raw = row.get(column)
-        try:
-            val = float(raw) if raw is not None else float("nan")
-        except ValueError:
-            val = float("nan")
-        if not math.isfinite(val) or val < 1 or val != int(val):
-            raise SpecError(
-                f"{path} line {lineno}",
-                f"{column}={raw!r} is not a whole number of tokens >= 1",
-                "fix or remove the row",
-            )
-        out.append(int(val))
-    if not out:
-        raise SpecError(path, "the CSV has no data rows", "add at least one row")
-    return tuple(out)
+def _whole_tokens(value: float) -> bool:
+    """A length of a CSV column: a whole number of tokens >= 1."""
+    return value >= 1 and value == int(value)
 
 
 def read_length_column(path: Path, column: str) -> np.ndarray:
     """Whole-token lengths from one CSV column; bad rows raise with their line number."""
-    check_file(path, "give the path of an existing CSV")
-    return np.asarray(_read_column_cached(str(path), path.stat().st_mtime, column), dtype=np.int64)
+    values = read_column(path, column, _whole_tokens, "a whole number of tokens >= 1")
+    return np.asarray(values, dtype=np.int64)
 
 
 LengthDist = Annotated[

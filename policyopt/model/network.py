@@ -49,6 +49,7 @@ import numpy as np
 from pydantic import (
     Field,
     PrivateAttr,
+    SerializeAsAny,
     field_validator,
     model_validator,
 )
@@ -63,6 +64,7 @@ from policyopt.model.kv_cache import KVCacheSpec
 from policyopt.model.lengths import LengthDist
 from policyopt.model.scenario import Scenario, check_fits, check_memory
 from policyopt.model.scheduler import SchedulerField, default_scheduler
+from policyopt.model.service import ServiceDist, parse_service
 from policyopt.model.validation import MaxLength, StrictSpec, TokenBudget
 from policyopt.model.workload import DeterministicArrivals, PoissonArrivals, Workload
 
@@ -113,14 +115,29 @@ class LLMEngine(_Spec):
         )
 
 
-class Station(_Spec):
-    """A classic single-server station (``docs/networks.md``): serves one job at a time.
+DISCIPLINES = ("preemptive-resume", "non-preemptive")
+"""How a station treats the job in service when a job the policy ranks higher arrives."""
 
-    Its capacity is one second of work per second, so a class with mean service time ``m``
-    seconds and rate ``lambda`` puts a nominal load ``lambda * m`` on it.
+
+class Station(_Spec):
+    """A classic station (``docs/networks.md``) with ``servers`` identical servers, one job
+    each.
+
+    Its capacity is ``servers`` seconds of work per second, so a class with mean service time
+    ``m`` seconds and rate ``lambda`` puts a nominal load ``lambda * m / servers`` on it.
+    ``discipline``: ``preemptive-resume`` (the default: the policy's first jobs are always the
+    ones in service, a preempted job resumes where it stopped) or ``non-preemptive`` (a job in
+    service finishes; the policy chooses only when a server frees up).
     """
 
     kind: Literal["station"] = "station"
+    servers: int = Field(1, ge=1, le=10_000, description="identical servers")
+    discipline: Literal["preemptive-resume", "non-preemptive"] = "preemptive-resume"
+
+    @property
+    def preemptive(self) -> bool:
+        """Whether a job in service can be preempted (``preemptive-resume``)."""
+        return self.discipline == "preemptive-resume"
 
 
 Engine = LLMEngine | Station
@@ -144,19 +161,6 @@ def _parse_engine(name: str, value: Any) -> Any:
 # classes
 
 
-class ServiceTime(_Spec):
-    """Service time of a class at a station: ``exponential`` or ``deterministic``, mean seconds."""
-
-    kind: Literal["exponential", "deterministic"] = "exponential"
-    mean: float = Field(..., gt=0, description="seconds")
-
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` service times in seconds."""
-        if self.kind == "deterministic":
-            return np.full(n, float(self.mean))
-        return rng.exponential(float(self.mean), n)
-
-
 class ClassSpec(_Spec):
     """One agent step: where it is served, how much work it brings, what holding it costs.
 
@@ -164,7 +168,9 @@ class ClassSpec(_Spec):
       ``jsq`` (join the shortest queue, counted in tokens; default), ``round_robin``, ``random``.
     * At an LLM engine: ``prompt`` and ``output`` token-length distributions (default: the
       paper's lognormal 129/112 tokens), truncated to ``max_prompt_len``/``max_output_len``.
-    * At a station: ``service`` (``{kind: exponential|deterministic, mean: SECONDS}``).
+    * At a station: ``service``, a service-time distribution (:mod:`policyopt.model.service`:
+      ``{kind: exponential, mean: SECONDS}`` and the others; ``kind`` defaults to
+      ``exponential``).
     * ``holding_cost``: cost per job per second while the job is in this class (>= 0).
     """
 
@@ -175,8 +181,13 @@ class ClassSpec(_Spec):
     output: LengthDist | None = None
     max_prompt_len: MaxLength = Field(512, description="tokens")
     max_output_len: MaxLength = Field(1024, description="tokens")
-    service: ServiceTime | None = None
+    service: SerializeAsAny[ServiceDist] | None = None
     holding_cost: float = Field(1.0, ge=0, description="cost per job per second")
+
+    @field_validator("service", mode="before")
+    @classmethod
+    def _parse_service(cls, value: object) -> object:
+        return None if value is None else parse_service(value)
 
     @model_validator(mode="after")
     def _placement(self) -> ClassSpec:
@@ -552,7 +563,7 @@ class NetworkSpec(_Spec):
         spec = self.classes[cls]
         if self.class_kind(cls) == "station":
             assert spec.service is not None
-            return float(spec.service.mean)
+            return spec.service.mean_time()
         return spec.workload().mean_tokens()
 
     def workflow_rates(self) -> dict[str, float]:
@@ -760,7 +771,7 @@ def _compile(net: NetworkSpec) -> Topology:
         spec = net.classes[cname]
         if net.engines[spec.eligible[0]].kind == "station":
             assert spec.service is not None
-            work.append(float(spec.service.mean))
+            work.append(spec.service.mean_time())
             prompt.append(0.0)
         else:
             wl = spec.workload()

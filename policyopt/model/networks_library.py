@@ -36,6 +36,11 @@ NETWORKS: list[tuple[str, str]] = [
     ("pipeline-3", "a three-stage agent pipeline whose stages share one LLM engine; load 0.9"),
     ("criss-cross", "classic criss-cross network, 2 stations, 3 classes (Dai & Gluzman BH case)"),
     (
+        "criss-cross-R",
+        "the criss-cross network at Dai & Gluzman's load regime R: il, bl, im, bm, ih, bh "
+        "(e.g. criss-cross-im)",
+    ),
+    (
         "classic-rybko-stolyar",
         "classic Rybko-Stolyar network, 2 stations, 4 classes: loads 0.7, virtual station 1.2",
     ),
@@ -288,22 +293,74 @@ def _station_net(
     )
 
 
-def criss_cross() -> NetworkSpec:
-    """The criss-cross network (Harrison & Wein 1989), balanced heavy traffic.
+def single_station(
+    classes: dict[str, tuple[float, dict[str, Any]]],
+    *,
+    servers: int = 1,
+    discipline: str = "preemptive-resume",
+    name: str = "station",
+) -> NetworkSpec:
+    """One station ``s`` (``servers`` servers, ``discipline``) fed by one Poisson stream per
+    class: ``classes[c] = (rate, service)`` with ``rate`` in jobs/s and ``service`` a service
+    distribution mapping (:mod:`policyopt.model.service`). Each class leaves after its
+    service. The queues of ``docs/stations.md`` (M/M/c, M/G/1, priority classes) are built
+    this way."""
+    return build(
+        NetworkSpec,
+        {
+            "name": name,
+            "engines": {"s": {"kind": "station", "servers": servers, "discipline": discipline}},
+            "classes": {c: {"engine": "s", "service": svc} for c, (_, svc) in classes.items()},
+            "workflows": [
+                {"name": c, "arrival": _poisson(rate), "entry": c, "after": {c: "exit"}}
+                for c, (rate, _) in classes.items()
+            ],
+        },
+    )
+
+
+CRISS_CROSS_REGIMES: dict[str, tuple[float, float]] = {
+    # regime: (arrival rate of each of the two streams, mean service time of c2 at s2)
+    "il": (0.3, 1 / 1.5),  # imbalanced light: loads 0.3, 0.2
+    "bl": (0.3, 1.0),  # balanced light: 0.3, 0.3
+    "im": (0.6, 1 / 1.5),  # imbalanced medium: 0.6, 0.4
+    "bm": (0.6, 1.0),  # balanced medium: 0.6, 0.6
+    "ih": (0.9, 1 / 1.5),  # imbalanced heavy: 0.9, 0.6
+    "bh": (0.9, 1.0),  # balanced heavy: 0.9, 0.9
+}
+"""Dai and Gluzman's six load regimes of the criss-cross network (their Table of load
+parameters): both streams at the same rate, service rates 2 for ``c1`` and ``c3`` at ``s1``
+and 1.5 (imbalanced) or 1 (balanced) for ``c2`` at ``s2``."""
+
+
+def criss_cross(regime: str = "bh") -> NetworkSpec:
+    """The criss-cross network (Harrison & Wein 1989) at one of Dai & Gluzman's load regimes.
 
     Stations ``s1``, ``s2``; classes ``c1`` (at ``s1``) -> ``c2`` (at ``s2``) -> exit, and
-    ``c3`` (at ``s1``) -> exit. Poisson arrivals ``lambda_1 = lambda_3 = 0.9``, exponential
-    service with means ``m1 = m3 = 0.5``, ``m2 = 1``: both stations at load 0.9. These are the
-    values of the balanced-heavy (BH) criss-cross instance in Dai & Gluzman, "Queueing network
-    controls via deep reinforcement learning" (Stochastic Systems 2022), as listed in the
-    authors' released code (service rates 2, 1, 2; arrival rates 0.9, 0, 0.9).
+    ``c3`` (at ``s1``) -> exit. Poisson arrivals ``lambda_1 = lambda_3``, exponential service
+    with means ``m1 = m3 = 0.5`` and ``m2`` (:data:`CRISS_CROSS_REGIMES`). The default, balanced
+    heavy traffic (``bh``: ``lambda = 0.9``, ``m2 = 1``, both stations at load 0.9), is the
+    library's ``criss-cross``. The regimes are those of Dai & Gluzman, "Queueing network
+    controls via deep reinforcement learning" (Stochastic Systems 2022), whose class 2 is the
+    exiting class at ``s1`` (``c3`` here) and class 3 the class at ``s2`` (``c2`` here); the
+    values also match the authors' released code (service rates 2, 1, 2; arrival rates
+    0.9, 0, 0.9 for ``bh``).
     """
+    key = regime.lower()
+    if key not in CRISS_CROSS_REGIMES:
+        raise SpecError(
+            "criss-cross-R",
+            f"no load regime {regime!r}",
+            f"use one of {', '.join(CRISS_CROSS_REGIMES)} (e.g. criss-cross-im)",
+        )
+    rate, m2 = CRISS_CROSS_REGIMES[key]
+    name = "criss-cross" if key == "bh" else f"criss-cross-{key}"
     return _station_net(
-        "criss-cross",
-        "classic criss-cross network (balanced heavy traffic)",
+        name,
+        f"classic criss-cross network (Dai & Gluzman load regime {key.upper()})",
         ["s1", "s2"],
-        {"c1": ("s1", 0.5), "c2": ("s2", 1.0), "c3": ("s1", 0.5)},
-        [("stream-1", 0.9, ["c1", "c2"]), ("stream-3", 0.9, ["c3"])],
+        {"c1": ("s1", 0.5), "c2": ("s2", m2), "c3": ("s1", 0.5)},
+        [("stream-1", rate, ["c1", "c2"]), ("stream-3", rate, ["c3"])],
     )
 
 
@@ -435,10 +492,13 @@ def network_names() -> list[str]:
 
 
 def get_network(name: str) -> NetworkSpec:
-    """The library network called ``name`` (``replicated-4``, ``reentrant-3``, ...)."""
+    """The library network called ``name`` (``replicated-4``, ``reentrant-3``,
+    ``criss-cross-im``, ...)."""
     key = name.strip().lower()
     if key in _FIXED:
         return _FIXED[key]()
+    if key.startswith("criss-cross-"):
+        return criss_cross(key.removeprefix("criss-cross-"))
     match = re.fullmatch(r"([a-z-]+)-(\d+)", key)
     if match and match.group(1) in _PARAMETRIC:
         return _PARAMETRIC[match.group(1)](int(match.group(2)))

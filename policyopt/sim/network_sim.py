@@ -14,8 +14,10 @@ arrive during a batch are seen when the next batch is formed. A job's tokens are
 when its batch is formed; its completion (and the next step of its workflow) happens when the
 batch ends.
 
-**Stations** serve one job at a time, preemptive-resume: at every arrival and completion the
-policy's first class with a waiting job is served (FCFS within a class).
+**Stations** have one or more servers, each serving one job at a time (``docs/stations.md``).
+Preemptive-resume (the default): at every arrival and completion the servers hold the first
+jobs of the policy's order (FCFS within a class); a preempted job resumes where it stopped.
+Non-preemptive: a job in service finishes, and the policy chooses when a server frees up.
 
 Events at the same instant are processed before any engine decides, so jobs created together
 (a fork's branches) are seen together. All randomness flows from the seed through separate
@@ -78,10 +80,14 @@ import numpy as np
 
 from policyopt.errors import SpecError
 from policyopt.model.batch_time import AffineBatchTime
-from policyopt.model.network import EXIT, JOIN, LLMEngine, NetworkSpec
+from policyopt.model.network import EXIT, JOIN, LLMEngine, NetworkSpec, Station
 from policyopt.policies import (
     FCFS,
+    BufferPriority,
+    CMu,
+    DaiLinMaxPressure,
     MaxPressure,
+    MaxWeight,
     NetworkView,
     Policy,
     StaticPriority,
@@ -96,6 +102,8 @@ from policyopt.sim.stability import DRIFT_TOLERANCE, verdict
 from policyopt.sim.stats import LogHistogram, WindowMeans, t_interval
 from policyopt.solvers.traffic import traffic
 
+_GC_SAFE = (FCFS, StaticPriority, CMu, BufferPriority, MaxPressure, DaiLinMaxPressure, MaxWeight)
+"""The policies (exact types) known to make no reference cycles: the collector can wait."""
 ARRIVAL, DONE, DECIDE = 0, 1, 2  # event kinds; DECIDE sorts after the others at one instant
 INF = math.inf
 BLOCK = 1024  # random draws per block (interarrival times, work, routing)
@@ -132,6 +140,8 @@ class Job:
         "preempted",
         "prompt",
         "queued",
+        "since",
+        "ver",
         "workflow",
     )
 
@@ -166,9 +176,29 @@ class Job:
         self.preempted = 0
         self.pred = -1
         self.queued = False
+        # (at a station with several servers, ``since`` and ``ver`` are set when it starts
+        # service: when its service (re)started, and the number of its completion event)
 
     def __lt__(self, other: Job) -> bool:
         return self.id < other.id
+
+
+class _StationJob(Job):
+    """A job at a station: only the fields a station reads are set (the LLM and KV-cache
+    fields of :class:`Job` stay unset), which makes it cheaper to create."""
+
+    __slots__ = ()
+
+    def __init__(
+        self, jid: int, cls: int, arrived: float, workflow: tuple[int, float, int], fork: int,
+        work: float,
+    ) -> None:  # fmt: skip
+        self.id = jid
+        self.cls = cls
+        self.arrived = arrived
+        self.workflow = workflow
+        self.fork = fork
+        self.pre_left = work  # service seconds left
 
 
 class _Engine:
@@ -184,7 +214,9 @@ class _Engine:
         self.repeat: tuple[BatchPlan, bool] | None = None  # LLM: the last batch, if reusable
         self.wait: dict[int, deque[Job]] = {k: deque() for k in classes}
         self.unstarted: dict[int, deque[Job]] = {k: deque() for k in classes}  # no token yet
-        self.busy = False  # LLM: a batch is running (a station's job in service: current)
+        # LLM: a batch is running; station: no decision may change what it serves (every
+        # server holds a job it keeps: non-preemptive), so arrivals raise no decision
+        self.busy = False
         self.decide_pending = False
         self.backlog = 0.0  # remaining work at this engine: tokens, or seconds at a station
         if self.llm:  # (a station counts its queues: _Station.n_wait)
@@ -198,6 +230,10 @@ class _Engine:
         self.current: Job | None = None  # station: the job in service
         self.started = 0.0
         self.version = 0  # station: the number of the completion event due (0: none)
+        self.servers = 1  # station: identical servers
+        self.preempts = True  # station: a job in service may be preempted (preemptive-resume)
+        self.multi = False  # station with several servers: its jobs in service are ``serving``
+        self.serving: list[Job] = []
         self.rr = 0
         cap = 1 << 62
         if self.llm:
@@ -253,7 +289,15 @@ class _Engine:
 
 
 class _Station(_Engine):
-    """State of one classic single-server station during a run."""
+    """State of one classic station during a run: one server (its job in service is
+    ``current``) or several (``serving``), preemptive-resume or non-preemptive."""
+
+    def __init__(self, index: int, spec: object, classes: tuple[int, ...]) -> None:
+        super().__init__(index, spec, classes)
+        assert isinstance(spec, Station)
+        self.servers = spec.servers
+        self.preempts = spec.preemptive
+        self.multi = spec.servers > 1
 
     @property
     def n_wait(self) -> int:
@@ -284,13 +328,31 @@ class NetworkResult:
     engines: dict[str, dict[str, float | str]]
     workflows: dict[str, dict[str, float]]
     series: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    window_jobs: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    """The mean jobs in system of each batch-means window (``mean_jobs_ci`` is their
+    Student-t interval); intervals pooled over runs use them
+    (:func:`~policyopt.sim.stats.pooled_interval`)."""
 
     def summary(self) -> dict[str, object]:
-        """JSON-ready scalars and per-item tables, no series
+        """JSON-ready scalars and per-item tables, no series or windows
         (:func:`~policyopt.jsonout.json_ready`: intervals as lists, non-finite as ``None``)."""
         from policyopt.jsonout import json_ready
 
-        return json_ready({k: v for k, v in self.__dict__.items() if k != "series"})
+        skip = ("series", "window_jobs")
+        return json_ready({k: v for k, v in self.__dict__.items() if k not in skip})
+
+    def little_gap(self) -> float:
+        """Little's law, checked per class: the largest relative gap between a class's mean
+        jobs ``L_k`` and its throughput times its mean time in the class, ``lambda_k W_k``,
+        over the classes that completed jobs (``nan`` if none did). Small (a few tenths of a
+        percent on a long stable run) when the run is long enough for its averages; a large
+        gap says the run is too short or unstable (``docs/metrics.md``)."""
+        gaps = [
+            abs(c["mean_jobs"] - c["throughput"] * c["latency_mean"]) / c["mean_jobs"]
+            for c in self.classes.values()
+            if c["mean_jobs"] > 0 and math.isfinite(c["latency_mean"])
+        ]
+        return max(gaps) if gaps else math.nan
 
 
 class NetworkSimulator:
@@ -403,6 +465,12 @@ class NetworkSimulator:
         # arrives behind the job in service, in that order, changes nothing: the decision is
         # counted but not taken (policy mode).
         policy_ = self.policy
+        # a policy that re-decides at every event is asked at every engine, one class or more
+        self._every = policy_ is not None and policy_.every_event
+        self._may_idle = policy_ is not None and policy_.may_idle
+        if self._every:
+            for eng in self.engines:
+                eng.single = False
         fixed = policy_ is not None and type(policy_).order is StaticPriority.order
         self._fcfs = policy_ is not None and type(policy_).order is FCFS.order
         for eng in self.engines:
@@ -413,8 +481,12 @@ class NetworkSimulator:
                 eng.rank = [len(order)] * K
                 for r, k in enumerate(order):
                     eng.rank[k] = r
+            elif self._fcfs and not eng.llm:
+                # FCFS: a job arriving now is the youngest at the station, never ahead of the
+                # job in service (one rank for every class)
+                eng.rank = [0] * K
         self._mirror = policy_ is None or not (fixed or self._fcfs)
-        self._pause_gc = policy_ is None or type(policy_) in (FCFS, StaticPriority, MaxPressure)
+        self._pause_gc = policy_ is None or type(policy_) in _GC_SAFE
         # statistics (Python lists in the hot loop; numpy arrays through the properties)
         self._area = [0.0] * K  # job-seconds per class inside [warmup, horizon]
         self._last = [0.0] * K  # when each class's count last changed
@@ -428,6 +500,7 @@ class NetworkSimulator:
         self.jobs_windows = WindowMeans(self.warmup, end, windows)
         self.window_edges = self.warmup + self.jobs_windows.width * np.arange(1, windows + 1)
         self.window_area = np.zeros(windows + 1)  # total job-seconds at each window edge
+        self.window_class_area = np.zeros((windows + 1, K))  # the same per class
         self.next_edge = 0
         # finished workflows (index, arrival, departure), folded now and then
         self.flow_log = (array("q"), array("d"), array("d"))
@@ -537,9 +610,9 @@ class NetworkSimulator:
             self.jobs[:] = self._jobs
 
     def _sync_stations(self) -> None:
-        """Bring the stations' busy time (``stats.busy_time``) up to date: a station is busy
-        exactly while it works, so its busy time is its work done, added up the same way (the
-        event loop adds only the latter)."""
+        """Bring the stations' busy time (``stats.busy_time``) up to date: a server is busy
+        exactly while it works, so a station's busy time (server-seconds) is its work done,
+        added up the same way (the event loop adds only the latter)."""
         for eng in self._stations:
             eng.stats.busy_time = eng.done_work
 
@@ -634,6 +707,11 @@ class NetworkSimulator:
         lo = np.maximum(self.last_change, self.warmup)
         return float(self.area.sum() + (self.jobs * np.clip(t - lo, 0.0, None)).sum())
 
+    def _class_area_at(self, t: float) -> np.ndarray:
+        """Job-seconds of each class accumulated in ``[warmup, t]``."""
+        lo = np.maximum(self.last_change, self.warmup)
+        return self.area + self.jobs * np.clip(t - lo, 0.0, None)
+
     def _next_check(self) -> float:
         """The first time at which warm-up ends, a sample is due or a window edge is reached."""
         t = self.t_next_sample if self.t_next_sample < self.t_next_edge else self.t_next_edge
@@ -670,9 +748,9 @@ class NetworkSimulator:
             while (
                 self.next_edge < len(self.window_edges) and self.window_edges[self.next_edge] <= t
             ):
-                self.window_area[self.next_edge + 1] = self._area_at(
-                    self.window_edges[self.next_edge]
-                )
+                edge = self.window_edges[self.next_edge]
+                self.window_area[self.next_edge + 1] = self._area_at(edge)
+                self.window_class_area[self.next_edge + 1] = self._class_area_at(edge)
                 self.next_edge += 1
             self.t_next_edge = (
                 float(self.window_edges[self.next_edge])
@@ -716,7 +794,7 @@ class NetworkSimulator:
             eng.n_wait += 1
         else:
             work = float(w)  # type: ignore[arg-type]
-            job = Job(jid, k, now, workflow, fork, w)
+            job = _StationJob(jid, k, now, workflow, fork, w)
         eng.backlog += work
         eng.arrived_work += work
         self.work_left[k] += work
@@ -734,7 +812,7 @@ class NetworkSimulator:
         jobs[k] = n = n + 1
         if self._mirror:
             self.jobs[k] = n
-        if not eng.decide_pending and (not eng.busy or not eng.llm):
+        if not eng.decide_pending and not eng.busy:
             cur = eng.current
             if cur is not None and eng.rank is not None and eng.rank[k] >= eng.rank[cur.cls]:
                 # behind the job in service in a fixed order: the decision keeps it
@@ -856,7 +934,8 @@ class NetworkSimulator:
         if eng.fixed is not None:
             return eng.fixed
         if not self._fcfs:
-            self._sync_jobs()
+            if not self._mirror:
+                self.jobs[:] = self._jobs
             order = self.policy.order(eng.index, self.view)  # type: ignore[union-attr]
             if order is not None:
                 return order
@@ -922,7 +1001,11 @@ class NetworkSimulator:
                 reusable = False
             plan = eng.sched.form(eng, order, b, kmax, decode_cap)
             n = plan.x + plan.m
-            if n == 0:  # cannot happen with work present; guard against a frozen clock
+            if n == 0:
+                if self._may_idle:  # the order serves no class with work: idle
+                    eng.busy = False
+                    return
+                # cannot happen with work present; guard against a frozen clock
                 raise RuntimeError(f"empty batch at t={self.now} at engine {eng.index}")
             # work conservation, judged on the queues the batch was formed from
             nwc = (
@@ -1135,11 +1218,24 @@ class NetworkSimulator:
         shown.update(counts)
         return moved * mem.swap_s
 
+    def _wake_all(self) -> None:
+        """After an event, under a policy that re-decides at every event: every engine that
+        may decide now (a station, unless its servers hold jobs they keep; an idle LLM
+        engine) gets a decision, taken once no other event is left at this instant."""
+        queue = self.decide_queue
+        for eng in self.engines:
+            if not eng.decide_pending and not eng.busy:
+                eng.decide_pending = True
+                queue.append(eng.index)
+
     def _station_decide(self, eng: _Engine, order: Sequence[int] | None = None) -> None:
         """Serve, at station ``eng``, the head of the first class of ``order`` (default: the
         policy's) with a waiting job; preempt the job in service if it is another."""
         if order is None:
             order = self._order(eng)
+        if eng.multi:
+            self._multi_decide(eng, order)
+            return
         chosen = None
         wait = eng.wait
         for k in order:
@@ -1152,6 +1248,8 @@ class NetworkSimulator:
             return
         now = self.now
         if cur is not None:  # preempt
+            if not eng.preempts:
+                return  # non-preemptive: the job in service finishes
             used = now - eng.started
             cur.pre_left -= used
             self.work_left[cur.cls] -= used
@@ -1163,9 +1261,68 @@ class NetworkSimulator:
             eng.version = 0  # no completion is due
             return
         eng.started = now
+        if not eng.preempts:
+            eng.busy = True  # until the job completes
         self.seq = seq = self.seq + 1
         eng.version = seq  # the completion event's number: a preempted one is stale
         heapq.heappush(self.events, (now + chosen.pre_left, DONE, seq, eng.index, chosen))
+
+    def _multi_decide(self, eng: _Engine, order: Sequence[int]) -> None:
+        """Station ``eng`` with several servers decides: preemptive-resume, its servers take
+        the first ``servers`` jobs of ``order`` (first come first served within a class),
+        preempting the others in service; non-preemptive, its free servers take the first jobs
+        of ``order`` not in service."""
+        serving, wait = eng.serving, eng.wait
+        c = eng.servers
+        if eng.preempts:
+            chosen: list[Job] = []
+            for k in order:
+                for job in wait[k]:
+                    chosen.append(job)
+                    if len(chosen) == c:
+                        break
+                if len(chosen) == c:
+                    break
+            keep = set(chosen)
+            for job in [j for j in serving if j not in keep]:
+                self._multi_stop(eng, job)
+            busy = set(serving)
+            for job in chosen:
+                if job not in busy:
+                    self._multi_start(eng, job)
+            return
+        free = c - len(serving)
+        if free > 0:
+            busy = set(serving)
+            for k in order:
+                for job in wait[k]:
+                    if free == 0:
+                        break
+                    if job not in busy:
+                        self._multi_start(eng, job)
+                        free -= 1
+        eng.busy = len(serving) == c  # every server holds a job it keeps
+
+    def _multi_start(self, eng: _Engine, job: Job) -> None:
+        """``job`` takes a free server of station ``eng`` now."""
+        now = self.now
+        self.seq = seq = self.seq + 1
+        job.since = now
+        job.ver = seq
+        eng.serving.append(job)
+        heapq.heappush(self.events, (now + job.pre_left, DONE, seq, eng.index, job))
+
+    def _multi_stop(self, eng: _Engine, job: Job) -> float:
+        """``job`` leaves its server at station ``eng`` now (preempted, or done: the caller
+        then takes it out of its queue); the seconds of work it got since it started."""
+        used = self.now - job.since
+        job.pre_left -= used
+        job.ver = 0  # its completion event, if any, is stale
+        self.work_left[job.cls] -= used
+        eng.backlog -= used
+        eng.done_work += used
+        eng.serving.remove(job)
+        return used
 
     # ------------------------------------------------------------------ main loop
     def run(self, progress: Callable[[float], None] | None = None) -> NetworkSimulator:
@@ -1213,6 +1370,8 @@ class NetworkSimulator:
             poisson,
         ) = self._hot
         heappop, heappush, heapreplace = heapq.heappop, heapq.heappush, heapq.heapreplace
+        every = self._every
+        fcfs = self._fcfs
         t_check = self.t_check
         now = self.now
         tick = 0
@@ -1313,17 +1472,23 @@ class NetworkSimulator:
                                 continue
                             self._form_batch(eng)
                             continue
-                        if seq != eng.version:
-                            continue  # preempted
                         job = payload
-                        used = t - eng.started
-                        k = job.cls  # type: ignore[union-attr]
-                        work_left[k] -= used
-                        eng.backlog -= used
-                        eng.done_work += used  # (and its busy time: see _sync_stations)
+                        if seq != eng.version:
+                            if not eng.multi or job.ver != seq:  # type: ignore[union-attr]
+                                continue  # preempted
+                            k = job.cls  # type: ignore[union-attr]
+                            self._multi_stop(eng, job)  # type: ignore[arg-type]
+                            eng.wait[k].remove(job)
+                        else:
+                            used = t - eng.started
+                            k = job.cls  # type: ignore[union-attr]
+                            work_left[k] -= used
+                            eng.backlog -= used
+                            eng.done_work += used  # (and its busy time: see _sync_stations)
+                            eng.current = None
+                            eng.wait[k].popleft()
+                        eng.busy = False  # a server is free
                         eng.stats.batches += 1
-                        eng.current = None
-                        eng.wait[k].popleft()
                         station = a
                         nk = -1
                         if not inline:
@@ -1387,7 +1552,7 @@ class NetworkSimulator:
                                 eng.n_wait += 1
                             else:
                                 work = float(w)  # type: ignore[arg-type]
-                                job = Job(jid, nk, t, flow, fork, w)
+                                job = _StationJob(jid, nk, t, flow, fork, w)
                             eng.backlog += work
                             eng.arrived_work += work
                             work_left[nk] += work
@@ -1402,7 +1567,7 @@ class NetworkSimulator:
                             jobs[nk] = n = n + 1
                             if jobs_np is not None:
                                 jobs_np[nk] = n
-                            if not eng.decide_pending and (not eng.llm or not eng.busy):
+                            if not eng.decide_pending and not eng.busy:
                                 cur = eng.current
                                 rank = eng.rank
                                 if (
@@ -1424,6 +1589,8 @@ class NetworkSimulator:
                             self.decisions += decisions
                             decisions = 0
                             progress(t)
+                    if every:
+                        self._wake_all()
                     if station < 0:
                         continue
                     eng = engines[station]
@@ -1447,19 +1614,34 @@ class NetworkSimulator:
                 elif eng.fixed is not None:
                     decisions += 1
                     order = eng.fixed
+                elif fcfs and not eng.multi:
+                    decisions += 1
+                    order = None  # the oldest job at the head of a class queue, below
                 else:
                     order = self._order(eng)
+                if eng.multi:
+                    self._multi_decide(eng, order)  # type: ignore[arg-type]
+                    continue
                 chosen = None
                 wait = eng.wait
-                for k in order:
-                    q = wait[k]
-                    if q:
-                        chosen = q[0]
-                        break
+                if order is None:  # FCFS (ties: the lower class index, as fcfs_order)
+                    for q in wait.values():
+                        if q:
+                            head = q[0]
+                            if chosen is None or head.arrived < chosen.arrived:
+                                chosen = head
+                else:
+                    for k in order:
+                        q = wait[k]
+                        if q:
+                            chosen = q[0]
+                            break
                 cur = eng.current
                 if chosen is cur:
                     continue
                 if cur is not None:  # preempt
+                    if not eng.preempts:
+                        continue  # non-preemptive: the job in service finishes
                     used = now - eng.started
                     cur.pre_left -= used
                     work_left[cur.cls] -= used
@@ -1470,6 +1652,8 @@ class NetworkSimulator:
                     eng.version = 0  # no completion is due
                     continue
                 eng.started = now
+                if not eng.preempts:
+                    eng.busy = True  # until the job completes
                 self.seq = seq = self.seq + 1
                 eng.version = seq  # the completion event's number: a preempted one is stale
                 heappush(events, (now + chosen.pre_left, DONE, seq, a, chosen))
@@ -1486,7 +1670,9 @@ class NetworkSimulator:
         horizon = self.horizon
         self.now = horizon
         while self.next_edge < len(self.window_edges):
-            self.window_area[self.next_edge + 1] = self._area_at(self.window_edges[self.next_edge])
+            edge = self.window_edges[self.next_edge]
+            self.window_area[self.next_edge + 1] = self._area_at(edge)
+            self.window_class_area[self.next_edge + 1] = self._class_area_at(edge)
             self.next_edge += 1
         for k in range(self.topo.n_classes):
             self._count(k, 0)
@@ -1616,6 +1802,10 @@ class NetworkSimulator:
                 k = cur.cls
                 waiting[k] -= 1  # the job in service heads its queue
                 work[k] -= now - eng.started
+            for job in eng.serving:  # several servers
+                k = job.cls
+                waiting[k] -= 1
+                work[k] -= now - job.since
         serving = [j - w for j, w in zip(self._jobs, waiting, strict=True)]
         return waiting + serving + work
 
@@ -1711,9 +1901,13 @@ class NetworkSimulator:
         job_rate = float(flow.rates.sum())
         jobs_v = verdict(t, self.sample_jobs[filled], job_rate, job_rate)
         classes: dict[str, dict[str, float]] = {}
+        class_windows = np.diff(self.window_class_area, axis=0) / self.jobs_windows.width
         for k, name in enumerate(topo.classes):
+            _, k_lo, k_hi = t_interval(class_windows[:, k])
             classes[name] = {
                 "mean_jobs": float(area[k] / span),
+                "mean_jobs_low": k_lo,
+                "mean_jobs_high": k_hi,
                 "throughput": float(done_class[k] / span),
                 "holding_cost": float(topo.holding_cost[k] * area[k] / span),
                 **self._class_times("latency", 2 * k),
@@ -1732,7 +1926,7 @@ class NetworkSimulator:
             batches = st.batches - w.batches
             row: dict[str, float | str] = {
                 "nominal_load": offered / cap,
-                "utilization": (st.busy_time - w.busy_time) / span,
+                "utilization": (st.busy_time - w.busy_time) / span / e.servers,
                 "backlog_end": e.backlog,
                 "drift": v.drift,
                 "drift_low": v.drift_low,
@@ -1771,7 +1965,8 @@ class NetworkSimulator:
                 "latency_p99": self.flow_hist[i].quantile(0.99),
                 "completed": n,
             }
-        _, j_lo, j_hi = t_interval(np.diff(self.window_area) / self.jobs_windows.width)
+        window_jobs = np.diff(self.window_area) / self.jobs_windows.width
+        _, j_lo, j_hi = t_interval(window_jobs)
         # a workflow whose throughput interval lies below its arrival rate is not carried
         short = any(
             w["throughput_high"] < (1 - DRIFT_TOLERANCE) * w["rate"] for w in workflows.values()
@@ -1801,6 +1996,7 @@ class NetworkSimulator:
             engines=engines,
             workflows=workflows,
             series=series,
+            window_jobs=window_jobs,
         )
 
 

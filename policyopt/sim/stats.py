@@ -5,6 +5,7 @@
 * :class:`WindowMeans` keeps per-window sums for batch-means confidence intervals: the
   measurement period is cut into ``k`` equal windows; the interval is
   ``mean ± t_{k-1, 0.975} · sd(window means) / sqrt(k)``.
+* :func:`pooled_interval` pools the window means of several independent runs (seeds).
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ def t_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float, 
         return mean, math.nan, math.nan
     half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
     return mean, mean - half, mean + half
+
+
+def pooled_interval(windows: list[np.ndarray], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t interval ``(mean, low, high)`` of the batch means of several
+    independent runs pooled together: runs of one length cut into windows of one width give
+    equally weighted window means, nearly independent within a run (batch means) and
+    independent across runs (replications), so their grand mean is the mean over runs and
+    the interval has ``runs x windows - 1`` degrees of freedom."""
+    return t_interval(np.concatenate([np.asarray(w, dtype=float) for w in windows]), level)
 
 
 class WindowMeans:
