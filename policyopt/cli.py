@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from policyopt import __version__
+from policyopt.cli_benchmark import BENCHMARK_EPILOG, add_benchmark_arguments, cmd_benchmark
 from policyopt.cli_learn import add_learn_parsers
 from policyopt.cli_network import (
     DEFAULT_NETWORK_HORIZON_S,
@@ -801,6 +802,7 @@ examples:
   policyopt compare rybko-stolyar --policies priority:exit,max-pressure
   policyopt train rybko-stolyar --algo maskable-ppo --timesteps 200000 --out runs/rs
   policyopt evaluate rybko-stolyar --policies max-pressure,fluid,maskable-ppo:runs/rs
+  policyopt benchmark --jobs 2               # criss-cross regimes x policies x seeds
 
 CONFIG is a scenario file (one engine), or a network: a library name or a network file.
 Without CONFIG the defaults apply: token budget 512, the paper's staircase batch time
@@ -1047,6 +1049,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "benchmark",
+        help="instances x policies x seeds against reference values",
+        description="A queueing-control benchmark: the long-run average number in system of "
+        "each policy on each instance, over several seeds, next to exact or published values.",
+        epilog=BENCHMARK_EPILOG,
+        formatter_class=_Formatter,
+    )
+    add_benchmark_arguments(
+        p,
+        {
+            "policies": _list_of(str, "policy names"),
+            "positive_int": _positive_int,
+            "nonnegative_int": _nonnegative_int,
+            "positive_float": _positive_float,
+        },
+    )
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser(
         "networks",

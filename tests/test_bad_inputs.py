@@ -414,6 +414,37 @@ CASES: dict[str, Case] = {
         ("--trace-batches", "is a folder"),
         {"batches/": ""},
     ),
+    # ------------------------------------------------------------------ benchmark
+    "benchmark_unknown_instance": Case(
+        ("benchmark", "nope", "--horizon", "10"),
+        ("instance", "no benchmark instance or library network named 'nope'", "--list"),
+    ),
+    "benchmark_unknown_policy": Case(
+        ("benchmark", "criss-cross-bh", "--policies", "sjf", "--horizon", "10"),
+        ("policy", "unknown policy 'sjf'"),
+    ),
+    "benchmark_unknown_max_pressure_form": Case(
+        ("benchmark", "--policies", "max-pressure:greedy", "--horizon", "10"),
+        ("policy", "unknown form 'greedy'", "max-pressure:dai-lin"),
+    ),
+    "benchmark_replications_zero": Case(
+        ("benchmark", "--replications", "0"),
+        ("argument --replications", "not a whole number >= 1"),
+        usage=True,
+    ),
+    "benchmark_warmup_past_horizon": Case(
+        ("benchmark", "--horizon", "100", "--warmup", "200"),
+        ("--warmup", "not below the horizon", "shorter than --horizon"),
+    ),
+    "benchmark_horizon_1e15": Case(
+        ("benchmark", "criss-cross-il", "--horizon", "1e15"),
+        ("instance criss-cross-il", *TOO_MANY),
+    ),
+    "benchmark_out_holds_results": Case(
+        ("benchmark", "--horizon", "10", "--out", "bm"),
+        (*HOLDS, "benchmark.csv"),
+        {"bm/benchmark.csv": "instance\n"},
+    ),
     # ------------------------------------------------------------------ profiles (fit-batch-time)
     "profile_binary": profile(BINARY, ("profile.csv", "not a text file")),
     "profile_not_utf8": profile(
