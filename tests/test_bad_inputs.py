@@ -305,6 +305,35 @@ CASES: dict[str, Case] = {
         ),
         words=("classes.a.service.path", "no such file"),
     ),
+    "arrival_mmpp_holding_short": network(
+        ONE_STATION.replace(
+            "{kind: poisson, rate: 1.0}", "{kind: mmpp, rates: [1.0, 2.0], holding: [1.0]}"
+        ),
+        words=("workflows.0.arrival.holding", "1 values for 2 rates", "one per phase"),
+    ),
+    "arrival_renewal_with_a_mean": network(
+        ONE_STATION.replace(
+            "{kind: poisson, rate: 1.0}",
+            "{kind: renewal, rate: 1.0, law: {kind: erlang, k: 2, mean: 3}}",
+        ),
+        words=("workflows.0.arrival.law.mean", "1 / rate", "remove mean"),
+    ),
+    "arrival_piecewise_all_zero": network(
+        ONE_STATION.replace(
+            "{kind: poisson, rate: 1.0}", "{kind: piecewise, rates: [0, 0], durations: [1, 1]}"
+        ),
+        words=("workflows.0.arrival.rates", "every rate is 0"),
+    ),
+    "arrival_trace_unsorted": Case(
+        ("simulate", "net.yaml"),
+        ("workflows.0.arrival.path", "times.csv line 3", "goes back in time", "sort"),
+        {
+            "net.yaml": ONE_STATION.replace(
+                "{kind: poisson, rate: 1.0}", "{kind: trace, path: times.csv}"
+            ),
+            "times.csv": "arrival_s\n1.0\n0.5\n",
+        },
+    ),
     "station_servers_zero": network(
         ONE_STATION.replace("{kind: station}", "{kind: station, servers: 0}"),
         words=("s1.servers", "greater than or equal to 1"),
