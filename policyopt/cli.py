@@ -970,7 +970,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy",
         metavar="NAME",
         help="policy that orders the classes (CONFIG a network, or a scenario with request "
-        "classes): fcfs, priority:exit, priority:A>B, max-pressure, fluid; default fcfs",
+        "classes): fcfs, priority:exit, priority:A>B, c-mu, lbfs, fbfs, max-weight, "
+        "max-pressure, max-pressure:dai-lin, fluid; default fcfs",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--rate", type=_finite_float, metavar="R", help="arrival rate, requests/s")
