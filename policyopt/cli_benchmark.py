@@ -219,10 +219,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     }
     if outcome.errors:
         settings["failures"] = [
-            {"instance": runs[i].instance, "policy": runs[i].policy, "seed": runs[i].seed,
-             "error": e}
-            for i, e in outcome.errors.items()
-        ]  # fmt: skip
+            {"instance": r.instance, "policy": r.policy, "seed": r.seed, "error": e}
+            for r, e in ((runs[i], e) for i, e in outcome.errors.items())
+        ]
         code = code or 1
     written = []
     if cells:

@@ -21,6 +21,7 @@ from policyopt.benchmark import (
 from policyopt.benchmark.instances import criss_cross_continuing_jobs, highest_index_first
 from policyopt.cli import main
 from policyopt.errors import SpecError
+from policyopt.policies import NetworkView, Policy, register_policy, unregister_policy
 from policyopt.sim.network_sim import simulate_network
 from policyopt.solvers.traffic import traffic
 
@@ -137,3 +138,30 @@ def test_list_shows_the_references(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["benchmark", "--list", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["criss-cross-im"]["optimum"]["value"] == 2.084
+
+
+class Boom(Policy):
+    """A toy policy that fails at its first decision."""
+
+    name = "test-boom"
+
+    def order(self, engine: int, view: NetworkView) -> list[int] | None:
+        raise RuntimeError("boom")
+
+
+def test_a_failed_run_is_reported_and_the_others_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register_policy("test-boom", Boom)
+    try:
+        argv = ["benchmark", "criss-cross-il", "--policies", "c-mu,test-boom"]
+        argv += ["--replications", "1", "--horizon", "500", "--no-progress", "--json"]
+        assert main([*argv, "--out", str(tmp_path)]) == 1
+    finally:
+        unregister_policy("test-boom")
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert [c["policy"] for c in doc["cells"]] == ["c-mu"]
+    (failure,) = doc["failures"]
+    assert failure["policy"] == "test-boom" and "RuntimeError: boom" in failure["error"]
+    assert "failed: criss-cross-il test-boom seed 0" in captured.err

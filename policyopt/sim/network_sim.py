@@ -347,9 +347,14 @@ class _StationJob(Job):
     __slots__ = ()
 
     def __init__(
-        self, jid: int, cls: int, arrived: float, workflow: tuple[int, float, int], fork: int,
+        self,
+        jid: int,
+        cls: int,
+        arrived: float,
+        workflow: tuple[int, float, int],
+        fork: int,
         work: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.id = jid
         self.cls = cls
         self.arrived = arrived
