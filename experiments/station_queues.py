@@ -1,4 +1,5 @@
-"""Stations against exact queueing formulas: the table of ``docs/stations.md``.
+"""Stations against exact queueing formulas: the table of ``docs/stations.md`` (and the
+GI/M/1 rows of ``docs/arrivals.md``).
 
 Each queue is one station (:func:`policyopt.model.networks_library.single_station`) simulated
 for ``--horizon`` seconds (a third of it with three servers, half with two) at ``--seed``;
@@ -18,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from policyopt.model import NetworkSpec
+from policyopt.model import NetworkSpec, build
+from policyopt.model.arrivals import RenewalArrivals
 from policyopt.model.networks_library import single_station
 from policyopt.sim.network_sim import NetworkResult, simulate_network
-from policyopt.solvers.queueing import mg1_jobs, mm1_jobs, mmc_jobs, priority_jobs
+from policyopt.solvers.queueing import gim1_jobs, mg1_jobs, mm1_jobs, mmc_jobs, priority_jobs
 
 EXP = {"kind": "exponential", "mean": 1.0}
 
@@ -74,6 +76,18 @@ def queues() -> list[Queue]:
             rows.append(
                 Queue(f"priority a>b, {disc}, class {cls}", net, "priority:a>b", 1, cls, value)
             )
+    for label, law in (
+        ("D/M/1", {"kind": "deterministic"}),
+        ("E3/M/1", {"kind": "erlang", "k": 3}),
+        ("H2/M/1 (scv 3)", {"kind": "hyperexponential", "scv": 3.0}),
+    ):
+        data = single_station({"a": (1.0, {"mean": 0.7})}).model_dump()
+        data["workflows"][0]["arrival"] = {"kind": "renewal", "rate": 1.0, "law": law}
+        net = build(NetworkSpec, data)
+        arrival = net.workflows[0].arrival
+        assert isinstance(arrival, RenewalArrivals)
+        exact = gim1_jobs(1.0, 0.7, arrival.interarrival().laplace)
+        rows.append(Queue(f"{label}, rho 0.7 (GI/M/1)", net, "fcfs", 1, None, exact))
     two = single_station({"a": (0.6, EXP), "b": (0.8, EXP)}, servers=2)
     high = mmc_jobs(0.6, 1.0, 2)
     rows.append(Queue("M/M/2 priority a>b, class a", two, "priority:a>b", 0.5, "a", high))

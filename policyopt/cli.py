@@ -42,6 +42,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from policyopt import __version__
+from policyopt.cli_benchmark import BENCHMARK_EPILOG, add_benchmark_arguments, cmd_benchmark
 from policyopt.cli_boundary import BOUNDARY_EPILOG, add_boundary_arguments, cmd_boundary
 from policyopt.cli_learn import add_learn_parsers
 from policyopt.cli_network import (
@@ -837,6 +838,7 @@ examples:
   policyopt compare rybko-stolyar --policies priority:exit,max-pressure
   policyopt train rybko-stolyar --algo maskable-ppo --timesteps 200000 --out runs/rs
   policyopt evaluate rybko-stolyar --policies max-pressure,fluid,maskable-ppo:runs/rs
+  policyopt benchmark --jobs 2               # criss-cross regimes x policies x seeds
 
 CONFIG is a scenario file (one engine), or a network: a library name or a network file.
 Without CONFIG the defaults apply: token budget 512, the paper's staircase batch time
@@ -1006,7 +1008,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy",
         metavar="NAME",
         help="policy that orders the classes (CONFIG a network, or a scenario with request "
-        "classes): fcfs, priority:exit, priority:A>B, max-pressure, fluid; default fcfs",
+        "classes): fcfs, priority:exit, priority:A>B, c-mu, lbfs, fbfs, max-weight, "
+        "max-pressure, max-pressure:dai-lin, fluid; default fcfs",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--rate", type=_finite_float, metavar="R", help="arrival rate, requests/s")
@@ -1131,6 +1134,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "benchmark",
+        help="instances x policies x seeds against reference values",
+        description="A queueing-control benchmark: the long-run average number in system of "
+        "each policy on each instance, over several seeds, next to exact or published values.",
+        epilog=BENCHMARK_EPILOG,
+        formatter_class=_Formatter,
+    )
+    add_benchmark_arguments(
+        p,
+        {
+            "policies": _list_of(str, "policy names"),
+            "positive_int": _positive_int,
+            "nonnegative_int": _nonnegative_int,
+            "positive_float": _positive_float,
+        },
+    )
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser(
         "networks",

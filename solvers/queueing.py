@@ -9,6 +9,10 @@ returns a mean number of jobs in the system (waiting plus in service); Little's 
 * :func:`mmc_jobs`: M/M/c, ``L = lambda m + C(c, a) rho / (1 - rho)`` with ``a = lambda m``,
   ``rho = a / c`` and ``C`` Erlang's C formula (the probability of waiting).
 * :func:`mg1_jobs`: M/G/1 (Pollaczek-Khinchine), ``L = rho + lambda^2 E[S^2] / (2 (1 - rho))``.
+* :func:`gim1_jobs`: GI/M/1, ``L = rho / (1 - sigma)`` with ``sigma`` the root in ``(0, 1)``
+  of ``sigma = A*(mu (1 - sigma))``, ``A*`` the Laplace-Stieltjes transform of the
+  interarrival time (the number in system an arrival finds is geometric with ratio
+  ``sigma``).
 * :func:`priority_jobs`: M/G/1 with static priority classes (class 0 highest), per class;
   non-preemptive (Cobham 1954) or preemptive-resume. With ``sigma_k`` the load of classes
   ``0..k`` and ``R_k = sum_{i <= k} lambda_i E[S_i^2] / 2``::
@@ -22,7 +26,9 @@ returns a mean number of jobs in the system (waiting plus in service); Little's 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from scipy import optimize
 
 
 def _check_load(rho: float) -> None:
@@ -64,6 +70,25 @@ def mg1_jobs(rate: float, mean: float, second_moment: float) -> float:
     rho = rate * mean
     _check_load(rho)
     return rho + rate * rate * second_moment / (2.0 * (1.0 - rho))
+
+
+def gim1_jobs(rate: float, mean: float, laplace: Callable[[float], float]) -> float:
+    """Mean jobs in a GI/M/1 queue: arrivals at ``rate`` (1/s) with interarrival transform
+    ``laplace(s) = E[exp(-s A)]``, exponential service of mean ``mean`` (s)."""
+    rho = rate * mean
+    _check_load(rho)
+    mu = 1.0 / mean
+
+    def gap(sigma: float) -> float:
+        return laplace(mu * (1.0 - sigma)) - sigma
+
+    top = 1.0 - 1e-3  # gap > 0 at 0; find a point below 1 where it is negative (the root
+    while gap(top) >= 0:  # at 1 is the trivial one)
+        top = 1.0 - (1.0 - top) / 10.0
+        if 1.0 - top < 1e-14:
+            raise ValueError("no root of sigma = A*(mu (1 - sigma)) below 1")
+    sigma = optimize.brentq(gap, 0.0, top, xtol=1e-15)
+    return rho / (1.0 - sigma)
 
 
 def priority_jobs(

@@ -305,6 +305,35 @@ CASES: dict[str, Case] = {
         ),
         words=("classes.a.service.path", "no such file"),
     ),
+    "arrival_mmpp_holding_short": network(
+        ONE_STATION.replace(
+            "{kind: poisson, rate: 1.0}", "{kind: mmpp, rates: [1.0, 2.0], holding: [1.0]}"
+        ),
+        words=("workflows.0.arrival.holding", "1 values for 2 rates", "one per phase"),
+    ),
+    "arrival_renewal_with_a_mean": network(
+        ONE_STATION.replace(
+            "{kind: poisson, rate: 1.0}",
+            "{kind: renewal, rate: 1.0, law: {kind: erlang, k: 2, mean: 3}}",
+        ),
+        words=("workflows.0.arrival.law.mean", "1 / rate", "remove mean"),
+    ),
+    "arrival_piecewise_all_zero": network(
+        ONE_STATION.replace(
+            "{kind: poisson, rate: 1.0}", "{kind: piecewise, rates: [0, 0], durations: [1, 1]}"
+        ),
+        words=("workflows.0.arrival.rates", "every rate is 0"),
+    ),
+    "arrival_trace_unsorted": Case(
+        ("simulate", "net.yaml"),
+        ("workflows.0.arrival.path", "times.csv line 3", "goes back in time", "sort"),
+        {
+            "net.yaml": ONE_STATION.replace(
+                "{kind: poisson, rate: 1.0}", "{kind: trace, path: times.csv}"
+            ),
+            "times.csv": "arrival_s\n1.0\n0.5\n",
+        },
+    ),
     "station_servers_zero": network(
         ONE_STATION.replace("{kind: station}", "{kind: station, servers: 0}"),
         words=("s1.servers", "greater than or equal to 1"),
@@ -413,6 +442,37 @@ CASES: dict[str, Case] = {
         ("simulate", "--horizon", "10", "--trace-batches", "batches"),
         ("--trace-batches", "is a folder"),
         {"batches/": ""},
+    ),
+    # ------------------------------------------------------------------ benchmark
+    "benchmark_unknown_instance": Case(
+        ("benchmark", "nope", "--horizon", "10"),
+        ("instance", "no benchmark instance or library network named 'nope'", "--list"),
+    ),
+    "benchmark_unknown_policy": Case(
+        ("benchmark", "criss-cross-bh", "--policies", "sjf", "--horizon", "10"),
+        ("policy", "unknown policy 'sjf'"),
+    ),
+    "benchmark_unknown_max_pressure_form": Case(
+        ("benchmark", "--policies", "max-pressure:greedy", "--horizon", "10"),
+        ("policy", "unknown form 'greedy'", "max-pressure:dai-lin"),
+    ),
+    "benchmark_replications_zero": Case(
+        ("benchmark", "--replications", "0"),
+        ("argument --replications", "not a whole number >= 1"),
+        usage=True,
+    ),
+    "benchmark_warmup_past_horizon": Case(
+        ("benchmark", "--horizon", "100", "--warmup", "200"),
+        ("--warmup", "not below the horizon", "shorter than --horizon"),
+    ),
+    "benchmark_horizon_1e15": Case(
+        ("benchmark", "criss-cross-il", "--horizon", "1e15"),
+        ("instance criss-cross-il", *TOO_MANY),
+    ),
+    "benchmark_out_holds_results": Case(
+        ("benchmark", "--horizon", "10", "--out", "bm"),
+        (*HOLDS, "benchmark.csv"),
+        {"bm/benchmark.csv": "instance\n"},
     ),
     # ------------------------------------------------------------------ profiles (fit-batch-time)
     "profile_binary": profile(BINARY, ("profile.csv", "not a text file")),

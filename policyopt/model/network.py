@@ -57,6 +57,12 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from policyopt.errors import SpecError
+from policyopt.model.arrivals import (
+    MMPPArrivals,
+    PiecewiseArrivals,
+    RenewalArrivals,
+    ReplayArrivals,
+)
 from policyopt.model.batch_time import BatchTime, StaircaseBatchTime
 from policyopt.model.config import build, read_mapping
 from policyopt.model.engine import EngineSpec
@@ -313,12 +319,22 @@ def _parse_next(key: str, value: Any) -> Any:
 class WorkflowSpec(_Spec):
     """An arrival stream and the route its jobs follow.
 
-    ``arrival``: ``{kind: poisson|deterministic, rate: REQUESTS_PER_S}``; ``entry``: the first
-    class; ``after``: for each class of the workflow, where a job goes when it completes.
+    ``arrival``: ``{kind: poisson|deterministic, rate: REQUESTS_PER_S}``, or a renewal,
+    Markov-modulated, piecewise-constant-rate or replayed process
+    (:mod:`policyopt.model.arrivals`); ``entry``: the first class; ``after``: for each class
+    of the workflow, where a job goes when it completes.
     """
 
     name: str = Field(..., min_length=1)
-    arrival: Annotated[PoissonArrivals | DeterministicArrivals, Field(discriminator="kind")]
+    arrival: Annotated[
+        PoissonArrivals
+        | DeterministicArrivals
+        | RenewalArrivals
+        | MMPPArrivals
+        | PiecewiseArrivals
+        | ReplayArrivals,
+        Field(discriminator="kind"),
+    ]
     entry: str
     after: dict[str, Next]
 
@@ -587,7 +603,8 @@ class NetworkSpec(_Spec):
                 )
             if not rate > 0 or not math.isfinite(rate):
                 raise SpecError(f"workflows.{name}.arrival.rate", f"{rate!r} is not > 0", "")
-            data["workflows"][names.index(name)]["arrival"]["rate"] = float(rate)
+            i = names.index(name)
+            data["workflows"][i]["arrival"] = self.workflows[i].arrival.with_rate(rate).model_dump()
         return build(NetworkSpec, data)
 
 

@@ -3,7 +3,8 @@
 A class at a station declares ``service: {kind: KIND, ...}`` (``docs/networks.md``); without
 ``kind`` the service is exponential. Every distribution gives its mean ``E[S]`` and second
 moment ``E[S^2]`` (seconds, seconds squared: what the traffic equations and the exact
-formulas of :mod:`policyopt.solvers.queueing` read) and draws samples in blocks.
+formulas of :mod:`policyopt.solvers.queueing` read), its Laplace-Stieltjes transform, and
+draws samples in blocks.
 
 =================== ======================================= ============================
 kind                parameters                              ``E[S^2]``
@@ -62,6 +63,10 @@ class ServiceDist(StrictSpec):
         """``n`` independent service times, seconds (float64)."""
         raise NotImplementedError
 
+    def laplace(self, s: float) -> float:
+        """The Laplace-Stieltjes transform ``E[exp(-s S)]`` at ``s >= 0`` (1/s)."""
+        raise NotImplementedError
+
 
 class Exponential(ServiceDist):
     """Exponential with mean ``mean`` seconds (rate ``1 / mean``)."""
@@ -77,6 +82,9 @@ class Exponential(ServiceDist):
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.exponential(float(self.mean), n)
+
+    def laplace(self, s: float) -> float:
+        return 1.0 / (1.0 + s * float(self.mean))
 
 
 class Deterministic(ServiceDist):
@@ -94,6 +102,9 @@ class Deterministic(ServiceDist):
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.full(n, float(self.mean))
 
+    def laplace(self, s: float) -> float:
+        return math.exp(-s * float(self.mean))
+
 
 class Erlang(ServiceDist):
     """The sum of ``k`` exponential phases of mean ``mean / k`` each (``scv = 1 / k``)."""
@@ -110,6 +121,9 @@ class Erlang(ServiceDist):
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.gamma(float(self.k), float(self.mean) / self.k, n)
+
+    def laplace(self, s: float) -> float:
+        return (1.0 + s * float(self.mean) / self.k) ** (-self.k)
 
 
 class HyperExponential(ServiceDist):
@@ -181,6 +195,10 @@ class HyperExponential(ServiceDist):
         phase = np.searchsorted(cdf, rng.random(n), side="right")
         return rng.exponential(1.0, n) * means[phase]
 
+    def laplace(self, s: float) -> float:
+        means, probs = self.phases
+        return float(probs @ (1.0 / (1.0 + s * means)))
+
 
 class LogNormal(ServiceDist):
     """``S = exp(N(mu, sigma^2))`` with ``mu`` set so that ``E[S] = mean`` seconds."""
@@ -198,6 +216,13 @@ class LogNormal(ServiceDist):
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         s = float(self.sigma)
         return rng.lognormal(math.log(float(self.mean)) - 0.5 * s * s, s, n)
+
+    def laplace(self, s: float) -> float:
+        """By Gauss-Hermite quadrature over ``log S`` (80 nodes)."""
+        sigma = float(self.sigma)
+        x, w = np.polynomial.hermite_e.hermegauss(80)
+        values = np.exp(math.log(float(self.mean)) - 0.5 * sigma * sigma + sigma * x)
+        return float(w @ np.exp(-s * values) / math.sqrt(2.0 * math.pi))
 
 
 def _positive(value: float) -> bool:
@@ -257,6 +282,9 @@ class Empirical(ServiceDist):
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         obs = self.observed()
         return obs[rng.integers(len(obs), size=n)]
+
+    def laplace(self, s: float) -> float:
+        return float(np.exp(-s * self.observed()).mean())
 
 
 SERVICE_KINDS: dict[str, type[ServiceDist]] = {}

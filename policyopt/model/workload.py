@@ -38,12 +38,20 @@ class PoissonArrivals(_Spec):
     kind: Literal["poisson"] = "poisson"
     rate: float = Field(..., gt=0, description="requests/s")
 
+    def with_rate(self, rate: float) -> PoissonArrivals:
+        """The same process at ``rate`` requests/s."""
+        return self.model_copy(update={"rate": float(rate)})
+
 
 class DeterministicArrivals(_Spec):
     """One request every ``1/rate`` seconds."""
 
     kind: Literal["deterministic"] = "deterministic"
     rate: float = Field(..., gt=0, description="requests/s")
+
+    def with_rate(self, rate: float) -> DeterministicArrivals:
+        """The same process at ``rate`` requests/s."""
+        return self.model_copy(update={"rate": float(rate)})
 
 
 class TraceArrivals(_Spec):

@@ -190,9 +190,14 @@ class _StationJob(Job):
     __slots__ = ()
 
     def __init__(
-        self, jid: int, cls: int, arrived: float, workflow: tuple[int, float, int], fork: int,
+        self,
+        jid: int,
+        cls: int,
+        arrived: float,
+        workflow: tuple[int, float, int],
+        fork: int,
         work: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.id = jid
         self.cls = cls
         self.arrived = arrived
@@ -454,6 +459,11 @@ class NetworkSimulator:
             for w in net.workflows
         ]
         self._scale = [1.0 / w.arrival.rate for w in net.workflows]
+        # the other processes (renewal, modulated, replayed) give their gaps in blocks too
+        self._streams = [
+            w.arrival.stream(rng) if hasattr(w.arrival, "stream") else None
+            for w, rng in zip(net.workflows, self.arrival_rng, strict=True)
+        ]
         self._arrivals: list[list[float]] = [[] for _ in net.workflows]
         # routing draws in blocks too, unless the stream also picks engines (interleaved)
         self._route_block = not any(
@@ -658,8 +668,13 @@ class NetworkSimulator:
         return self.now + buf.pop()
 
     def _draw_arrivals(self, i: int) -> None:
-        """The next block of interarrival times of workflow ``i`` (Poisson)."""
-        gaps = self.arrival_rng[i].exponential(self._scale[i], BLOCK).tolist()
+        """The next block of interarrival times of workflow ``i`` (Poisson, or the process's
+        own stream)."""
+        stream = self._streams[i]
+        if stream is None:
+            gaps = self.arrival_rng[i].exponential(self._scale[i], BLOCK).tolist()
+        else:
+            gaps = stream.block(BLOCK)
         self._arrivals[i].extend(reversed(gaps))
 
     def _uniform(self) -> float:
