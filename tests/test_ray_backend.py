@@ -8,6 +8,7 @@ without it these tests are skipped (and only these).
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -82,6 +83,20 @@ def test_evaluate_on_ray_and_in_processes_gives_the_same_numbers(local_ray: None
     assert len(here) == 6
     assert rows(Backend("local", 2)) == here
     assert rows(Backend("ray", 2)) == here
+
+
+def test_benchmark_on_ray_gives_the_local_numbers(
+    local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from policyopt.cli import main
+
+    argv = ["benchmark", "criss-cross-bh", "--policies", "c-mu,fcfs", "--replications", "2"]
+    argv += ["--horizon", "2000", "--no-progress", "--json"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    here = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--backend", "ray", "--jobs", "2", "--out", str(tmp_path / "b")]) == 0
+    there = json.loads(capsys.readouterr().out)
+    assert [c["mean_jobs"] for c in there["cells"]] == [c["mean_jobs"] for c in here["cells"]]
 
 
 def test_a_failing_run_is_recorded_and_the_others_go_on(local_ray: None) -> None:
