@@ -10,6 +10,7 @@ arrival rate to ``0.9 * theta*`` times the file's rates, ``theta*`` from the sta
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from dataclasses import dataclass
@@ -73,11 +74,13 @@ def cmd_networks(args: argparse.Namespace) -> int:
 
 def network_capacity(net: NetworkSpec, args: argparse.Namespace) -> int:
     """Traffic equations, nominal loads and the static planning LP of a network."""
+    from policyopt.solvers.peaks import peak_overloads
     from policyopt.solvers.static_planning import static_plan
     from policyopt.solvers.traffic import traffic
 
     flow = traffic(net)
     plan = static_plan(net)
+    peaks = peak_overloads(net)
     if args.json:
         print(
             to_json(
@@ -95,6 +98,7 @@ def network_capacity(net: NetworkSpec, args: argparse.Namespace) -> int:
                     "utilization": plan.utilization,
                     "duals": plan.duals,
                     "bottlenecks": list(plan.bottlenecks),
+                    "peak_overloads": [dataclasses.asdict(p) for p in peaks],
                     **_memory_json(plan),
                 }
             )
@@ -105,6 +109,8 @@ def network_capacity(net: NetworkSpec, args: argparse.Namespace) -> int:
     print(flow.table())
     print()
     print(plan.table())
+    for peak in peaks:
+        print(peak.text())
     if not plan.kv_capacity:
         print(
             f"\nthe arrival rates can grow by a factor {plan.theta:.4g} before some engine "

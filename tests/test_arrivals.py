@@ -4,6 +4,7 @@ counts, trace replay by its times, scaling, and Poisson runs unchanged."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,41 @@ def test_bad_arrivals_name_their_field(arrival: dict[str, Any], words: str) -> N
     with pytest.raises(SpecError, match="workflows") as err:
         fed_station(arrival)
     assert words in str(err.value)
+
+
+def test_capacity_warns_when_a_peak_overloads_an_engine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One station, mean service 0.5 s; a profile of 2.4 requests/s for 100 s then 0.4 for
+    300 s has a long-run rate of 0.9 (load 0.45) and a peak load of 1.2: capacity says so, in
+    the text and in the JSON; a steady Poisson workflow at the same rate gets no warning."""
+    from policyopt.cli import main
+
+    text = (
+        "name: peaky\n"
+        "engines: {s: {kind: station}}\n"
+        "classes: {a: {engine: s, service: {kind: exponential, mean: 0.5}}}\n"
+        "workflows:\n"
+        "  - name: w\n"
+        "    arrival: {kind: piecewise, rates: [2.4, 0.4], durations: [100, 300]}\n"
+        "    entry: a\n"
+        "    after: {a: exit}\n"
+    )
+    path = tmp_path / "peaky.yaml"
+    path.write_text(text)
+    assert main(["capacity", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "workflow 'w' peaks at 2.4 requests/s (long-run 0.9)" in out
+    assert "at load 1.200 (long-run 0.450)" in out
+    assert main(["capacity", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["peak_overloads"][0]["peak_load"] == pytest.approx(1.2)
+    steady = tmp_path / "steady.yaml"
+    steady.write_text(
+        text.replace(
+            "{kind: piecewise, rates: [2.4, 0.4], durations: [100, 300]}",
+            "{kind: poisson, rate: 0.9}",
+        )
+    )
+    assert main(["capacity", str(steady)]) == 0
+    assert "warning" not in capsys.readouterr().out
