@@ -12,7 +12,7 @@ from pathlib import Path
 
 from policyopt.boundary import BoundarySearch, Point
 from policyopt.jsonout import write_json
-from policyopt.report import fmt, fmt_load, format_table, write_csv
+from policyopt.report import fmt, fmt_load, format_table, save_figure, write_csv
 
 BOUNDARY_FILES: tuple[str, ...] = ("boundary.csv", "boundary.json", "boundary.png")
 """What ``boundary --out DIR`` writes: the points, the whole search, the figure."""
@@ -163,11 +163,7 @@ def plot_boundary(search: BoundarySearch, path: Path) -> Path:
     ax.set_ylabel("drift / threshold (last horizon)")
     ax.set_title(f"stability boundary: {search.target}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_boundary(search: BoundarySearch, folder: Path, doc: dict) -> list[Path]:

@@ -26,7 +26,7 @@ from policyopt.model.config import read_mapping
 from policyopt.model.network import NetworkSpec, load_network
 from policyopt.model.networks_library import NETWORKS, get_network
 from policyopt.outdir import compare_out, simulate_out
-from policyopt.report import CsvAppender, format_table, write_csv
+from policyopt.report import CsvAppender, format_table, save_figure, write_csv
 from policyopt.sim.network_sim import NetworkResult, NetworkSimulator
 from policyopt.sim.run import check_run_size, expected_requests
 from policyopt.sweep import RunsInterrupted, horizon_bar, make_backend, run_all
@@ -267,11 +267,7 @@ def _plot(results: list[tuple[str, NetworkResult]], path: Path, title: str) -> P
     ax.set_yscale("symlog", linthresh=100)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _memory_line(e: dict[str, float | str]) -> str:

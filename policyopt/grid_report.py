@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from policyopt.report import fmt, fmt_load, format_table
+from policyopt.report import fmt, fmt_load, format_table, save_figure
 
 SWEEP_FILES: tuple[str, ...] = ("sweep.csv", "sweep.json", "sweep.png")
 """What ``policyopt sweep`` writes into its folder."""
@@ -116,8 +116,4 @@ def plot_grid(summary: Sequence[dict[str, Any]], path: Path) -> Path:
         ax.set_ylabel("mean in system")
         ax.set_title(config)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

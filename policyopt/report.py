@@ -390,6 +390,18 @@ def _time_axis(horizon: float) -> tuple[float, str]:
     return 1.0, "simulated time (s)"
 
 
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
+    """Lay out ``fig``, write it to ``path`` (PNG; folders made as needed) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_n_system(
     results: Sequence[EngineResult], path: str | Path, title: str | None = None
 ) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -134,3 +134,21 @@ def read_column(
     """
     p = check_file(path, "give the path of an existing CSV")
     return _read_column_cached(str(p), p.stat().st_mtime, column, accept, expected)
+
+
+def check_sample_source(
+    values: Sequence[float] | None, path: str | None, column: str | None, what: str
+) -> None:
+    """An empirical distribution's observations come from exactly one source: ``values``
+    inline, or the ``column`` of a CSV file ``path``; inline, at least one. ``what`` names the
+    observations in the messages (``the lengths``, ``service times``)."""
+    if (values is None) == (path is None):
+        raise SpecError(
+            "values" if values is not None else "path",
+            "give exactly one of values (a list) or path (a CSV file)",
+            "remove one" if values is not None else "add one",
+        )
+    if path is not None and not column:
+        raise SpecError("column", f"with path, name the CSV column holding {what}", "add column")
+    if values is not None and not values:
+        raise SpecError("values", "empty", f"list at least one of {what}")

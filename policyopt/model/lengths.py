@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from scipy import optimize, special
 
 from policyopt.errors import SpecError
-from policyopt.model.files import read_column
+from policyopt.model.files import check_sample_source, read_column
 from policyopt.model.validation import StrictSpec
 
 
@@ -213,25 +213,13 @@ class Empirical(_Length):
 
     @model_validator(mode="after")
     def _one_source(self) -> Empirical:
-        if (self.values is None) == (self.path is None):
+        check_sample_source(self.values, self.path, self.column, "the lengths")
+        if self.values is not None and min(self.values) < 1:
             raise SpecError(
-                "values" if self.values is not None else "path",
-                "give exactly one of values (a list) or path (a CSV file)",
-                "remove one" if self.values is not None else "add one",
+                "values",
+                f"{min(self.values)} is not a length of >= 1 token",
+                "give whole numbers of tokens >= 1",
             )
-        if self.path is not None and not self.column:
-            raise SpecError(
-                "column", "with path, name the CSV column holding the lengths", "add column"
-            )
-        if self.values is not None:
-            if not self.values:
-                raise SpecError("values", "empty", "list at least one length")
-            if min(self.values) < 1:
-                raise SpecError(
-                    "values",
-                    f"{min(self.values)} is not a length of >= 1 token",
-                    "give whole numbers of tokens >= 1",
-                )
         return self
 
     def observed(self) -> np.ndarray:

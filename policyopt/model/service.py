@@ -37,7 +37,7 @@ from pydantic import Field, model_validator
 
 from policyopt.errors import SpecError
 from policyopt.model.config import build
-from policyopt.model.files import read_column
+from policyopt.model.files import check_sample_source, read_column
 from policyopt.model.validation import StrictSpec
 
 
@@ -241,19 +241,8 @@ class Empirical(ServiceDist):
 
     @model_validator(mode="after")
     def _one_source(self) -> Empirical:
-        if (self.values is None) == (self.path is None):
-            raise SpecError(
-                "values" if self.values is not None else "path",
-                "give exactly one of values (a list of seconds) or path (a CSV file)",
-                "remove one" if self.values is not None else "add one",
-            )
-        if self.path is not None and not self.column:
-            raise SpecError(
-                "column", "with path, name the CSV column holding the seconds", "add column"
-            )
+        check_sample_source(self.values, self.path, self.column, "the service times (s)")
         if self.values is not None:
-            if not self.values:
-                raise SpecError("values", "empty", "list at least one service time")
             if min(self.values) <= 0:
                 raise SpecError(
                     "values", f"{min(self.values)!r} is not a time > 0 s", "give seconds > 0"
