@@ -98,7 +98,7 @@ def network_capacity(net: NetworkSpec, args: argparse.Namespace) -> int:
                     "utilization": plan.utilization,
                     "duals": plan.duals,
                     "bottlenecks": list(plan.bottlenecks),
-                    "peak_overloads": [dataclasses.asdict(p) for p in peaks],
+                    **({"peak_overloads": [dataclasses.asdict(p) for p in peaks]} if peaks else {}),
                     **_memory_json(plan),
                 }
             )
