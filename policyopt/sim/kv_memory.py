@@ -4,21 +4,24 @@ admitting prompts and choosing whom to preempt (``docs/schedulers.md``, memory).
 The simulator owns the queues; this module owns the blocks. A request (the simulator's job)
 carries ``held`` (KV tokens it holds: computed prompt tokens plus decoded tokens), ``blocks``
 (blocks allocated to it; 0: not resident) and ``pre_left`` (prefill tokens it still needs).
-The rules, in the order the engine applies them before each batch:
+A decoder's ``held`` and ``blocks`` are kept by its decode queue (:class:`MemDecodeQueue`,
+without a step per token) and written back when it leaves or when asked. The rules, in the
+order the engine applies them before each batch:
 
-1. **Swap in** (``preemption: swap``): swapped-out requests come back in the order they left,
-   while the blocks of their KV and of one token more fit beside the watermark.
-2. **Room to grow**: every decoder the batch may serve (the oldest ``min(b, max_seqs)`` of
+1. **Room to grow**: every decoder the batch may serve (the oldest ``min(b, max_seqs)`` of
    each class) whose blocks are full needs one more block. While the free blocks fall short,
    the most recently admitted resident request is preempted (vLLM's rule): its blocks are
    freed and it recomputes (back to the head of its class's queue with its prompt and decoded
    tokens to prefill again) or is swapped out.
+2. **Swap in** (``preemption: swap``, when step 1 preempted nobody): swapped-out requests
+   come back in the order they left, while the blocks of their KV and of one token more fit
+   beside the growth of step 1 and the watermark.
 3. **Admission**: the cache's admission rule (``kv_cache.admission``;
    :mod:`policyopt.sim.admission`) shows the scheduler the prompts that may take blocks,
-   given the free blocks left after step 2 (the default, ``fcfs``: oldest first within a
-   class while each whole prompt and one token more fit beside the watermark, no skipping
-   ahead). The scheduler then forms the batch from what it is shown, so it never exceeds
-   the cache.
+   given the free blocks left after steps 1 and 2 (the default, ``fcfs``: oldest first
+   within a class while each whole prompt and one token more fit beside the watermark, no
+   skipping ahead; none while a request is swapped out). The scheduler then forms the batch
+   from what it is shown, so it never exceeds the cache.
 """
 
 from __future__ import annotations
