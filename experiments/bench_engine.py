@@ -35,11 +35,19 @@ SCHEDULERS = ["fastertransformer", "vllm", "orca", "sarathi"]
 
 
 def scenario(
-    scheduler: str, load: float, horizon: float, seed: int, max_seqs: int | None = None
+    scheduler: str,
+    load: float,
+    horizon: float,
+    seed: int,
+    max_seqs: int | None = None,
+    kv_cache: dict[str, object] | None = None,
 ) -> Scenario:
     """The default scenario with ``scheduler`` at ``load`` x lambda* of its engine (the
-    default engine, with ``max_seqs`` if given)."""
-    engine = {"max_seqs": max_seqs} if max_seqs is not None else {}
+    default engine, with ``max_seqs`` and ``kv_cache`` if given; the cache does not change
+    lambda*)."""
+    engine: dict[str, object] = {"max_seqs": max_seqs} if max_seqs is not None else {}
+    if kv_cache is not None:
+        engine["kv_cache"] = kv_cache
     base = Scenario(engine=engine)
     lam = capacity(base.engine, base.workload).lambda_star
     return Scenario(
@@ -100,12 +108,8 @@ def time_cache(
     cache; the runs take turns. Batches are counted over the whole run."""
     cases: dict[tuple[str, str], Scenario] = {}
     for s in schedulers:
-        plain = scenario(s, load, horizon, 0)
-        cases[(s, "single")] = cases[(s, "network")] = plain
-        cases[(s, "cache")] = plain.model_copy(
-            update={"engine": plain.engine.model_copy(update={"kv_cache": {"gpu": {}}})}
-        )
-    cases = {k: Scenario.model_validate(v.model_dump()) for k, v in cases.items()}
+        cases[(s, "single")] = cases[(s, "network")] = scenario(s, load, horizon, 0)
+        cases[(s, "cache")] = scenario(s, load, horizon, 0, kv_cache={"gpu": {}})
     best = dict.fromkeys(cases, float("inf"))
     batches: dict[tuple[str, str], float] = {}
     verdicts: dict[tuple[str, str], object] = {}

@@ -185,7 +185,7 @@ def _seed(text: str, field: str, maximum: int | None = None) -> int:
     return value
 
 
-def _seeds(text: str, field: str = "--seeds") -> list[int]:
+def seeds_arg(text: str, field: str = "--seeds") -> list[int]:
     """A comma-separated list of seeds (whole numbers >= 0)."""
     parts = [p.strip() for p in str(text).split(",")]
     if not parts or any(not p for p in parts):
@@ -196,7 +196,7 @@ def _seeds(text: str, field: str = "--seeds") -> list[int]:
         raise SpecError(field, f"in {text!r}: {err.problem}", "e.g. 0,1,2") from None
 
 
-def _positive(text: str | None, field: str, kind: type = float) -> Any:
+def positive_arg(text: str | None, field: str, kind: type = float) -> Any:
     if text is None:
         return None
     try:
@@ -225,10 +225,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from policyopt.learn.common import MAX_SEED, check_algo, load_hyperparams
 
     algo = check_algo(args.algo)
-    timesteps = _positive(args.timesteps, "--timesteps", int)
+    timesteps = positive_arg(args.timesteps, "--timesteps", int)
     seed = _seed(args.seed, "--seed", MAX_SEED)
-    horizon = _positive(args.horizon, "--horizon")
-    threads = _positive(args.threads, "--threads", int)
+    horizon = positive_arg(args.horizon, "--horizon")
+    threads = positive_arg(args.threads, "--threads", int)
     if args.config or not args.resume:
         hp = load_hyperparams(args.config)
     else:  # the run's own hyperparameters
@@ -308,7 +308,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     from policyopt.model.networks_library import resolve_network
 
-    seeds = _seeds(args.seeds)
+    seeds = seeds_arg(args.seeds)
     policies = (
         _parse_list(args.policies, str, "--policies", "max-pressure,fluid")
         if args.policies
@@ -318,7 +318,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for x in loads:
         if x is not None and not (math.isfinite(x) and x > 0):
             raise SpecError("--loads", f"a load must be > 0, got {x:g}", "")
-    horizon = _positive(args.horizon, "--horizon") or DEFAULT_EVAL_HORIZON_S
+    horizon = positive_arg(args.horizon, "--horizon") or DEFAULT_EVAL_HORIZON_S
     warmup = None
     if args.warmup is not None:
         try:

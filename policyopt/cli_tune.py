@@ -12,11 +12,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from policyopt.cli_learn import _positive, _seeds
+from policyopt.cli_learn import positive_arg, seeds_arg
 from policyopt.cli_network import network_arg
 from policyopt.errors import SpecError
 from policyopt.jsonout import to_json, write_json
-from policyopt.outdir import _not_a_file
+from policyopt.outdir import not_a_file
 from policyopt.report import fmt, format_table, write_csv
 from policyopt.tune import FAMILIES, TuneResult, TuneSettings, tune
 
@@ -71,16 +71,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise SpecError("NETWORK", f"{args.network!r} is not a network", "see policyopt networks")
     if args.family not in FAMILIES:
         raise SpecError("--family", f"unknown family {args.family!r}", f"use {', '.join(FAMILIES)}")
-    budget = _positive(args.budget, "--budget", int)
+    budget = positive_arg(args.budget, "--budget", int)
     settings = TuneSettings(
-        horizon=_positive(args.horizon, "--horizon"),
-        train=tuple(_seeds(args.train_seeds, "--train-seeds")),
-        val=tuple(_seeds(args.val_seeds, "--val-seeds")),
-        test=tuple(_seeds(args.test_seeds, "--test-seeds")),
+        horizon=positive_arg(args.horizon, "--horizon"),
+        train=tuple(seeds_arg(args.train_seeds, "--train-seeds")),
+        val=tuple(seeds_arg(args.val_seeds, "--val-seeds")),
+        test=tuple(seeds_arg(args.test_seeds, "--test-seeds")),
         budget=budget,
     )
     out = Path(args.out or f"policyopt-results/tune-{net.name}-{args.family}")
-    _not_a_file(out, "--out")
+    not_a_file(out, "--out")
     show = not args.no_progress and sys.stderr.isatty()
     bar = tqdm(total=budget, desc=f"tune {args.family}", unit="cand", disable=not show)
     try:

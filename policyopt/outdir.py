@@ -29,7 +29,7 @@ REGION_FILES: tuple[str, ...] = ("region.csv", "region.png")
 """What ``capacity --region --out DIR`` writes: the region's vertices and its figure."""
 
 
-def _not_a_file(folder: Path, flag: str) -> None:
+def not_a_file(folder: Path, flag: str) -> None:
     """Refuse a folder path that is a file, or lies inside a file."""
     for place in (folder, *folder.parents):
         if place.exists() and not place.is_dir():
@@ -52,7 +52,7 @@ def explicit_out(
     """A folder the user named: refused if it is a file, or if it holds results of an
     earlier run and ``overwrite`` is false; with ``overwrite``, those files are deleted."""
     out = Path(folder)
-    _not_a_file(out, flag)
+    not_a_file(out, flag)
     held = results_in(out, names)
     if held and not overwrite:
         raise SpecError(
@@ -69,7 +69,7 @@ def fresh_default(default: str | Path, names: Sequence[str]) -> tuple[Path, bool
     """The default folder, or when it holds results the first free numbered one next to it
     (``compare-2``, ``compare-3``, ...); and whether it was numbered."""
     base = Path(default)
-    _not_a_file(base, "--out")
+    not_a_file(base, "--out")
     if not results_in(base, names):
         return base, False
     n = 2
@@ -86,7 +86,7 @@ def trace_file(path: str | Path, flag: str = "--trace-batches") -> Path:
     p = Path(path)
     if p.is_dir():
         raise SpecError(flag, f"{p} is a folder", "give the path of a .csv file to write")
-    _not_a_file(p.parent, flag)
+    not_a_file(p.parent, flag)
     return p
 
 

@@ -139,9 +139,10 @@ class KVMemory:
         if used > self.used_max:
             self.used_max = used
 
-    def can_swap_in(self, job: Resident) -> bool:
-        """Whether ``job``'s KV fits beside the watermark."""
-        return self.blocks_for(job.held) <= self.free - self.watermark
+    def fits_back(self, job: Resident, reserve: int) -> bool:
+        """Whether swapped-out ``job``'s KV and one token more fit beside ``reserve`` blocks
+        (the decoders' growth) and the watermark."""
+        return self.blocks_for(job.held + 1) <= self.free - reserve - self.watermark
 
 
 class MemDecodeQueue(DecodeQueue):

@@ -1212,7 +1212,7 @@ class NetworkSimulator:
         swapped = mem.swapped
         while swapped and not preempted:  # back in the order they left, while they fit
             job = swapped[0]
-            if mem.blocks_for(job.held + 1) > mem.free - need - mem.watermark:
+            if not mem.fits_back(job, need):
                 break
             swapped.popleft()
             mem.swap_in(job)
