@@ -11,8 +11,10 @@ timed twice:
   env steps per wall second (epochs where at most one class has work are taken automatically
   and are not steps, so there are fewer steps than simulator decisions).
 
-``overhead`` is the env's wall time over the simulator's for the same simulated run (the
-target is at most 1.5x); ``rate ratio`` is decisions/s over steps/s. Best of ``--repeat`` runs
+``overhead`` is the env's wall time over the simulator's for the same simulated run, both in
+the Python event loop (the env drives that loop; the target is at most 1.5x); ``vs compiled``
+the same over the compiled loop a station network's policy-only run takes by default
+(``docs/stations.md``); ``rate ratio`` is decisions/s over steps/s. Best of ``--repeat`` runs
 of each, the env and simulator runs alternating so that both meet the same machine load.
 
 A second table gives the throughput a trainer sees: ``rybko-stolyar`` episodes stepped with
@@ -35,18 +37,22 @@ import numpy as np
 
 from policyopt.envs import AgentNetworkEnv
 from policyopt.policies import MaxPressure
+from policyopt.sim.compiled_loop import why_not
 from policyopt.sim.network_sim import NetworkSimulator
 
 CASES = [("rybko-stolyar", 600.0), ("fork-join", 600.0), ("criss-cross", 20000.0)]
 
 
-def time_simulator(env: AgentNetworkEnv, seed: int, repeat: int) -> tuple[float, int, float]:
-    """Best wall seconds, decisions and mean jobs of the policy-only run."""
+def time_simulator(
+    env: AgentNetworkEnv, seed: int, repeat: int, loop: str = "python"
+) -> tuple[float, int, float]:
+    """Best wall seconds, decisions and mean jobs of the policy-only run, in the Python event
+    loop (the one the env drives) or the compiled one (``loop``)."""
     best, decisions, mean_jobs = float("inf"), 0, 0.0
     for _ in range(repeat):
         t0 = time.perf_counter()
         sim = NetworkSimulator(
-            env.net, "max-pressure", horizon=env.horizon, warmup=0.0, seed=seed
+            env.net, "max-pressure", horizon=env.horizon, warmup=0.0, seed=seed, loop=loop
         ).run()
         best = min(best, time.perf_counter() - t0)
         decisions, mean_jobs = sim.decisions, sim.result().mean_jobs
@@ -131,19 +137,25 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"{'network':<15} {'horizon s':>9} {'env steps':>9} {'steps/s':>9} {'decisions':>9} "
-        f"{'decisions/s':>11} {'rate ratio':>10} {'overhead':>8}  same run"
+        f"{'decisions/s':>11} {'rate ratio':>10} {'overhead':>8} {'vs compiled':>11}  same run"
     )
     for name, horizon in CASES:
         env = AgentNetworkEnv(name, horizon=horizon)
-        env_s = sim_s = float("inf")
-        for _ in range(args.repeat):  # alternate, so both see the same (shared) machine
+        compiled = why_not(NetworkSimulator(env.net, "max-pressure", horizon=1.0)) is None
+        env_s = sim_s = jit_s = float("inf")
+        for _ in range(args.repeat):  # alternate, so all see the same (shared) machine
             e_s, steps, env_jobs, seed = time_env(env, 1)
             s_s, decisions, sim_jobs = time_simulator(env, seed, 1)
             env_s, sim_s = min(env_s, e_s), min(sim_s, s_s)
+            if compiled:
+                j_s, _, jit_jobs = time_simulator(env, seed, 1, "compiled")
+                jit_s = min(jit_s, j_s)
+                sim_jobs = sim_jobs if jit_jobs == sim_jobs else float("nan")
+        vs_jit = f"{env_s / jit_s:>10.1f}x" if compiled else f"{'-':>11}"
         print(
             f"{name:<15} {horizon:>9.0f} {steps:>9d} {steps / env_s:>9.0f} {decisions:>9d} "
             f"{decisions / sim_s:>11.0f} {decisions / sim_s / (steps / env_s):>9.2f}x "
-            f"{env_s / sim_s:>7.2f}x  {'yes' if env_jobs == sim_jobs else 'NO'}"
+            f"{env_s / sim_s:>7.2f}x {vs_jit}  {'yes' if env_jobs == sim_jobs else 'NO'}"
         )
     print()
     print(f"{'rybko-stolyar, random actions':<32} {'copies':>6} {'steps/s':>9} {'vs single':>9}")

@@ -462,6 +462,15 @@ class MaxPressure(Policy):
         self._plans[engine] = plan
         return plan
 
+    def pressure_terms(
+        self, engine: int, view: NetworkView
+    ) -> tuple[tuple[int, float, tuple[tuple[int, float], ...]], ...]:
+        """The engine's classes ``k`` with ``-r_k`` (as weighted) and their ``(l, P_kl)``:
+        the pressure of ``k`` is ``-(-r_k) (z_k - sum_l P_kl z_l)``, the sum taken left to
+        right (what :meth:`ranked` computes; a compiled loop computes the same)."""
+        plan = self._plans.get(engine)
+        return plan if plan is not None else self._plan(engine, view)
+
     def ranked(self, engine: int, view: NetworkView) -> list[tuple[float, int]]:
         """``(-pressure, class)`` of the engine's classes, sorted (largest pressure first)."""
         plan = self._plans.get(engine)

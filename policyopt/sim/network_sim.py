@@ -95,6 +95,7 @@ from policyopt.policies import (
 )
 from policyopt.sim.admission import AdmissionContext, AdmissionRule, make_admission
 from policyopt.sim.batching import BatchRecord, Counters, batch_time_table, not_work_conserving
+from policyopt.sim.compiled_loop import choose, run_compiled
 from policyopt.sim.decode_queue import DecodeQueue
 from policyopt.sim.kv_memory import KVMemory, MemDecodeQueue
 from policyopt.sim.schedulers import BatchPlan, make_scheduler
@@ -376,6 +377,7 @@ class NetworkSimulator:
         trace: bool = False,
         record_batches: bool = False,
         requests: Mapping[str, RequestSource] | None = None,
+        loop: str = "auto",
     ) -> None:
         self.net = net
         self.record = bool(record_batches)
@@ -568,6 +570,8 @@ class NetworkSimulator:
         # the queues a class_state reads: (class, queue) at every engine, and the stations
         self._queues = [(k, eng.wait[k]) for eng in self.engines for k in eng.classes]
         self._stations = [eng for eng in self.engines if not eng.llm]
+        # run() in the compiled loop of a station network (policyopt.sim.compiled_loop)?
+        self.compiled = choose(self, loop)
 
     # ------------------------------------------------------------------ read-only arrays
     @property
@@ -683,23 +687,32 @@ class NetworkSimulator:
             return float(self.route_rng.random())
         buf = self._uniforms
         if not buf:
-            buf.extend(reversed(self.route_rng.random(BLOCK).tolist()))
+            buf.extend(reversed(self._uniform_block().tolist()))
         return buf.pop()
 
     def _draw_work(self, k: int) -> tuple[int, int] | float:
+        """The work of the next job of class ``k``: (prompt, output) tokens, or seconds."""
         buf = self.buffers[k]
         if not buf:
-            rng = self.work_rng[k]
             wl = self.workloads[k]
             if wl is not None:
+                rng = self.work_rng[k]
                 p = wl.prompt_dist.sample(rng, BLOCK, wl.max_prompt_len).tolist()
                 d = wl.output_dist.sample(rng, BLOCK, wl.max_output_len).tolist()
                 buf.extend(zip(reversed(p), reversed(d), strict=True))
             else:
-                svc = self.class_specs[k].service
-                assert svc is not None
-                buf.extend(reversed(svc.sample(rng, BLOCK).tolist()))
+                buf.extend(reversed(self._work_block(k).tolist()))
         return buf.pop()
+
+    def _work_block(self, k: int) -> np.ndarray:
+        """The next block of service times (s) of station class ``k``, in order."""
+        svc = self.class_specs[k].service
+        assert svc is not None
+        return svc.sample(self.work_rng[k], BLOCK)
+
+    def _uniform_block(self) -> np.ndarray:
+        """The next block of routing draws, uniform on [0, 1), in order."""
+        return self.route_rng.random(BLOCK)
 
     def _count(self, k: int, delta: int) -> None:
         """Change the job count of class ``k`` at the current time (time-average bookkeeping;
@@ -1344,7 +1357,10 @@ class NetworkSimulator:
         """Run to the horizon; ``progress`` is called now and then with the time reached."""
         if self.external:
             raise RuntimeError("external mode (policy=None): drive the run with advance()/decide()")
-        self._loop(progress)
+        if self.compiled:
+            run_compiled(self, progress, BLOCK, FOLD)
+        else:
+            self._loop(progress)
         self._finish()
         return self
 

@@ -1,0 +1,541 @@
+"""The compiled loop of a station network: which runs it takes, and the state it works on.
+
+A run of :class:`~policyopt.sim.network_sim.NetworkSimulator` in policy mode goes through
+the compiled event loop (:mod:`policyopt.sim.station_kernel`, numba) when :func:`why_not`
+finds nothing against it:
+
+* every engine is a classic station with one server (preemptive-resume or not);
+* every class is served at one station, and its jobs go next to one class, out of the
+  network, or at random among classes and the exit (no forks or joins);
+* no trace, no explicit request lists;
+* the policy's order at each station is one the kernel computes: the station's one class,
+  a fixed order (any static priority: ``priority:``, ``c-mu``, ``lbfs``, ``fbfs``), first
+  come first served, or the maximum-pressure family (``max-pressure``,
+  ``max-pressure:dai-lin``, ``max-weight``, ``weighted-pressure:``).
+
+Everything else runs in the Python loop, which stays the reference: the compiled loop
+performs the same arithmetic in the same order and gives the same results bit for bit
+(``tests/test_compiled_loop.py`` runs both). ``NetworkSimulator(..., loop=...)`` chooses:
+``"auto"`` (the default: compiled when the run may take it and numba imports), ``"python"``
+or ``"compiled"`` (an error naming the reason when the run may not take it).
+
+:class:`LoopState` copies the simulator's state into numpy arrays, hands Python what it must
+do when the kernel stops (draw the next block of random numbers, fold the logs, grow a buffer,
+take the statistics due at a sample time or window edge, show progress), and at the end writes
+the state back (job queues, events, counters), so the simulator reads the same afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from policyopt.model.network import EXIT
+from policyopt.policies import DaiLinMaxPressure, MaxPressure
+
+if TYPE_CHECKING:
+    from policyopt.sim.network_sim import NetworkSimulator
+
+LOOPS = ("auto", "python", "compiled")
+"""The values of ``NetworkSimulator(loop=...)``."""
+
+
+def why_not(sim: NetworkSimulator) -> str | None:
+    """Why ``sim`` may not run in the compiled loop (``None``: it may)."""
+    if sim.external:
+        return "external mode decides in Python"
+    if sim.trace is not None:
+        return "a trace is recorded in the Python loop"
+    if sim.sources:
+        return "explicit request lists feed LLM engines"
+    for eng in sim.engines:
+        if eng.llm:
+            return "the network has LLM engines"
+        if eng.multi:
+            return "a station has several servers"
+    topo = sim.topo
+    for k, step in enumerate(topo.steps):
+        if sim._engine_of[k] < 0:
+            return f"class {topo.classes[k]!r} may be served at several stations"
+        if step.kind not in ("exit", "next", "random"):
+            return f"class {topo.classes[k]!r} forks or joins"
+        if any(t < 0 and t != EXIT for t in step.targets):
+            return f"class {topo.classes[k]!r} routes to a join"
+    if not sim._route_block:
+        return "routing draws are interleaved with engine choices"
+    if _pressure_form(sim) is None and not (sim._fcfs or _all_fixed(sim)):
+        return f"policy {sim.policy_name!r} is computed in Python"
+    return None
+
+
+def _all_fixed(sim: NetworkSimulator) -> bool:
+    """Every station's order is fixed (one class, or a static priority asked once)."""
+    return all(eng.single or eng.fixed is not None for eng in sim.engines)
+
+
+def _pressure_form(sim: NetworkSimulator) -> bool | None:
+    """``True``/``False``: the policy is maximum pressure in the kernel's form, serving
+    positive pressures only or every class; ``None``: it is not."""
+    policy = sim.policy
+    if not isinstance(policy, MaxPressure) or type(policy).ranked is not MaxPressure.ranked:
+        return None
+    order = type(policy).order
+    if order is DaiLinMaxPressure.order:
+        return True
+    if order is MaxPressure.order:
+        return False
+    return None
+
+
+def numba_available() -> bool:
+    """Whether numba imports here."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose(sim: NetworkSimulator, loop: str) -> bool:
+    """Whether ``sim`` runs compiled under ``loop`` (``auto``, ``python``, ``compiled``);
+    ``ValueError`` naming the reason when ``compiled`` is asked and impossible."""
+    if loop not in LOOPS:
+        raise ValueError(f"loop: unknown value {loop!r}; use one of {', '.join(LOOPS)}")
+    if loop == "python":
+        return False
+    reason = why_not(sim)
+    if reason is None and not numba_available():
+        reason = "numba is not installed"
+    if reason is not None and loop == "compiled":
+        raise ValueError(f"loop: compiled is not possible here: {reason}; use loop='python'")
+    return reason is None
+
+
+class LoopState:
+    """The simulator's state as the kernel's arrays (see :func:`~policyopt.sim.
+    station_kernel.run_stations` for their meaning)."""
+
+    def __init__(self, sim: NetworkSimulator, block: int, fold: int) -> None:
+        from policyopt.sim import station_kernel as sk
+
+        self.sk = sk
+        topo = sim.topo
+        K, J, W = topo.n_classes, len(sim.engines), len(sim.net.workflows)
+        i64, f64 = np.int64, np.float64
+        self.block = block
+        self.iv = np.zeros(sk.N_IV, dtype=i64)
+        self.fv = np.zeros(sk.N_FV, dtype=f64)
+        iv, fv = self.iv, self.fv
+        iv[sk.I_SEQ], iv[sk.I_NEXT_ID], iv[sk.I_CREATED] = sim.seq, sim.next_id, sim.jobs_created
+        self.base_decisions = sim.decisions
+        fv[sk.F_NOW], fv[sk.F_T_CHECK] = sim.now, sim.t_check
+        fv[sk.F_HORIZON], fv[sk.F_WARMUP] = sim.horizon, sim.warmup
+        # jobs: every live job is in a class queue (the one in service at its head)
+        live = [job for eng in sim.engines for k in eng.classes for job in eng.wait[k]]
+        cap = max(1024, 2 * len(live))
+        self.j_cls = np.zeros(cap, dtype=i64)
+        self.j_arr = np.zeros(cap, dtype=f64)
+        self.j_fid = np.zeros(cap, dtype=i64)
+        self.j_ft0 = np.zeros(cap, dtype=f64)
+        self.j_fw = np.zeros(cap, dtype=i64)
+        self.j_left = np.zeros(cap, dtype=f64)
+        self.j_id = np.zeros(cap, dtype=i64)
+        slot_of: dict[int, int] = {}
+        for s, job in enumerate(live):
+            slot_of[id(job)] = s
+            fid, t0, w = job.workflow
+            self.j_cls[s], self.j_arr[s], self.j_left[s], self.j_id[s] = (
+                job.cls,
+                job.arrived,
+                job.pre_left,
+                job.id,
+            )
+            self.j_fid[s], self.j_ft0[s], self.j_fw[s] = fid, t0, w
+        self.free = np.arange(cap - 1, len(live) - 1, -1, dtype=i64)  # popped from the end
+        self.free = np.concatenate([self.free, np.zeros(len(live), dtype=i64)])
+        iv[sk.I_FREE_N] = cap - len(live)
+        # class queues
+        qcap = max(256, 2 * max(len(eng.wait[k]) for eng in sim.engines for k in eng.classes))
+        self.q = np.zeros((K, qcap), dtype=i64)
+        self.q_head = np.zeros(K, dtype=i64)
+        self.q_len = np.zeros(K, dtype=i64)
+        for eng in sim.engines:
+            for k in eng.classes:
+                for r, job in enumerate(eng.wait[k]):
+                    self.q[k, r] = slot_of[id(job)]
+                self.q_len[k] = len(eng.wait[k])
+        # events
+        hcap = max(64, 2 * len(sim.events) + 8)
+        self.ht = np.zeros(hcap, dtype=f64)
+        self.hk = np.zeros(hcap, dtype=i64)
+        self.hs = np.zeros(hcap, dtype=i64)
+        self.ha = np.zeros(hcap, dtype=i64)
+        self.hj = np.zeros(hcap, dtype=i64)
+        for i, (t, kind, seq, a, payload) in enumerate(sim.events):  # a heap stays a heap
+            self.ht[i], self.hk[i], self.hs[i], self.ha[i] = t, kind, seq, a
+            self.hj[i] = -1 if payload is None else slot_of.get(id(payload), -1)
+        iv[sk.I_HEAP_N] = len(sim.events)
+        self.dq = np.zeros(J, dtype=i64)
+        for i, j in enumerate(sim.decide_queue):
+            self.dq[i] = j
+        iv[sk.I_DQ_LEN] = len(sim.decide_queue)
+        # stations
+        self.e_current = np.array(
+            [-1 if e.current is None else slot_of[id(e.current)] for e in sim.engines], dtype=i64
+        )
+        self.e_started = np.array([e.started for e in sim.engines], dtype=f64)
+        self.e_version = np.array([e.version for e in sim.engines], dtype=i64)
+        self.e_backlog = np.array([e.backlog for e in sim.engines], dtype=f64)
+        self.e_done = np.array([e.done_work for e in sim.engines], dtype=f64)
+        self.e_arrived = np.array([e.arrived_work for e in sim.engines], dtype=f64)
+        self.e_batches = np.array([e.stats.batches for e in sim.engines], dtype=i64)
+        self.e_pending = np.array([e.decide_pending for e in sim.engines], dtype=np.bool_)
+        self.e_busy = np.array([e.busy for e in sim.engines], dtype=np.bool_)
+        self.e_preempts = np.array([e.preempts for e in sim.engines], dtype=np.bool_)
+        self.e_single = np.array([e.single for e in sim.engines], dtype=np.bool_)
+        width = max(len(e.classes) for e in sim.engines)
+        self.e_order = np.zeros((J, max(1, width)), dtype=i64)
+        self.e_norder = np.zeros(J, dtype=i64)
+        self.e_mode = np.zeros(J, dtype=i64)
+        self.e_hasrank = np.array([e.rank is not None for e in sim.engines], dtype=np.bool_)
+        self.e_rank = np.zeros((J, K), dtype=i64)
+        positive = _pressure_form(sim)
+        for e in sim.engines:
+            if e.single:
+                mode, order = sk.SINGLE, e.classes
+            elif e.fixed is not None:
+                mode, order = sk.FIXED, e.fixed
+            elif sim._fcfs:
+                mode, order = sk.FCFS, e.classes
+            else:
+                mode, order = sk.PRESSURE, e.classes
+            self.e_mode[e.index] = mode
+            self.e_norder[e.index] = len(order)
+            self.e_order[e.index, : len(order)] = order
+            if e.rank is not None:
+                self.e_rank[e.index] = e.rank
+        # the pressure form: -r_k (the policy's own numbers) and the successors of each class
+        self.p_neg = np.zeros(K, dtype=f64)
+        succ: list[list[tuple[int, float]]] = [[] for _ in range(K)]
+        if positive is not None:
+            policy = sim.policy
+            assert isinstance(policy, MaxPressure)
+            for e in sim.engines:
+                for k, neg, pairs in policy.pressure_terms(e.index, sim.view):
+                    self.p_neg[k] = neg
+                    succ[k] = list(pairs)
+        self.p_ptr, self.p_succ, self.p_prob = _csr(succ)
+        self.p_positive = bool(positive)
+        self.every = bool(sim._every)
+        # class statistics and routing
+        self.work_left = np.array(sim.work_left, dtype=f64)
+        self.last = np.array(sim._last, dtype=f64)
+        self.area = np.array(sim._area, dtype=f64)
+        self.jobs = np.array(sim._jobs, dtype=f64)
+        self.done_class = np.array(sim._done_class, dtype=i64)
+        self.next_of = np.zeros(K, dtype=i64)
+        routes: list[list[tuple[int, float]]] = [[] for _ in range(K)]
+        self.any_random = False
+        for k, step in enumerate(topo.steps):
+            if step.kind == "random":
+                self.next_of[k] = sk.RANDOM
+                routes[k] = list(zip(step.targets, step.probs, strict=True))
+                self.any_random = True
+            else:
+                self.next_of[k] = step.targets[0]
+        self.r_ptr, self.r_tgt, self.r_prob = _csr(routes)
+        self.entries = np.array(topo.entries, dtype=i64)
+        self.engine_of = np.array(sim._engine_of, dtype=i64)
+        # draws: what the Python buffers hold (reversed: the next is last), at each block's end
+        self.a_gap = np.array([-1.0 if g is None else g for g in sim._gap], dtype=f64)
+        self.a_buf = np.zeros((W, block), dtype=f64)
+        self.a_pos = np.full(W, block, dtype=i64)
+        for i, buf in enumerate(sim._arrivals):
+            self._take(self.a_buf, self.a_pos, i, buf)
+        self.w_buf = np.zeros((K, block), dtype=f64)
+        self.w_pos = np.full(K, block, dtype=i64)
+        for k, buf in enumerate(sim.buffers):
+            self._take(self.w_buf, self.w_pos, k, buf)  # type: ignore[arg-type]
+        self.u_buf = np.zeros(block, dtype=f64)
+        u_pos = np.full(1, block, dtype=i64)
+        self._take(self.u_buf.reshape(1, block), u_pos, 0, sim._uniforms)
+        iv[sk.I_UNI_POS] = u_pos[0]
+        iv[sk.I_EMPTY] = 1  # the refill fills what is empty
+        # logs
+        self.l_code = np.zeros(fold, dtype=i64)
+        self.l_val = np.zeros(fold, dtype=f64)
+        self.f_w = np.zeros(fold, dtype=i64)
+        self.f_t0 = np.zeros(fold, dtype=f64)
+        self.f_left = np.zeros(fold, dtype=f64)
+
+    @staticmethod
+    def _take(arr: np.ndarray, pos: np.ndarray, i: int, buf: list[float]) -> None:
+        """Move a Python draw buffer (next draw last) to the end of row ``i``."""
+        n = len(buf)
+        if n:
+            arr[i, arr.shape[1] - n :] = buf[::-1]
+            buf.clear()
+        pos[i] = arr.shape[1] - n
+
+    def args(self, progress_every: int) -> tuple[object, ...]:
+        """The kernel's arguments, in its order."""
+        return (
+            self.iv,
+            self.fv,
+            self.ht,
+            self.hk,
+            self.hs,
+            self.ha,
+            self.hj,
+            self.dq,
+            self.e_current,
+            self.e_started,
+            self.e_version,
+            self.e_backlog,
+            self.e_done,
+            self.e_arrived,
+            self.e_batches,
+            self.e_pending,
+            self.e_busy,
+            self.e_preempts,
+            self.e_single,
+            self.e_mode,
+            self.e_order,
+            self.e_norder,
+            self.e_hasrank,
+            self.e_rank,
+            self.j_cls,
+            self.j_arr,
+            self.j_fid,
+            self.j_ft0,
+            self.j_fw,
+            self.j_left,
+            self.j_id,
+            self.free,
+            self.q,
+            self.q_head,
+            self.q_len,
+            self.work_left,
+            self.last,
+            self.area,
+            self.jobs,
+            self.done_class,
+            self.next_of,
+            self.r_ptr,
+            self.r_tgt,
+            self.r_prob,
+            self.entries,
+            self.engine_of,
+            self.a_gap,
+            self.a_buf,
+            self.a_pos,
+            self.w_buf,
+            self.w_pos,
+            self.u_buf,
+            self.l_code,
+            self.l_val,
+            self.f_w,
+            self.f_t0,
+            self.f_left,
+            self.p_neg,
+            self.p_ptr,
+            self.p_succ,
+            self.p_prob,
+            self.p_positive,
+            self.every,
+            progress_every,
+        )
+
+    # ------------------------------------------------------------------ kernel stops
+    def refill(self, sim: NetworkSimulator) -> None:
+        """Draw the next block of every stream whose block ran out (each stream draws as the
+        Python loop would, only sooner: the numbers are the same)."""
+        sk, block = self.sk, self.block
+        for i in range(len(self.a_pos)):
+            if self.a_gap[i] <= 0.0 and self.a_pos[i] >= block:
+                sim._draw_arrivals(i)
+                self._take(self.a_buf, self.a_pos, i, sim._arrivals[i])
+        for k in range(len(self.w_pos)):
+            if self.w_pos[k] >= block:
+                self.w_buf[k] = sim._work_block(k)
+                self.w_pos[k] = 0
+        if self.any_random and self.iv[sk.I_UNI_POS] >= block:
+            self.u_buf[:] = sim._uniform_block()
+            self.iv[sk.I_UNI_POS] = 0
+        self.iv[sk.I_EMPTY] = 0
+
+    def flush_logs(self, sim: NetworkSimulator) -> None:
+        """Append the kernel's logged times and finished workflows to the simulator's logs."""
+        sk, iv = self.sk, self.iv
+        n = int(iv[sk.I_LOG_N])
+        if n:
+            codes, vals = sim.time_log
+            codes.frombytes(self.l_code[:n].tobytes())
+            vals.frombytes(self.l_val[:n].tobytes())
+            iv[sk.I_LOG_N] = 0
+        n = int(iv[sk.I_FLOW_N])
+        if n:
+            ws, arrived, left = sim.flow_log
+            ws.frombytes(self.f_w[:n].tobytes())
+            arrived.frombytes(self.f_t0[:n].tobytes())
+            left.frombytes(self.f_left[:n].tobytes())
+            iv[sk.I_FLOW_N] = 0
+
+    def grow(self) -> None:
+        """Double the buffers that are (nearly) full: events, job slots, class queues."""
+        sk, iv = self.sk, self.iv
+        if iv[sk.I_HEAP_N] + 4 > len(self.ht):
+            for name in ("ht", "hk", "hs", "ha", "hj"):
+                old = getattr(self, name)
+                setattr(self, name, np.concatenate([old, np.zeros_like(old)]))
+        if iv[sk.I_FREE_N] == 0:
+            cap = len(self.j_cls)
+            for name in ("j_cls", "j_arr", "j_fid", "j_ft0", "j_fw", "j_left", "j_id"):
+                old = getattr(self, name)
+                setattr(self, name, np.concatenate([old, np.zeros_like(old)]))
+            self.free = np.arange(2 * cap - 1, cap - 1, -1, dtype=np.int64)
+            self.free = np.concatenate([self.free, np.zeros(cap, dtype=np.int64)])
+            iv[sk.I_FREE_N] = cap
+        qcap = self.q.shape[1]
+        if int(self.q_len.max()) >= qcap:
+            new = np.zeros((self.q.shape[0], 2 * qcap), dtype=np.int64)
+            for k in range(self.q.shape[0]):
+                n = int(self.q_len[k])
+                idx = (int(self.q_head[k]) + np.arange(n)) % qcap
+                new[k, :n] = self.q[k, idx]
+            self.q = new
+            self.q_head[:] = 0
+        iv[sk.I_GROW] = 0
+
+    def sync(self, sim: NetworkSimulator) -> None:
+        """Write the counters and statistics the simulator reads back into it (what its
+        statistics, its result and a progress display read)."""
+        sk, iv = self.sk, self.iv
+        self.flush_logs(sim)
+        sim._area[:] = self.area.tolist()
+        sim._last[:] = self.last.tolist()
+        sim._jobs[:] = self.jobs.tolist()
+        sim.jobs[:] = self.jobs
+        sim._done_class[:] = self.done_class.tolist()
+        sim.work_left[:] = self.work_left.tolist()
+        sim.now = float(self.fv[sk.F_NOW])
+        sim.seq = int(iv[sk.I_SEQ])
+        sim.next_id = int(iv[sk.I_NEXT_ID])
+        sim.jobs_created = int(iv[sk.I_CREATED])
+        sim.decisions = self.base_decisions + int(iv[sk.I_DECISIONS])
+        for e in sim.engines:
+            j = e.index
+            e.backlog = float(self.e_backlog[j])
+            e.done_work = float(self.e_done[j])
+            e.arrived_work = float(self.e_arrived[j])
+            e.stats.batches = int(self.e_batches[j])
+            e.stats.busy_time = e.done_work
+
+    def export(self, sim: NetworkSimulator) -> None:
+        """Write the whole state back: job queues, the jobs in service, events, decisions due
+        and the unused draws, as Python objects (after :meth:`sync`)."""
+        from policyopt.sim.network_sim import _StationJob
+
+        sk, iv = self.sk, self.iv
+        qcap = self.q.shape[1]
+        job_of: dict[int, _StationJob] = {}
+        for eng in sim.engines:
+            for k in eng.classes:
+                queue = eng.wait[k]
+                queue.clear()
+                for r in range(int(self.q_len[k])):
+                    s = int(self.q[k, (int(self.q_head[k]) + r) % qcap])
+                    job = _StationJob(
+                        int(self.j_id[s]),
+                        k,
+                        float(self.j_arr[s]),
+                        (int(self.j_fid[s]), float(self.j_ft0[s]), int(self.j_fw[s])),
+                        -1,
+                        float(self.j_left[s]),
+                    )
+                    job_of[s] = job
+                    queue.append(job)
+            j = eng.index
+            cur = int(self.e_current[j])
+            eng.current = job_of[cur] if cur >= 0 else None
+            eng.started = float(self.e_started[j])
+            eng.version = int(self.e_version[j])
+            eng.decide_pending = bool(self.e_pending[j])
+            eng.busy = bool(self.e_busy[j])
+        n = int(iv[sk.I_HEAP_N])
+        sim.events[:] = [
+            (
+                float(self.ht[i]),
+                int(self.hk[i]),
+                int(self.hs[i]),
+                int(self.ha[i]),
+                # a stale completion's job may have left: it is never read
+                job_of.get(int(self.hj[i])) if self.hj[i] >= 0 else None,
+            )
+            for i in range(n)
+        ]
+        head, count = int(iv[sk.I_DQ_HEAD]), int(iv[sk.I_DQ_LEN])
+        J = len(self.dq)
+        sim.decide_queue.clear()
+        sim.decide_queue.extend(int(self.dq[(head + i) % J]) for i in range(count))
+        block = self.block
+        for i, buf in enumerate(sim._arrivals):
+            if self.a_gap[i] <= 0.0:
+                buf[:] = self.a_buf[i, self.a_pos[i] :][::-1].tolist()
+        for k, buf in enumerate(sim.buffers):
+            buf[:] = self.w_buf[k, self.w_pos[k] :][::-1].tolist()
+        pos = int(iv[sk.I_UNI_POS])
+        sim._uniforms[:] = self.u_buf[pos:block][::-1].tolist() if pos < block else []
+
+
+def _csr(rows: list[list[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of ``(index, value)`` pairs as pointers, indices and values."""
+    ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    for k, row in enumerate(rows):
+        ptr[k + 1] = ptr[k] + len(row)
+    idx = np.array([i for row in rows for i, _ in row] or [0], dtype=np.int64)
+    val = np.array([v for row in rows for _, v in row] or [0.0], dtype=np.float64)
+    return ptr, idx, val
+
+
+def run_compiled(
+    sim: NetworkSimulator,
+    progress: Callable[[float], None] | None,
+    block: int,
+    fold: int,
+) -> None:
+    """Run ``sim`` to its horizon in the compiled loop (``progress`` is called now and then
+    with the time reached); the simulator's state is then as after its Python loop."""
+    from policyopt.sim import station_kernel as sk
+
+    state = LoopState(sim, block, fold)
+    every = 1 << 16 if progress is not None else 0
+    args = state.args(every)
+    while True:
+        code = sk.run_stations(*args)
+        if code == sk.STOP_END:
+            break
+        if code == sk.STOP_REFILL:
+            state.refill(sim)
+        elif code == sk.STOP_LOGS:
+            state.flush_logs(sim)
+        elif code == sk.STOP_GROW:
+            state.grow()
+            args = state.args(every)
+        elif code == sk.STOP_BOOKKEEP:
+            state.sync(sim)
+            sim._bookkeep(float(state.fv[sk.F_BOOK_T]))
+            state.fv[sk.F_T_CHECK] = sim.t_check
+        elif code == sk.STOP_PROGRESS:
+            state.sync(sim)
+            assert progress is not None
+            progress(sim.now)
+        else:  # pragma: no cover - the kernel returns only the codes above
+            raise RuntimeError(f"compiled loop: unknown stop code {code}")
+    state.sync(sim)
+    state.export(sim)
+
+
+__all__ = ["LOOPS", "LoopState", "choose", "numba_available", "run_compiled", "why_not"]

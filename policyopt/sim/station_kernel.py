@@ -1,0 +1,442 @@
+"""The compiled event loop of a network of classic stations (numba).
+
+:func:`run_stations` is :meth:`NetworkSimulator._loop <policyopt.sim.network_sim.
+NetworkSimulator._loop>` in policy mode, restricted to what :mod:`policyopt.sim.compiled_loop`
+hands it: single-server stations (preemptive-resume or not), every class served at one station,
+fixed or random routing to the next class or out of the network (no forks or joins), and a
+policy in one of four forms (:data:`SINGLE`, :data:`FIXED`, :data:`FCFS`, :data:`PRESSURE`).
+It performs the same floating-point operations in the same order, so its results are the
+Python loop's, bit for bit (``tests/test_compiled_loop.py`` checks it).
+
+The state lives in numpy arrays (:class:`~policyopt.sim.compiled_loop.LoopState` names them).
+The kernel returns to Python, with the state consistent, whenever Python must act (a ``STOP_*``
+code): a block of random draws ran out, a log filled up, a buffer must grow, the statistics are
+due (warm-up end, a sample, a batch-means window edge), progress is to be shown, or the horizon
+is reached. Random draws come from Python in blocks (one stream per workflow, per class and for
+routing, as in the Python loop), so which numbers a run uses does not depend on the loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# event kinds (as in network_sim)
+ARRIVAL, DONE = 0, 1
+# how a station orders its classes
+SINGLE, FIXED, FCFS, PRESSURE = 0, 1, 2, 3
+# where a class's jobs go next: a class index (>= 0), or
+EXIT, RANDOM = -1, -3
+# why the kernel returned
+STOP_END, STOP_REFILL, STOP_LOGS, STOP_GROW, STOP_BOOKKEEP, STOP_PROGRESS = 0, 1, 2, 3, 4, 5
+# integer scalars (``iv``)
+I_SEQ, I_NEXT_ID, I_CREATED, I_DECISIONS, I_HEAP_N, I_DQ_HEAD, I_DQ_LEN = 0, 1, 2, 3, 4, 5, 6
+I_LOG_N, I_FLOW_N, I_FREE_N, I_TICK, I_KEPT = 7, 8, 9, 10, 11
+I_UNI_POS, I_EMPTY, I_GROW = 12, 13, 14
+N_IV = 15
+# float scalars (``fv``)
+F_NOW, F_T_CHECK, F_HORIZON, F_WARMUP, F_BOOK_T = 0, 1, 2, 3, 4
+N_FV = 5
+
+
+@njit(cache=True, inline="always")
+def _less(ht, hk, hs, i, j):
+    """Heap entry ``i`` before entry ``j``: by time, kind, then sequence number (unique)."""
+    if ht[i] != ht[j]:
+        return ht[i] < ht[j]
+    if hk[i] != hk[j]:
+        return hk[i] < hk[j]
+    return hs[i] < hs[j]
+
+
+@njit(cache=True)
+def _swap(ht, hk, hs, ha, hj, i, j):
+    ht[i], ht[j] = ht[j], ht[i]
+    hk[i], hk[j] = hk[j], hk[i]
+    hs[i], hs[j] = hs[j], hs[i]
+    ha[i], ha[j] = ha[j], ha[i]
+    hj[i], hj[j] = hj[j], hj[i]
+
+
+@njit(cache=True)
+def _sift_down(ht, hk, hs, ha, hj, n, i):
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            return
+        if c + 1 < n and _less(ht, hk, hs, c + 1, c):
+            c += 1
+        if _less(ht, hk, hs, c, i):
+            _swap(ht, hk, hs, ha, hj, i, c)
+            i = c
+        else:
+            return
+
+
+@njit(cache=True)
+def _push(ht, hk, hs, ha, hj, iv, t, kind, seq, a, job):
+    """Push event ``(t, kind, seq, a, job)`` (the caller made room)."""
+    i = iv[I_HEAP_N]
+    iv[I_HEAP_N] = i + 1
+    ht[i], hk[i], hs[i], ha[i], hj[i] = t, kind, seq, a, job
+    while i > 0:
+        p = (i - 1) // 2
+        if _less(ht, hk, hs, i, p):
+            _swap(ht, hk, hs, ha, hj, i, p)
+            i = p
+        else:
+            return
+
+
+@njit(cache=True)
+def _pop(ht, hk, hs, ha, hj, iv):
+    """Drop the first event."""
+    n = iv[I_HEAP_N] - 1
+    iv[I_HEAP_N] = n
+    if n > 0:
+        ht[0], hk[0], hs[0], ha[0], hj[0] = ht[n], hk[n], hs[n], ha[n], hj[n]
+        _sift_down(ht, hk, hs, ha, hj, n, 0)
+
+
+@njit(cache=True)
+def _replace(ht, hk, hs, ha, hj, iv, t, kind, seq, a, job):
+    """Drop the first event and push ``(t, kind, seq, a, job)`` (``heapq.heapreplace``)."""
+    ht[0], hk[0], hs[0], ha[0], hj[0] = t, kind, seq, a, job
+    _sift_down(ht, hk, hs, ha, hj, iv[I_HEAP_N], 0)
+
+
+@njit(cache=True)
+def run_stations(
+    iv,
+    fv,
+    # events: time, kind, sequence number, workflow or station, job slot (-1: none)
+    ht,
+    hk,
+    hs,
+    ha,
+    hj,
+    dq,  # stations whose decision is due now, a ring of capacity J
+    # stations
+    e_current,
+    e_started,
+    e_version,
+    e_backlog,
+    e_done,
+    e_arrived,
+    e_batches,
+    e_pending,
+    e_busy,
+    e_preempts,
+    e_single,
+    e_mode,
+    e_order,
+    e_norder,
+    e_hasrank,
+    e_rank,
+    # jobs (slots) and the free slots
+    j_cls,
+    j_arr,
+    j_fid,
+    j_ft0,
+    j_fw,
+    j_left,
+    j_id,
+    free,
+    # class queues (rings), per-class statistics and routing
+    q,
+    q_head,
+    q_len,
+    work_left,
+    last,
+    area,
+    jobs,
+    done_class,
+    next_of,
+    r_ptr,
+    r_tgt,
+    r_prob,
+    entries,
+    engine_of,
+    # draws: per workflow (gaps; a_gap > 0: deterministic), per class (work), routing
+    a_gap,
+    a_buf,
+    a_pos,
+    w_buf,
+    w_pos,
+    u_buf,
+    # logs: per-class times (code, seconds) and finished workflows (index, arrival, exit)
+    l_code,
+    l_val,
+    f_w,
+    f_t0,
+    f_left,
+    # the pressure form: -r_k (weighted), successors (CSR), positive pressures only
+    p_neg,
+    p_ptr,
+    p_succ,
+    p_prob,
+    p_positive,
+    every,
+    progress_every,
+):
+    """Run events until Python must act; returns a ``STOP_*`` code (see the module)."""
+    horizon = fv[F_HORIZON]
+    warmup = fv[F_WARMUP]
+    t_check = fv[F_T_CHECK]
+    now = fv[F_NOW]
+    n_st = e_current.shape[0]
+    qcap = q.shape[1]
+    lcap = l_code.shape[0]
+    block = a_buf.shape[1]
+    hcap = ht.shape[0]
+    while True:
+        fv[F_NOW] = now
+        # room for this step: draws, logs, buffers
+        if iv[I_EMPTY] != 0:
+            return STOP_REFILL
+        if iv[I_LOG_N] >= lcap or iv[I_FLOW_N] >= lcap:
+            return STOP_LOGS
+        if iv[I_GROW] != 0 or iv[I_HEAP_N] + 4 > hcap or iv[I_FREE_N] == 0:
+            iv[I_GROW] = 1
+            return STOP_GROW
+        if progress_every > 0 and iv[I_TICK] >= progress_every:
+            iv[I_TICK] = 0
+            return STOP_PROGRESS
+        n_heap = iv[I_HEAP_N]
+        a = -1
+        station = -1
+        if iv[I_DQ_LEN] > 0 and (n_heap == 0 or ht[0] > now):
+            # a decision due now, and no other event left at this instant
+            if now >= horizon:
+                break
+            a = dq[iv[I_DQ_HEAD]]
+            iv[I_DQ_HEAD] = (iv[I_DQ_HEAD] + 1) % n_st
+            iv[I_DQ_LEN] -= 1
+            e_pending[a] = False
+        else:
+            if n_heap == 0:
+                break
+            t = ht[0]
+            if t >= horizon:
+                break
+            if t >= t_check and iv[I_KEPT] == 0:
+                # the statistics are due before this event: Python does them
+                iv[I_KEPT] = 1
+                fv[F_BOOK_T] = t
+                return STOP_BOOKKEEP
+            iv[I_KEPT] = 0
+            kind, seq, a, slot = hk[0], hs[0], ha[0], hj[0]
+            if kind == ARRIVAL and a_gap[a] <= 0.0:
+                # the workflow's next arrival takes this one's place
+                pos = a_pos[a]
+                gap = a_buf[a, pos]
+                a_pos[a] = pos + 1
+                if pos + 1 == block:
+                    iv[I_EMPTY] = 1
+                nseq = iv[I_SEQ] + 1
+                iv[I_SEQ] = nseq
+                _replace(ht, hk, hs, ha, hj, iv, t + gap, ARRIVAL, nseq, a, -1)
+            else:
+                _pop(ht, hk, hs, ha, hj, iv)
+            now = t
+            nk = -1
+            fid = 0
+            ft0 = 0.0
+            fw = 0
+            if kind == DONE:
+                if seq != e_version[a]:
+                    continue  # preempted: a stale completion
+                used = t - e_started[a]
+                k = j_cls[slot]
+                work_left[k] -= used
+                e_backlog[a] -= used
+                e_done[a] += used
+                e_current[a] = -1
+                q_head[k] = (q_head[k] + 1) % qcap
+                q_len[k] -= 1
+                e_busy[a] = False
+                e_batches[a] += 1
+                station = a
+                lo = last[k]
+                if lo < warmup:
+                    lo = warmup
+                n = jobs[k]
+                if t > lo:
+                    area[k] += n * (t - lo)
+                last[k] = t
+                jobs[k] = n - 1.0
+                if t >= warmup:
+                    done_class[k] += 1
+                arrived = j_arr[slot]
+                if arrived >= warmup:
+                    i = iv[I_LOG_N]
+                    l_code[i] = 2 * k
+                    l_val[i] = t - arrived
+                    iv[I_LOG_N] = i + 1
+                target = next_of[k]
+                if target == RANDOM:
+                    pos = iv[I_UNI_POS]
+                    u = u_buf[pos]
+                    iv[I_UNI_POS] = pos + 1
+                    if pos + 1 == block:
+                        iv[I_EMPTY] = 1
+                    acc = 0.0
+                    target = r_tgt[r_ptr[k + 1] - 1]
+                    for r in range(r_ptr[k], r_ptr[k + 1]):
+                        acc += r_prob[r]
+                        if u < acc:
+                            target = r_tgt[r]
+                            break
+                fid, ft0, fw = j_fid[slot], j_ft0[slot], j_fw[slot]
+                if target >= 0:
+                    nk = target
+                else:  # EXIT
+                    i = iv[I_FLOW_N]
+                    f_w[i] = fw
+                    f_t0[i] = ft0
+                    f_left[i] = t
+                    iv[I_FLOW_N] = i + 1
+                free[iv[I_FREE_N]] = slot
+                iv[I_FREE_N] += 1
+            else:  # ARRIVAL
+                fid = iv[I_NEXT_ID]
+                iv[I_NEXT_ID] = fid + 1
+                ft0 = t
+                fw = a
+                nk = entries[a]
+                if a_gap[a] > 0.0:  # deterministic arrivals
+                    nseq = iv[I_SEQ] + 1
+                    iv[I_SEQ] = nseq
+                    _push(ht, hk, hs, ha, hj, iv, now + a_gap[a], ARRIVAL, nseq, a, -1)
+            if nk >= 0:
+                # a job of class nk starts at its station
+                j = engine_of[nk]
+                jid = iv[I_NEXT_ID]
+                iv[I_NEXT_ID] = jid + 1
+                iv[I_CREATED] += 1
+                pos = w_pos[nk]
+                work = w_buf[nk, pos]
+                w_pos[nk] = pos + 1
+                if pos + 1 == block:
+                    iv[I_EMPTY] = 1
+                nf = iv[I_FREE_N] - 1
+                iv[I_FREE_N] = nf
+                slot = free[nf]
+                j_cls[slot] = nk
+                j_arr[slot] = t
+                j_fid[slot] = fid
+                j_ft0[slot] = ft0
+                j_fw[slot] = fw
+                j_left[slot] = work
+                j_id[slot] = jid
+                e_backlog[j] += work
+                e_arrived[j] += work
+                work_left[nk] += work
+                ln = q_len[nk]
+                q[nk, (q_head[nk] + ln) % qcap] = slot
+                q_len[nk] = ln + 1
+                if ln + 1 == qcap:
+                    iv[I_GROW] = 1
+                lo = last[nk]
+                if lo < warmup:
+                    lo = warmup
+                n = jobs[nk]
+                if t > lo:
+                    area[nk] += n * (t - lo)
+                last[nk] = t
+                jobs[nk] = n + 1.0
+                if not e_pending[j] and not e_busy[j]:
+                    cur = e_current[j]
+                    if cur >= 0 and e_hasrank[j] and e_rank[j, nk] >= e_rank[j, j_cls[cur]]:
+                        # behind the job in service in a fixed order: nothing changes
+                        if not e_single[j]:
+                            iv[I_DECISIONS] += 1
+                    else:
+                        e_pending[j] = True
+                        dq[(iv[I_DQ_HEAD] + iv[I_DQ_LEN]) % n_st] = j
+                        iv[I_DQ_LEN] += 1
+            iv[I_TICK] += 1
+            if every:
+                for e in range(n_st):
+                    if not e_pending[e] and not e_busy[e]:
+                        e_pending[e] = True
+                        dq[(iv[I_DQ_HEAD] + iv[I_DQ_LEN]) % n_st] = e
+                        iv[I_DQ_LEN] += 1
+            if station < 0:
+                continue
+            if e_pending[station]:
+                continue
+            if iv[I_DQ_LEN] > 0 or (iv[I_HEAP_N] > 0 and ht[0] <= t):
+                # other events at this instant, or decisions raised before: it waits
+                e_pending[station] = True
+                dq[(iv[I_DQ_HEAD] + iv[I_DQ_LEN]) % n_st] = station
+                iv[I_DQ_LEN] += 1
+                continue
+            a = station  # nothing else happens at this instant: it decides now
+        # station a decides: serve the first class of its order with a waiting job
+        mode = e_mode[a]
+        chosen = -1
+        if mode <= FIXED:  # SINGLE or FIXED: the order as it stands
+            if mode == FIXED:
+                iv[I_DECISIONS] += 1
+            for r in range(e_norder[a]):
+                k = e_order[a, r]
+                if q_len[k] > 0:
+                    chosen = q[k, q_head[k]]
+                    break
+        elif mode == FCFS:
+            iv[I_DECISIONS] += 1
+            for r in range(e_norder[a]):
+                k = e_order[a, r]
+                if q_len[k] > 0:
+                    head = q[k, q_head[k]]
+                    if chosen < 0 or j_arr[head] < j_arr[chosen]:
+                        chosen = head
+        else:  # PRESSURE: the class of largest pressure with a waiting job (ties: lower index)
+            iv[I_DECISIONS] += 1
+            best = 0.0
+            best_k = -1
+            for r in range(e_norder[a]):
+                k = e_order[a, r]
+                if q_len[k] == 0:
+                    continue
+                down = 0.0
+                for s in range(p_ptr[k], p_ptr[k + 1]):
+                    down += p_prob[s] * jobs[p_succ[s]]
+                neg = p_neg[k] * (jobs[k] - down)
+                if p_positive and not neg < 0.0:
+                    continue
+                if best_k < 0 or neg < best or (neg == best and k < best_k):
+                    best = neg
+                    best_k = k
+            if best_k >= 0:
+                chosen = q[best_k, q_head[best_k]]
+        cur = e_current[a]
+        if chosen == cur:
+            continue
+        if cur >= 0:  # preempt
+            if not e_preempts[a]:
+                continue  # non-preemptive: the job in service finishes
+            used = now - e_started[a]
+            j_left[cur] -= used
+            work_left[j_cls[cur]] -= used
+            e_backlog[a] -= used
+            e_done[a] += used
+        e_current[a] = chosen
+        if chosen < 0:
+            e_version[a] = 0  # no completion is due
+            continue
+        e_started[a] = now
+        if not e_preempts[a]:
+            e_busy[a] = True  # until the job completes
+        nseq = iv[I_SEQ] + 1
+        iv[I_SEQ] = nseq
+        e_version[a] = nseq
+        _push(ht, hk, hs, ha, hj, iv, now + j_left[chosen], DONE, nseq, a, chosen)
+    fv[F_NOW] = now
+    return STOP_END
+
+
+def empty_i(n: int) -> np.ndarray:
+    """An int64 array of ``n`` zeros."""
+    return np.zeros(n, dtype=np.int64)
