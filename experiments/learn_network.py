@@ -4,10 +4,11 @@ Trains PPO on ``--network`` (default ``rybko-stolyar``) at its nominal load (0.9
 capacity boundary in the library), warm-started by imitating ``--bc``, then evaluates on common
 random numbers (``--seeds`` x ``--eval-horizon`` s):
 
-* maximum pressure, fluid tracking and the **best static priority** (every combination of
-  per-engine class orders is simulated once, ``--search-horizon`` s with the first seed; the
-  one of least mean number in system is kept);
-* the behaviour-cloned model before any RL step (``ppo/bc``), the final PPO model, and the
+* maximum pressure, fluid tracking, FCFS, the proportionally randomized policy ``pr`` and the
+  **best static priority** (every combination of per-engine class orders is simulated once,
+  ``--search-horizon`` s with the first seed; the one of least mean number in system is kept);
+* the behaviour-cloned model before any RL step (``ppo/bc``), the final PPO model (``--algo``:
+  discounted ``ppo`` or average-cost ``ppo-avg``), and the
   **selected** PPO model: the checkpoint (or warm start, or final model) of least mean number
   in system on separate **validation** runs (``--val-seeds`` x ``--val-horizon`` s), so the
   choice does not peek at the test seeds (early stopping by validation, as usual in RL).
@@ -25,6 +26,7 @@ runs of the checkpoints),
 
     python experiments/learn_network.py                                  # rybko-stolyar, 1e6 steps
     python experiments/learn_network.py --network fork-join --bc max-pressure
+    python experiments/learn_network.py --network criss-cross --algo ppo-avg --bc pr
     python experiments/learn_network.py --timesteps 4000 --eval-horizon 300 --seeds 0
                                                                          # a smoke run
 """
@@ -89,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--network", default="rybko-stolyar", help="library name or network file")
     ap.add_argument("--timesteps", type=int, default=1_000_000, help="PPO env steps")
     ap.add_argument("--seed", type=int, default=0, help="training seed")
+    ap.add_argument(
+        "--algo", default="ppo", choices=["ppo", "ppo-avg"], help="discounted or average-cost PPO"
+    )
     ap.add_argument("--config", help="hyperparameter YAML (default: the documented defaults)")
     ap.add_argument(
         "--bc", default="best-priority", help="warm start: best-priority, none, or a policy"
@@ -107,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--seeds and --val-seeds must not share a seed")
     net = get_network(args.network)
     tag = "".join(c if c.isalnum() or c in "-_" else "-" for c in args.bc)
+    if args.algo != "ppo":
+        tag = f"{args.algo}_{tag}"
     out: Path = args.out or HERE / "out" / f"learn_{net.name}_{tag}"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -126,17 +133,18 @@ def main(argv: list[str] | None = None) -> int:
     hp["eval"]["eval_freq"] = 0  # the curve comes from the checkpoints below
     hp["checkpoint"]["save_freq"] = max(1000, args.timesteps // max(1, args.curve_points))
     t0 = time.perf_counter()
-    res = train(args.network, "ppo", args.timesteps, args.seed, out / "ppo", hp, bc_policy=bc)
+    algo = args.algo
+    res = train(args.network, algo, args.timesteps, args.seed, out / "ppo", hp, bc_policy=bc)
     train_s = time.perf_counter() - t0
     print(f"trained {res.timesteps} steps in {train_s:.0f} s ({res.steps_per_second:.0f} steps/s)")
 
     # validation: the warm start, every checkpoint and the final model; keep the best
     candidates: list[tuple[int, str]] = []
     if bc is not None:
-        candidates.append((0, f"ppo:{res.out_dir / 'bc'}"))
-    candidates += [(steps, f"ppo:{p}") for steps, p in checkpoints(res.out_dir)]
+        candidates.append((0, f"{algo}:{res.out_dir / 'bc'}"))
+    candidates += [(steps, f"{algo}:{p}") for steps, p in checkpoints(res.out_dir)]
     if not candidates or candidates[-1][0] != res.timesteps:
-        candidates.append((res.timesteps, f"ppo:{res.out_dir}"))
+        candidates.append((res.timesteps, f"{algo}:{res.out_dir}"))
     t0 = time.perf_counter()
     val = evaluate(args.network, [c for _, c in candidates], [None], val_seeds, args.val_horizon)
     curve = [
@@ -156,10 +164,11 @@ def main(argv: list[str] | None = None) -> int:
             w.writerow([steps, name, c[1], c[2], c[3]])
 
     # test: baselines, warm start, final and selected models on the test seeds
-    policies = ["max-pressure", "fluid", best]
+    designed = ["max-pressure", "fluid", "fcfs", "pr", best]
+    policies = list(designed)
     if bc is not None:
-        policies.append(f"ppo:{res.out_dir / 'bc'}")
-    final_name = f"ppo:{res.out_dir}"
+        policies.append(f"{algo}:{res.out_dir / 'bc'}")
+    final_name = f"{algo}:{res.out_dir}"
     policies.append(final_name)
     if selected not in policies:
         policies.append(selected)
@@ -186,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         linestyle="none",
         label="selected",
     )
-    for i, name in enumerate(["max-pressure", "fluid", best]):
+    for i, name in enumerate(designed):
         ax.axhline(
             rows[name]["mean_jobs"],
             linestyle="--",
@@ -197,18 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_xlabel("PPO env steps (0: the behaviour-cloned warm start)")
     ax.set_ylabel("mean jobs in system")
     ax.set_yscale("log")
-    ax.set_title(f"{net.name}: PPO, warm start {bc or 'none'}")
+    ax.set_title(f"{net.name}: {algo}, warm start {bc or 'none'}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "learning_curve.png", dpi=120)
     plt.close(fig)
 
-    base = min((rows[n] for n in ("max-pressure", "fluid", best)), key=lambda r: r["mean_jobs"])
+    base = min((rows[n] for n in designed), key=lambda r: r["mean_jobs"])
     gap_final = rows[final_name]["mean_jobs"] / base["mean_jobs"] - 1.0
     gap_selected = rows[selected]["mean_jobs"] / base["mean_jobs"] - 1.0
     bc_txt = json.dumps(res.bc) if res.bc else "none"
     report = [
-        f"# PPO on {net.name}",
+        f"# {algo} on {net.name}",
         "",
         f"{res.timesteps} env steps in {train_s:.0f} s of training "
         f"({res.steps_per_second:.0f} steps/s), warm start: {bc_txt}.",
@@ -231,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "report.md").write_text("\n".join(report))
     summary: dict[str, Any] = {
         "network": net.name,
+        "algo": algo,
         "bc": bc,
         "timesteps": res.timesteps,
         "train_seconds": train_s,

@@ -3,10 +3,10 @@
 Both loops must give the same run bit for bit: the same result (every metric, window and
 sampled series), the same counters, and the same state at the end (queues, the jobs in
 service, pending events). The library's station networks under every policy form the kernel
-knows, random networks (random routing, several service and arrival laws, both disciplines)
-through hypothesis, and the kernel's stops (buffers growing, logs filling, progress, initial
-jobs). A run the kernel may not take falls back to Python, or names its reason when the
-compiled loop is asked for.
+knows (fixed orders, FCFS, the maximum-pressure family, linear indices), random networks
+(random routing, several service and arrival laws, both disciplines) through hypothesis, and
+the kernel's stops (buffers growing, logs filling, progress, initial jobs). A run the kernel
+may not take falls back to Python, or names its reason when the compiled loop is asked for.
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ def test_library_networks_match(network: str, policy: str) -> None:
     check(get_network(network), policy, horizon=3000.0, seed=3)
 
 
-@pytest.mark.parametrize("policy", ["priority:c4>c2>c1>c3", "weighted-pressure:1,2,0.5,3"])
+@pytest.mark.parametrize(
+    "policy", ["priority:c4>c2>c1>c3", "weighted-pressure:1,2,0.5,3", "linear:1,0,2,0.5,0.5,1,3,0"]
+)
 def test_priorities_and_weights_match(policy: str) -> None:
     check(get_network("lu-kumar"), policy, horizon=3000.0, seed=1)
 
@@ -144,7 +146,11 @@ def random_network(
         },
     ]
     spec = {"name": "random", "engines": stations, "classes": classes, "workflows": workflows}
-    return build(NetworkSpec, spec), draw(st.sampled_from(POLICIES))
+    policy = draw(st.sampled_from((*POLICIES, "linear")))
+    if policy == "linear":  # a_k, b_k per class (ties are likely: small whole numbers)
+        numbers = draw(st.lists(st.integers(-2, 3), min_size=2 * n_cls + 2, max_size=2 * n_cls + 2))
+        policy = "linear:" + ",".join(map(str, numbers))
+    return build(NetworkSpec, spec), policy
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

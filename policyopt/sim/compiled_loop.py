@@ -10,8 +10,9 @@ finds nothing against it:
 * no trace, no explicit request lists;
 * the policy's order at each station is one the kernel computes: the station's one class,
   a fixed order (any static priority: ``priority:``, ``c-mu``, ``lbfs``, ``fbfs``), first
-  come first served, or the maximum-pressure family (``max-pressure``,
-  ``max-pressure:dai-lin``, ``max-weight``, ``weighted-pressure:``).
+  come first served, the maximum-pressure family (``max-pressure``,
+  ``max-pressure:dai-lin``, ``max-weight``, ``weighted-pressure:``), or a linear index
+  (``linear:``).
 
 Everything else runs in the Python loop, which stays the reference: the compiled loop
 performs the same arithmetic in the same order and gives the same results bit for bit
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from policyopt.index_policies import LinearIndex
 from policyopt.model.network import EXIT
 from policyopt.policies import DaiLinMaxPressure, MaxPressure
 
@@ -65,7 +67,11 @@ def why_not(sim: NetworkSimulator) -> str | None:
             return f"class {topo.classes[k]!r} routes to a join"
     if not sim._route_block:
         return "routing draws are interleaved with engine choices"
-    if _pressure_form(sim) is None and not (sim._fcfs or _all_fixed(sim)):
+    if (
+        _pressure_form(sim) is None
+        and _linear_form(sim) is None
+        and not (sim._fcfs or _all_fixed(sim))
+    ):
         return f"policy {sim.policy_name!r} is computed in Python"
     return None
 
@@ -86,6 +92,14 @@ def _pressure_form(sim: NetworkSimulator) -> bool | None:
         return True
     if order is MaxPressure.order:
         return False
+    return None
+
+
+def _linear_form(sim: NetworkSimulator) -> tuple[list[float], list[float]] | None:
+    """``(a, b)`` of a linear index policy (``linear:...``), else ``None``."""
+    policy = sim.policy
+    if isinstance(policy, LinearIndex) and type(policy).order is LinearIndex.order:
+        return list(policy.a), list(policy.b)
     return None
 
 
@@ -202,6 +216,7 @@ class LoopState:
         self.e_hasrank = np.array([e.rank is not None for e in sim.engines], dtype=np.bool_)
         self.e_rank = np.zeros((J, K), dtype=i64)
         positive = _pressure_form(sim)
+        linear = _linear_form(sim)
         for e in sim.engines:
             if e.single:
                 mode, order = sk.SINGLE, e.classes
@@ -209,6 +224,8 @@ class LoopState:
                 mode, order = sk.FIXED, e.fixed
             elif sim._fcfs:
                 mode, order = sk.FCFS, e.classes
+            elif linear is not None:
+                mode, order = sk.LINEAR, e.classes
             else:
                 mode, order = sk.PRESSURE, e.classes
             self.e_mode[e.index] = mode
@@ -228,6 +245,8 @@ class LoopState:
                     succ[k] = list(pairs)
         self.p_ptr, self.p_succ, self.p_prob = _csr(succ)
         self.p_positive = bool(positive)
+        self.lin_a = np.array(linear[0] if linear else [0.0] * K, dtype=f64)
+        self.lin_b = np.array(linear[1] if linear else [0.0] * K, dtype=f64)
         self.every = bool(sim._every)
         # class statistics and routing
         self.work_left = np.array(sim.work_left, dtype=f64)
@@ -344,6 +363,8 @@ class LoopState:
             self.p_succ,
             self.p_prob,
             self.p_positive,
+            self.lin_a,
+            self.lin_b,
             self.every,
             progress_every,
         )

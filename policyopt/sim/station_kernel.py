@@ -4,7 +4,8 @@
 NetworkSimulator._loop>` in policy mode, restricted to what :mod:`policyopt.sim.compiled_loop`
 hands it: single-server stations (preemptive-resume or not), every class served at one station,
 fixed or random routing to the next class or out of the network (no forks or joins), and a
-policy in one of four forms (:data:`SINGLE`, :data:`FIXED`, :data:`FCFS`, :data:`PRESSURE`).
+policy in one of five forms (:data:`SINGLE`, :data:`FIXED`, :data:`FCFS`, :data:`PRESSURE`,
+:data:`LINEAR`).
 It performs the same floating-point operations in the same order, so its results are the
 Python loop's, bit for bit (``tests/test_compiled_loop.py`` checks it).
 
@@ -24,7 +25,7 @@ from numba import njit
 # event kinds (as in network_sim)
 ARRIVAL, DONE = 0, 1
 # how a station orders its classes
-SINGLE, FIXED, FCFS, PRESSURE = 0, 1, 2, 3
+SINGLE, FIXED, FCFS, PRESSURE, LINEAR = 0, 1, 2, 3, 4
 # where a class's jobs go next: a class index (>= 0), or
 EXIT, RANDOM = -1, -3
 # why the kernel returned
@@ -176,6 +177,9 @@ def run_stations(
     p_succ,
     p_prob,
     p_positive,
+    # the linear form: index a_k z_k + b_k
+    lin_a,
+    lin_b,
     every,
     progress_every,
 ):
@@ -392,6 +396,20 @@ def run_stations(
                     head = q[k, q_head[k]]
                     if chosen < 0 or j_arr[head] < j_arr[chosen]:
                         chosen = head
+        elif mode == LINEAR:  # the class of largest index with a waiting job (ties: lower index)
+            iv[I_DECISIONS] += 1
+            best = 0.0
+            best_k = -1
+            for r in range(e_norder[a]):
+                k = e_order[a, r]
+                if q_len[k] == 0:
+                    continue
+                neg = -(lin_a[k] * jobs[k] + lin_b[k])
+                if best_k < 0 or neg < best or (neg == best and k < best_k):
+                    best = neg
+                    best_k = k
+            if best_k >= 0:
+                chosen = q[best_k, q_head[best_k]]
         else:  # PRESSURE: the class of largest pressure with a waiting job (ties: lower index)
             iv[I_DECISIONS] += 1
             best = 0.0
