@@ -4,7 +4,7 @@ A run of :class:`~policyopt.sim.network_sim.NetworkSimulator` in policy mode goe
 the compiled event loop (:mod:`policyopt.sim.station_kernel`, numba) when :func:`why_not`
 finds nothing against it:
 
-* every engine is a classic station with one server (preemptive-resume or not);
+* every engine is a classic station (one or several servers, preemptive-resume or not);
 * every class is served at one station, and its jobs go next to one class, out of the
   network, or at random among classes and the exit (no forks or joins);
 * no trace, no explicit request lists;
@@ -40,6 +40,10 @@ from policyopt.policies import DaiLinMaxPressure, MaxPressure
 if TYPE_CHECKING:
     from policyopt.sim.network_sim import NetworkSimulator
 
+JOB_ARRAYS = ("j_cls", "j_arr", "j_fid", "j_ft0", "j_fw", "j_left", "j_id")
+JOB_ARRAYS += ("j_since", "j_ver", "mark")
+"""The per-slot arrays of :class:`LoopState` (they grow together)."""
+
 LOOPS = ("auto", "python", "compiled")
 """The values of ``NetworkSimulator(loop=...)``."""
 
@@ -55,8 +59,6 @@ def why_not(sim: NetworkSimulator) -> str | None:
     for eng in sim.engines:
         if eng.llm:
             return "the network has LLM engines"
-        if eng.multi:
-            return "a station has several servers"
     topo = sim.topo
     for k, step in enumerate(topo.steps):
         if sim._engine_of[k] < 0:
@@ -156,6 +158,9 @@ class LoopState:
         self.j_fw = np.zeros(cap, dtype=i64)
         self.j_left = np.zeros(cap, dtype=f64)
         self.j_id = np.zeros(cap, dtype=i64)
+        self.j_since = np.zeros(cap, dtype=f64)
+        self.j_ver = np.zeros(cap, dtype=i64)
+        self.mark = np.zeros(cap, dtype=i64)
         slot_of: dict[int, int] = {}
         for s, job in enumerate(live):
             slot_of[id(job)] = s
@@ -167,6 +172,8 @@ class LoopState:
                 job.id,
             )
             self.j_fid[s], self.j_ft0[s], self.j_fw[s] = fid, t0, w
+            self.j_since[s] = getattr(job, "since", 0.0)  # set once it started, several servers
+            self.j_ver[s] = getattr(job, "ver", 0)
         self.free = np.arange(cap - 1, len(live) - 1, -1, dtype=i64)  # popped from the end
         self.free = np.concatenate([self.free, np.zeros(len(live), dtype=i64)])
         iv[sk.I_FREE_N] = cap - len(live)
@@ -180,8 +187,8 @@ class LoopState:
                 for r, job in enumerate(eng.wait[k]):
                     self.q[k, r] = slot_of[id(job)]
                 self.q_len[k] = len(eng.wait[k])
-        # events
-        hcap = max(64, 2 * len(sim.events) + 8)
+        # events (room for every server to start at one decision)
+        hcap = max(64, 2 * len(sim.events) + 8) + max(e.servers for e in sim.engines)
         self.ht = np.zeros(hcap, dtype=f64)
         self.hk = np.zeros(hcap, dtype=i64)
         self.hs = np.zeros(hcap, dtype=i64)
@@ -209,6 +216,19 @@ class LoopState:
         self.e_busy = np.array([e.busy for e in sim.engines], dtype=np.bool_)
         self.e_preempts = np.array([e.preempts for e in sim.engines], dtype=np.bool_)
         self.e_single = np.array([e.single for e in sim.engines], dtype=np.bool_)
+        self.e_multi = np.array([e.multi for e in sim.engines], dtype=np.bool_)
+        self.e_servers = np.array([e.servers for e in sim.engines], dtype=i64)
+        width = max(e.servers if e.multi else 1 for e in sim.engines)
+        self.e_serving = np.zeros((J, width), dtype=i64)
+        self.e_nserv = np.zeros(J, dtype=i64)
+        for e in sim.engines:
+            for r, job in enumerate(e.serving):
+                self.e_serving[e.index, r] = slot_of[id(job)]
+            self.e_nserv[e.index] = len(e.serving)
+        self.o_buf = np.zeros(K, dtype=i64)
+        self.o_key = np.zeros(K, dtype=f64)
+        self.c_buf = np.zeros(width, dtype=i64)
+        self.s_buf = np.zeros(width, dtype=i64)
         width = max(len(e.classes) for e in sim.engines)
         self.e_order = np.zeros((J, max(1, width)), dtype=i64)
         self.e_norder = np.zeros(J, dtype=i64)
@@ -320,6 +340,10 @@ class LoopState:
             self.e_busy,
             self.e_preempts,
             self.e_single,
+            self.e_multi,
+            self.e_servers,
+            self.e_serving,
+            self.e_nserv,
             self.e_mode,
             self.e_order,
             self.e_norder,
@@ -332,6 +356,9 @@ class LoopState:
             self.j_fw,
             self.j_left,
             self.j_id,
+            self.j_since,
+            self.j_ver,
+            self.mark,
             self.free,
             self.q,
             self.q_head,
@@ -365,6 +392,10 @@ class LoopState:
             self.p_positive,
             self.lin_a,
             self.lin_b,
+            self.o_buf,
+            self.o_key,
+            self.c_buf,
+            self.s_buf,
             self.every,
             progress_every,
         )
@@ -407,13 +438,13 @@ class LoopState:
     def grow(self) -> None:
         """Double the buffers that are (nearly) full: events, job slots, class queues."""
         sk, iv = self.sk, self.iv
-        if iv[sk.I_HEAP_N] + 4 > len(self.ht):
+        if iv[sk.I_HEAP_N] + 4 > len(self.ht) - self.e_serving.shape[1]:
             for name in ("ht", "hk", "hs", "ha", "hj"):
                 old = getattr(self, name)
                 setattr(self, name, np.concatenate([old, np.zeros_like(old)]))
         if iv[sk.I_FREE_N] == 0:
             cap = len(self.j_cls)
-            for name in ("j_cls", "j_arr", "j_fid", "j_ft0", "j_fw", "j_left", "j_id"):
+            for name in JOB_ARRAYS:
                 old = getattr(self, name)
                 setattr(self, name, np.concatenate([old, np.zeros_like(old)]))
             self.free = np.arange(2 * cap - 1, cap - 1, -1, dtype=np.int64)
@@ -476,27 +507,40 @@ class LoopState:
                         -1,
                         float(self.j_left[s]),
                     )
+                    if eng.multi:
+                        job.since, job.ver = float(self.j_since[s]), int(self.j_ver[s])
                     job_of[s] = job
                     queue.append(job)
             j = eng.index
             cur = int(self.e_current[j])
             eng.current = job_of[cur] if cur >= 0 else None
+            eng.serving[:] = [job_of[int(s)] for s in self.e_serving[j, : self.e_nserv[j]]]
             eng.started = float(self.e_started[j])
             eng.version = int(self.e_version[j])
             eng.decide_pending = bool(self.e_pending[j])
             eng.busy = bool(self.e_busy[j])
-        n = int(iv[sk.I_HEAP_N])
-        sim.events[:] = [
-            (
+        # a stale completion (its job preempted, perhaps gone) keeps its place; its job is
+        # never read at one server, and at several a stand-in that is not in service
+        stale = _StationJob(-1, 0, 0.0, (-1, 0.0, 0), -1, 0.0)
+        stale.ver = 0
+        events = []
+        for i in range(int(iv[sk.I_HEAP_N])):
+            t, kind, seq, a, s = (
                 float(self.ht[i]),
                 int(self.hk[i]),
                 int(self.hs[i]),
                 int(self.ha[i]),
-                # a stale completion's job may have left: it is never read
-                job_of.get(int(self.hj[i])) if self.hj[i] >= 0 else None,
+                int(self.hj[i]),
             )
-            for i in range(n)
-        ]
+            job = None
+            if kind == sk.DONE:
+                if self.e_multi[a]:
+                    live = s in job_of and self.j_ver[s] == seq
+                else:
+                    live = seq == self.e_version[a]
+                job = job_of[s] if live else (stale if self.e_multi[a] else None)
+            events.append((t, kind, seq, a, job))
+        sim.events[:] = events
         head, count = int(iv[sk.I_DQ_HEAD]), int(iv[sk.I_DQ_LEN])
         J = len(self.dq)
         sim.decide_queue.clear()

@@ -2,10 +2,10 @@
 
 :func:`run_stations` is :meth:`NetworkSimulator._loop <policyopt.sim.network_sim.
 NetworkSimulator._loop>` in policy mode, restricted to what :mod:`policyopt.sim.compiled_loop`
-hands it: single-server stations (preemptive-resume or not), every class served at one station,
-fixed or random routing to the next class or out of the network (no forks or joins), and a
-policy in one of five forms (:data:`SINGLE`, :data:`FIXED`, :data:`FCFS`, :data:`PRESSURE`,
-:data:`LINEAR`).
+hands it: stations (one or several servers, preemptive-resume or not), every class served at
+one station, fixed or random routing to the next class or out of the network (no forks or
+joins), and a policy in one of five forms (:data:`SINGLE`, :data:`FIXED`, :data:`FCFS`,
+:data:`PRESSURE`, :data:`LINEAR`).
 It performs the same floating-point operations in the same order, so its results are the
 Python loop's, bit for bit (``tests/test_compiled_loop.py`` checks it).
 
@@ -33,8 +33,8 @@ STOP_END, STOP_REFILL, STOP_LOGS, STOP_GROW, STOP_BOOKKEEP, STOP_PROGRESS = 0, 1
 # integer scalars (``iv``)
 I_SEQ, I_NEXT_ID, I_CREATED, I_DECISIONS, I_HEAP_N, I_DQ_HEAD, I_DQ_LEN = 0, 1, 2, 3, 4, 5, 6
 I_LOG_N, I_FLOW_N, I_FREE_N, I_TICK, I_KEPT = 7, 8, 9, 10, 11
-I_UNI_POS, I_EMPTY, I_GROW = 12, 13, 14
-N_IV = 15
+I_UNI_POS, I_EMPTY, I_GROW, I_STAMP = 12, 13, 14, 15
+N_IV = 16
 # float scalars (``fv``)
 F_NOW, F_T_CHECK, F_HORIZON, F_WARMUP, F_BOOK_T = 0, 1, 2, 3, 4
 N_FV = 5
@@ -107,6 +107,49 @@ def _replace(ht, hk, hs, ha, hj, iv, t, kind, seq, a, job):
 
 
 @njit(cache=True)
+def _queue_remove(q, q_head, q_len, k, slot):
+    """Take ``slot`` out of class ``k``'s queue, keeping the others' order (the jobs ahead of
+    it move back by one: a job in service is near the head)."""
+    cap = q.shape[1]
+    h = q_head[k]
+    p = 0
+    while q[k, (h + p) % cap] != slot:
+        p += 1
+    while p > 0:
+        q[k, (h + p) % cap] = q[k, (h + p - 1) % cap]
+        p -= 1
+    q_head[k] = (h + 1) % cap
+    q_len[k] -= 1
+
+
+@njit(cache=True)
+def _serving_remove(e_serving, e_nserv, a, slot):
+    """Take ``slot`` out of station ``a``'s jobs in service, keeping their order."""
+    n = e_nserv[a]
+    p = 0
+    while e_serving[a, p] != slot:
+        p += 1
+    for i in range(p, n - 1):
+        e_serving[a, i] = e_serving[a, i + 1]
+    e_nserv[a] = n - 1
+
+
+@njit(cache=True)
+def _sort_by_key(o_buf, o_key, n):
+    """Sort the first ``n`` classes of ``o_buf`` by ``(o_key, class)`` (insertion sort: a
+    station has few classes)."""
+    for i in range(1, n):
+        k, key = o_buf[i], o_key[i]
+        j = i - 1
+        while j >= 0 and (o_key[j] > key or (o_key[j] == key and o_buf[j] > k)):
+            o_buf[j + 1] = o_buf[j]
+            o_key[j + 1] = o_key[j]
+            j -= 1
+        o_buf[j + 1] = k
+        o_key[j + 1] = key
+
+
+@njit(cache=True)
 def run_stations(
     iv,
     fv,
@@ -129,6 +172,10 @@ def run_stations(
     e_busy,
     e_preempts,
     e_single,
+    e_multi,  # several servers: the jobs in service are e_serving[a, :e_nserv[a]]
+    e_servers,
+    e_serving,
+    e_nserv,
     e_mode,
     e_order,
     e_norder,
@@ -142,6 +189,9 @@ def run_stations(
     j_fw,
     j_left,
     j_id,
+    j_since,  # (several servers) when the job's service (re)started
+    j_ver,  # (several servers) the number of its completion event (0: none)
+    mark,  # per slot: the stamp of the last decision that marked it
     free,
     # class queues (rings), per-class statistics and routing
     q,
@@ -180,6 +230,10 @@ def run_stations(
     # the linear form: index a_k z_k + b_k
     lin_a,
     lin_b,
+    o_buf,  # scratch: a class order, its keys, jobs chosen, jobs in service
+    o_key,
+    c_buf,
+    s_buf,
     every,
     progress_every,
 ):
@@ -192,7 +246,7 @@ def run_stations(
     qcap = q.shape[1]
     lcap = l_code.shape[0]
     block = a_buf.shape[1]
-    hcap = ht.shape[0]
+    hcap = ht.shape[0] - e_serving.shape[1]  # a decision may start every server
     while True:
         fv[F_NOW] = now
         # room for this step: draws, logs, buffers
@@ -248,16 +302,29 @@ def run_stations(
             ft0 = 0.0
             fw = 0
             if kind == DONE:
-                if seq != e_version[a]:
-                    continue  # preempted: a stale completion
-                used = t - e_started[a]
-                k = j_cls[slot]
-                work_left[k] -= used
-                e_backlog[a] -= used
-                e_done[a] += used
-                e_current[a] = -1
-                q_head[k] = (q_head[k] + 1) % qcap
-                q_len[k] -= 1
+                if e_multi[a]:
+                    if j_ver[slot] != seq:
+                        continue  # preempted: a stale completion
+                    k = j_cls[slot]
+                    used = t - j_since[slot]
+                    j_left[slot] -= used
+                    j_ver[slot] = 0
+                    work_left[k] -= used
+                    e_backlog[a] -= used
+                    e_done[a] += used
+                    _serving_remove(e_serving, e_nserv, a, slot)
+                    _queue_remove(q, q_head, q_len, k, slot)
+                else:
+                    if seq != e_version[a]:
+                        continue  # preempted: a stale completion
+                    used = t - e_started[a]
+                    k = j_cls[slot]
+                    work_left[k] -= used
+                    e_backlog[a] -= used
+                    e_done[a] += used
+                    e_current[a] = -1
+                    q_head[k] = (q_head[k] + 1) % qcap
+                    q_len[k] -= 1
                 e_busy[a] = False
                 e_batches[a] += 1
                 station = a
@@ -333,6 +400,7 @@ def run_stations(
                 j_fw[slot] = fw
                 j_left[slot] = work
                 j_id[slot] = jid
+                j_ver[slot] = 0
                 e_backlog[j] += work
                 e_arrived[j] += work
                 work_left[nk] += work
@@ -379,6 +447,99 @@ def run_stations(
             a = station  # nothing else happens at this instant: it decides now
         # station a decides: serve the first class of its order with a waiting job
         mode = e_mode[a]
+        if e_multi[a]:
+            # several servers: the class order, then the first jobs of it
+            if mode != SINGLE:
+                iv[I_DECISIONS] += 1
+            n = 0
+            for r in range(e_norder[a]):
+                k = e_order[a, r]
+                if q_len[k] == 0:
+                    continue
+                if mode == FCFS:  # by each class's oldest job
+                    key = j_arr[q[k, q_head[k]]]
+                elif mode == LINEAR:
+                    key = -(lin_a[k] * jobs[k] + lin_b[k])
+                elif mode == PRESSURE:
+                    down = 0.0
+                    for s in range(p_ptr[k], p_ptr[k + 1]):
+                        down += p_prob[s] * jobs[p_succ[s]]
+                    key = p_neg[k] * (jobs[k] - down)
+                    if p_positive and not key < 0.0:
+                        continue
+                else:  # the order as it stands
+                    key = float(r)
+                o_buf[n] = k
+                o_key[n] = key
+                n += 1
+            if mode >= FCFS:
+                _sort_by_key(o_buf, o_key, n)
+            c = e_servers[a]
+            iv[I_STAMP] += 1
+            stamp = iv[I_STAMP]
+            if e_preempts[a]:
+                # the first c jobs of the order; the others in service stop
+                nc = 0
+                for r in range(n):
+                    k = o_buf[r]
+                    for i in range(q_len[k]):
+                        if nc == c:
+                            break
+                        slot = q[k, (q_head[k] + i) % qcap]
+                        c_buf[nc] = slot
+                        nc += 1
+                        mark[slot] = stamp
+                    if nc == c:
+                        break
+                ns = e_nserv[a]
+                for i in range(ns):
+                    s_buf[i] = e_serving[a, i]
+                for i in range(ns):
+                    slot = s_buf[i]
+                    if mark[slot] != stamp:
+                        used = now - j_since[slot]
+                        j_left[slot] -= used
+                        j_ver[slot] = 0
+                        work_left[j_cls[slot]] -= used
+                        e_backlog[a] -= used
+                        e_done[a] += used
+                        _serving_remove(e_serving, e_nserv, a, slot)
+                iv[I_STAMP] += 1
+                stamp = iv[I_STAMP]
+                for i in range(e_nserv[a]):
+                    mark[e_serving[a, i]] = stamp
+                for i in range(nc):
+                    slot = c_buf[i]
+                    if mark[slot] != stamp:
+                        nseq = iv[I_SEQ] + 1
+                        iv[I_SEQ] = nseq
+                        j_since[slot] = now
+                        j_ver[slot] = nseq
+                        e_serving[a, e_nserv[a]] = slot
+                        e_nserv[a] += 1
+                        _push(ht, hk, hs, ha, hj, iv, now + j_left[slot], DONE, nseq, a, slot)
+                continue
+            free_servers = c - e_nserv[a]
+            if free_servers > 0:
+                for i in range(e_nserv[a]):
+                    mark[e_serving[a, i]] = stamp
+                for r in range(n):
+                    k = o_buf[r]
+                    for i in range(q_len[k]):
+                        if free_servers == 0:
+                            break
+                        slot = q[k, (q_head[k] + i) % qcap]
+                        if mark[slot] != stamp:
+                            nseq = iv[I_SEQ] + 1
+                            iv[I_SEQ] = nseq
+                            j_since[slot] = now
+                            j_ver[slot] = nseq
+                            e_serving[a, e_nserv[a]] = slot
+                            e_nserv[a] += 1
+                            _push(ht, hk, hs, ha, hj, iv, now + j_left[slot], DONE, nseq, a, slot)
+                            free_servers -= 1
+            e_busy[a] = e_nserv[a] == c  # every server holds a job it keeps
+            continue
         chosen = -1
         if mode <= FIXED:  # SINGLE or FIXED: the order as it stands
             if mode == FIXED:
