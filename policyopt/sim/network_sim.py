@@ -57,6 +57,10 @@ How it stays fast (the results are those of the straightforward event loop, bit 
   live in Python lists and arrays, the numpy counts the view exposes being kept current
   whenever code outside the simulator can read them.
 * Interarrival times and routing draws come in blocks (the same numbers, stream by stream).
+* A network of stations under a policy whose order can be computed there runs in a compiled
+  event loop (:mod:`policyopt.sim.compiled_loop`), with the same results bit for bit;
+  ``loop="python"`` keeps this loop, the reference, and ``loop="compiled"`` insists on the
+  other (``loop="auto"``, the default, takes it whenever it may; :attr:`compiled` says which).
 * An LLM engine's decode queue files only the jobs a batch can serve (the oldest
   ``min(token_budget, max_seqs)``), and delays the unserved rest of a prefix-served window
   through a Fenwick tree; a decode-only batch is reused while the queues it was formed from
