@@ -13,8 +13,10 @@ the token budget, limits the load.
   each way); every one admits a prompt only when its blocks are free (the engine's admission
   control, ``fcfs``) and preempts the most recently admitted request when a decode cannot
   grow. Then Sarathi-Serve under the memory-aware admission rules: MC-SF (shortest output
-  first with a projected-peak check; exact output lengths, and predicted with a 30% error) and
-  WAIT (per-type thresholds from the fluid model; exact lengths).
+  first with a projected-peak check; exact output lengths, and predicted with a 30% error),
+  WAIT (per-type thresholds from the fluid model; exact lengths) and Nested WAIT (no output
+  lengths: requests still running at a segment's end wait there for a group; thresholds from
+  the fluid model).
   Throughput, p50/p99 latency, TTFT, preemptions and recomputed tokens.
 * **Cache sweep** (Sarathi at 3.0 requests/s, 0.65 ``lambda*``): the cache from 25,000 to
   400,000 tokens; stable once the cache holds what the load needs (Little's law: the rate times
@@ -63,6 +65,7 @@ POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
         {"admission": "mc-sf", "output_lengths": {"kind": "predicted", "rel_error": 0.3}},
     ),
     "sarathi wait": ("sarathi", {"admission": "wait", "output_lengths": "exact"}),
+    "sarathi nested-wait": ("sarathi", {"admission": "nested-wait"}),
 }
 """Name -> (scheduler, KV-cache options besides its size)."""
 
@@ -178,7 +181,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         rates = [r["rate"] for r in mine]
         axes[0].plot(rates, [r["throughput"] for r in mine], marker="o", label=name)
         axes[1].plot(rates, [r["preemptions"] for r in mine], marker="o", label=name)
-    axes[0].plot(list(RATES), list(RATES), ls="--", color="gray", label="arrival rate")
+    axes[0].plot(list(RATES), list(RATES), ls="--", color="black", label="arrival rate")
     axes[0].set(xlabel="arrival rate (requests/s)", ylabel="throughput (requests/s)")
     axes[1].set(xlabel="arrival rate (requests/s)", ylabel="preemptions after warm-up")
     axes[0].legend(fontsize=8)
@@ -187,7 +190,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         axes[2].plot(
             [r["cache_tokens"] / 1000 for r in sweep], [r["throughput"] for r in sweep], marker="o"
         )
-        axes[2].axhline(SWEEP_RATE, ls="--", color="gray", label="arrival rate")
+        axes[2].axhline(SWEEP_RATE, ls="--", color="black", label="arrival rate")
         axes[2].set(
             xlabel="KV cache (thousand tokens)", ylabel="throughput (requests/s)", xscale="log"
         )

@@ -476,7 +476,7 @@ def test_a_rule_is_one_registry_line() -> None:
         (
             {"admission": "sjf"},
             "engine.kv_cache.admission.name: unknown admission rule 'sjf' "
-            "(the registered ones: fcfs, mc-sf, wait)",
+            "(the registered ones: fcfs, mc-sf, wait, nested-wait)",
         ),
         (
             {"admission": {"name": "mc-sf", "horizon": 3}, "output_lengths": "exact"},

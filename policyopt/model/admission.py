@@ -8,15 +8,18 @@ registered specs (:func:`register_admission_spec`); a plain name is accepted too
 rule decides lives with the simulator (:mod:`policyopt.sim.admission`, one module per rule);
 ``docs/schedulers.md`` (memory-aware admission) writes each one out.
 
-==============  ====================================================  ==================
-name            admits                                                output lengths
-==============  ====================================================  ==================
-``fcfs``        oldest first within a class, while the prompt fits    not used
-``mc-sf``       shortest predicted output first, while the projected  needed
-                memory of every future batch fits (Jaillet et al.)
-``wait``        a type's oldest ``n_j`` once ``n_j`` of that type      needed
-                wait (Ao et al.; thresholds from the fluid model)
-==============  ====================================================  ==================
+================  ======================================================  ==================
+name              admits                                                  output lengths
+================  ======================================================  ==================
+``fcfs``          oldest first within a class, while the prompt fits      not used
+``mc-sf``         shortest predicted output first, while the projected    needed
+                  memory of every future batch fits (Jaillet et al.)
+``wait``          a type's oldest ``n_j`` once ``n_j`` of that type       needed
+                  wait (Ao et al.; thresholds from the fluid model)
+``nested-wait``   the oldest ``n_1`` once ``n_1`` wait; a request         not used
+                  still running at a segment's end waits there until
+                  ``n_k`` have reached it (Ao et al., unknown lengths)
+================  ======================================================  ==================
 
 A rule that ranks or groups requests by their output length needs the engine to know it:
 ``kv_cache.output_lengths`` says how (:data:`OutputLengths`): ``exact`` (the true length),
@@ -186,6 +189,45 @@ class WaitAdmission(AdmissionSpec):
         return self
 
 
+class NestedWaitAdmission(AdmissionSpec):
+    """Nested WAIT (Ao, Luo, Simchi-Levi, Wang), for output lengths not known in advance:
+    decoding is cut into segments at output lengths ``l'_1 < ... < l'_m``; every prompt
+    enters segment 1 (the oldest ``n_1`` together, once ``n_1`` wait), and a request still
+    running when it has decoded ``l'_{k-1}`` tokens is held back (it keeps its KV cache)
+    until ``n_k`` requests wait there, then they resume together.
+
+    * ``segments``: the segments' ends ``l'_1 < ... < l'_m`` (tokens); the last must reach the
+      longest output. Default: WAIT's default types (the bucket edges of ``output_lengths`` if
+      bucketed, else the quartiles of the engine's output lengths).
+    * ``thresholds``: ``n_k`` per segment (requests). Default: from the fluid model, the
+      smallest with ``Delta T(n) < n_1 / lambda`` and ``n_{k+1} > p_k n_k``
+      (``docs/schedulers.md``).
+    """
+
+    name: Literal["nested-wait"] = "nested-wait"
+    segments: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(
+        None, min_length=1, description="tokens"
+    )
+    thresholds: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(
+        None, min_length=1, description="requests"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NestedWaitAdmission:
+        if self.segments is not None:
+            _ascending(self.segments, "segments")
+        if self.thresholds is not None and (
+            self.segments is None or len(self.segments) != len(self.thresholds)
+        ):
+            have = "no segments" if self.segments is None else f"{len(self.segments)} segments"
+            raise SpecError(
+                "thresholds",
+                f"{len(self.thresholds)} thresholds for {have}",
+                "give segments and one threshold per segment, or drop thresholds",
+            )
+        return self
+
+
 _REGISTRY: SpecRegistry[AdmissionSpec] = SpecRegistry(
     AdmissionSpec, "admission rule", "e.g. mc-sf or {name: wait, types: [128, 1024]}"
 )
@@ -207,7 +249,7 @@ def admission_names() -> tuple[str, ...]:
     return _REGISTRY.names()
 
 
-for _spec in (FCFSAdmission, MCSFAdmission, WaitAdmission):
+for _spec in (FCFSAdmission, MCSFAdmission, WaitAdmission, NestedWaitAdmission):
     register_admission_spec(_spec)
 
 

@@ -37,6 +37,7 @@ from policyopt.model.admission import (
     AdmissionField,
     BucketedLengths,
     FCFSAdmission,
+    NestedWaitAdmission,
     OutputLengths,
     WaitAdmission,
 )
@@ -98,8 +99,8 @@ class KVCacheSpec(StrictSpec):
     * ``preemption``: ``recompute`` (the preempted request's KV is dropped and prefilled again)
       or ``swap`` (moved to host memory and back, ``swap_s_per_token`` seconds per token each
       way, added to the batch during which it moves).
-    * ``admission``: which waiting prompts may take blocks (``fcfs``, ``mc-sf``, ``wait`` or a
-      mapping with the rule's options; :mod:`policyopt.model.admission`).
+    * ``admission``: which waiting prompts may take blocks (``fcfs``, ``mc-sf``, ``wait``,
+      ``nested-wait`` or a mapping with the rule's options; :mod:`policyopt.model.admission`).
     * ``output_lengths``: what the engine knows of each request's output length (``exact``,
       ``predicted`` or ``bucketed``); needed by ``mc-sf`` and ``wait``.
     """
@@ -162,7 +163,7 @@ class KVCacheSpec(StrictSpec):
 
     def check_request(self, prompt: int, output: int, field: str) -> None:
         """Refuse a cache that can never finish a request of ``prompt`` + ``output`` tokens,
-        and output-length buckets or types that stop short of ``output`` tokens."""
+        and output-length buckets, types or segments that stop short of ``output`` tokens."""
         need = self.blocks_for(prompt + output)
         room = self.blocks
         if need > room or self.blocks_for(prompt + 1) > room:
@@ -178,6 +179,10 @@ class KVCacheSpec(StrictSpec):
         for edges, where in (
             (lengths.edges if isinstance(lengths, BucketedLengths) else None, "output_lengths"),
             (rule.types if isinstance(rule, WaitAdmission) else None, "admission.types"),
+            (
+                rule.segments if isinstance(rule, NestedWaitAdmission) else None,
+                "admission.segments",
+            ),
         ):
             if edges is not None and edges[-1] < output:
                 raise SpecError(

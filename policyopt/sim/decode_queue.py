@@ -107,6 +107,35 @@ class DecodeQueue:
                 break
         return job, key - self.G, True
 
+    def remove(self, job: Any) -> tuple[int, bool]:
+        """Take ``job`` out from anywhere in the queue (an admission rule holds it back):
+        ``(decode tokens left, whether it was in the window)``. The oldest job waiting outside
+        the window takes its place there."""
+        alive = self.alive
+        if job not in alive:
+            outside = self.outside
+            for i, (other, tokens) in enumerate(outside):
+                if other is job:
+                    del outside[i]
+                    return tokens, False
+            raise KeyError(f"job {job.id} is not in this decode queue")
+        key = alive.pop(job)
+        if self.total:
+            key += self._delay(job.dseq)
+        heap = self.heap
+        for i, entry in enumerate(heap):
+            if entry[2] is job:
+                heap[i] = heap[-1]
+                heap.pop()
+                heapq.heapify(heap)
+                break
+        if self.outside:  # the window keeps the oldest jobs
+            other, tokens = self.outside.popleft()
+            entry_key = self.G + tokens
+            alive[other] = entry_key - self.total
+            heapq.heappush(heap, (entry_key, other.id, other))
+        return key - self.G, True
+
     def remaining(self, job: Any) -> int:
         """Decode tokens ``job`` still needs."""
         if job in self.alive:

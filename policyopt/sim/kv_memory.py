@@ -22,6 +22,19 @@ order the engine applies them before each batch:
    within a class while each whole prompt and one token more fit beside the watermark, no
    skipping ahead; none while a request is swapped out). The scheduler then forms the batch
    from what it is shown, so it never exceeds the cache.
+
+A rule may also hold decoders back (``AdmissionRule.pauses``; ``nested-wait`` does): before
+step 1 it names decoders to keep out of the batches from now on, which leave their decode
+queue but stay resident (:attr:`KVMemory.paused`: their blocks kept, no growth, no decode
+token); before step 3 it names paused decoders to put back, while the blocks their next
+token needs fit beside the growth of steps 1 and 2. A resumed decoder joins the back of its
+class's decode queue and keeps its place in the preemption order (its admission), so the
+youngest resident may sit anywhere in its queue; a paused request may be preempted in step 1
+like any resident. If nothing would run (no decoder in a queue, no prompt shown) while
+decoders are paused, the rule resumes some whatever its conditions (else every paused decoder
+resumes) and steps 1 to 3 run again, so a rule that holds decoders back never stalls the
+engine. Paused decoders are not work the batch could serve: the work-conservation check
+leaves them out.
 """
 
 from __future__ import annotations
@@ -47,7 +60,8 @@ class KVMemory:
     """The KV cache of one engine: ``total`` blocks of ``block`` tokens, ``free`` of them free.
 
     ``resident`` holds the requests with blocks, oldest admission first; ``swapped`` the
-    requests swapped out to host memory, oldest first. Counters: ``preemptions``,
+    requests swapped out to host memory, oldest first; ``paused`` the resident decoders the
+    admission rule keeps out of the batches (in no decode queue). Counters: ``preemptions``,
     ``recomputed_tokens`` (KV tokens dropped to be prefilled again), ``swapped_tokens`` (KV
     tokens moved out or in), ``used_max`` (the most blocks ever allocated at once).
     """
@@ -55,6 +69,7 @@ class KVMemory:
     __slots__ = (
         "block",
         "free",
+        "paused",
         "preemptions",
         "recompute",
         "recomputed_tokens",
@@ -76,6 +91,7 @@ class KVMemory:
         self.swap_s = spec.swap_s_per_token
         self.resident: dict[Any, None] = {}
         self.swapped: deque[Any] = deque()
+        self.paused: dict[Any, None] = {}  # decoders a rule holds back: resident, not queued
         self.preemptions = 0
         self.recomputed_tokens = 0
         self.swapped_tokens = 0
@@ -248,6 +264,23 @@ class MemDecodeQueue(DecodeQueue):
             if not job.first:
                 self.fresh.remove(job)
         return job, left, in_window
+
+    def remove(self, job: Any) -> tuple[int, bool]:
+        """:meth:`DecodeQueue.remove`, keeping the phases, with the job's ``held`` and
+        ``blocks`` written back."""
+        waiting = len(self.outside)
+        left, in_window = super().remove(job)
+        held = job.prompt + job.dec_tokens - left
+        job.held = held
+        job.blocks = -(-held // self.block)
+        if in_window:
+            self.counts[job.phase] -= 1
+            if not job.first:
+                self.fresh.remove(job)
+            if len(self.outside) < waiting:  # the oldest job outside entered the window
+                other = next(reversed(self.alive))
+                self._enter(other, other.prompt + other.dec_tokens - self.remaining(other))
+        return left, in_window
 
     def materialize(self) -> None:
         """Write ``held`` and ``blocks`` back into every decoder (for rules and checks that

@@ -997,7 +997,7 @@ class NetworkSimulator:
     ) -> None:
         D, Q = eng.n_dec, eng.n_wait
         mem = eng.mem
-        if D == 0 and Q == 0 and (mem is None or not mem.swapped):
+        if D == 0 and Q == 0 and (mem is None or not (mem.swapped or mem.paused)):
             eng.busy = False
             return
         swap_s = 0.0  # seconds of KV moved to or from host memory during this batch
@@ -1121,6 +1121,7 @@ class NetworkSimulator:
             if whole:
                 dq = dec[k]
                 us = unstarted[k]
+                pauses = mem is not None and eng.admission.pauses  # type: ignore[union-attr]
                 for _ in range(whole):
                     job = q.popleft()
                     work_left[k] -= job.pre_left
@@ -1132,7 +1133,11 @@ class NetworkSimulator:
                             eng.admission.admitted(k)  # type: ignore[union-attr]
                         job.held += job.pre_left
                     job.pre_left = 0
-                    dq.add(job, job.dec_left)
+                    if pauses and eng.admission.decoding(job):  # type: ignore[union-attr]
+                        mem.paused[job] = None  # type: ignore[union-attr]
+                        eng.n_dec -= 1  # held back by the rule: not a decoder in a queue
+                    else:
+                        dq.add(job, job.dec_left)
                 eng.n_wait -= whole
                 eng.n_dec += whole
             if chunk:
@@ -1179,14 +1184,24 @@ class NetworkSimulator:
         decode = [job.id for k, mk in plan.decode for job in islice(eng.dec[k].alive, mk)]
         self.batches.append(BatchRecord(self.now, t_end, prefill, decode))
 
-    def _make_room(self, eng: _Engine, order: Sequence[int]) -> float:
+    def _make_room(self, eng: _Engine, order: Sequence[int], again: bool = False) -> float:
         """An engine with a limited KV cache, before its batch (rules of
         :mod:`policyopt.sim.kv_memory`): preempt until every decoder the batch may serve can
         grow by a token, swap requests back in, and show the scheduler the prompts that may be
-        admitted. Returns the seconds of KV moved to or from host memory."""
+        admitted; a rule that holds decoders back pauses and resumes them first. Returns the
+        seconds of KV moved to or from host memory. ``again``: the second pass after every
+        paused decoder resumed (nothing else could run)."""
         mem = eng.mem
         assert mem is not None
         dec, wait = eng.dec, eng.wait
+        rule = eng.admission
+        assert rule is not None
+        paused = mem.paused
+        if rule.pauses and not again:  # decoders the rule keeps out of the batches from now on
+            for job in rule.pause(dec):
+                job.dec_left, _ = dec[job.cls].remove(job)  # type: ignore[attr-defined]
+                paused[job] = None
+                eng.n_dec -= 1
         need = sum(dq.need() for dq in dec.values())  # type: ignore[attr-defined]
         moved = 0  # tokens swapped out or in
         preempted = False
@@ -1194,7 +1209,15 @@ class NetworkSimulator:
             victim = mem.youngest()
             k = victim.cls
             partial = victim.pre_left > 0  # partly prefilled: the head of its class's queue
-            if not partial:  # a decoder: out of its queue (its held tokens written back)
+            if not partial and victim in paused:  # held back: in no decode queue
+                del paused[victim]
+                rule.released(victim)
+                left = victim.dec_left
+                eng.n_dec += 1  # taken off the decoders' count below
+            elif not partial and rule.pauses:  # a resumed decoder may be younger in its queue
+                left, _ = dec[k].remove(victim)  # type: ignore[attr-defined]
+                need = sum(dq.need() for dq in dec.values())  # type: ignore[attr-defined]
+            elif not partial:  # a decoder: out of its queue (its held tokens written back)
                 job, left, in_window = dec[k].pop_last()
                 assert job is victim, "the youngest resident is its class's youngest decoder"
                 if in_window and mem.full(victim):
@@ -1233,22 +1256,44 @@ class NetworkSimulator:
                 break
             swapped.popleft()
             mem.swap_in(job)
-            need += mem.full(job)
             moved += job.held
             eng.kv += job.held
+            if rule.pauses and rule.decoding(job):
+                paused[job] = None
+                continue
+            need += mem.full(job)
             dec[job.cls].add(job, job.dec_left)
             eng.n_dec += 1
+        if paused:  # paused decoders the rule puts back, while their growth fits
+            for job in rule.resume(mem, need):
+                del paused[job]
+                need += mem.full(job)
+                dec[job.cls].add(job, job.dec_left)
+                eng.n_dec += 1
+            assert need <= mem.free, "the decoders resumed must have room to grow"
         shown = eng.shown
         for k in shown:
             shown[k] = 0
-        rule = eng.admission
-        assert rule is not None
         if rule.reads_residents:
             for dq in dec.values():
                 dq.materialize()  # type: ignore[attr-defined]
         counts, eng.shown_tokens = rule.admit(mem, wait, order, need, eng.b, eng.kmax)
         shown.update(counts)
-        return moved * mem.swap_s
+        seconds = moved * mem.swap_s
+        if paused and not again and not eng.n_dec and not sum(counts.values()):
+            # nothing else would run: paused decoders resume whatever the rule's conditions
+            # (the rule's choice, else all of them), then growth, swap-in and admission again
+            chosen = rule.resume(mem, need, True)
+            if not chosen:
+                chosen = list(paused)
+                for job in chosen:
+                    rule.released(job)
+            for job in chosen:
+                del paused[job]
+                dec[job.cls].add(job, job.dec_left)
+                eng.n_dec += 1
+            seconds += self._make_room(eng, order, again=True)
+        return seconds
 
     def _wake_all(self) -> None:
         """After an event, under a policy that re-decides at every event: every engine that

@@ -17,6 +17,7 @@ from policyopt.model.admission import (
     AdmissionSpec,
     FCFSAdmission,
     MCSFAdmission,
+    NestedWaitAdmission,
     WaitAdmission,
     register_admission_spec,
     unregister_admission_spec,
@@ -24,6 +25,7 @@ from policyopt.model.admission import (
 from policyopt.sim.admission.base import AdmissionContext, AdmissionRule, QueuedRule
 from policyopt.sim.admission.fcfs import FCFS
 from policyopt.sim.admission.mc_sf import MCSF
+from policyopt.sim.admission.nested_wait import NestedWait
 from policyopt.sim.admission.wait import Wait
 
 ADMISSIONS: dict[str, type[AdmissionRule]] = {}
@@ -54,6 +56,7 @@ def make_admission(spec: AdmissionSpec, ctx: AdmissionContext) -> AdmissionRule:
 register_admission(FCFSAdmission, FCFS)
 register_admission(MCSFAdmission, MCSF)
 register_admission(WaitAdmission, Wait)
+register_admission(NestedWaitAdmission, NestedWait)
 
 __all__ = [
     "ADMISSIONS",

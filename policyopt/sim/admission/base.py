@@ -96,6 +96,41 @@ class AdmissionRule:
         blocks (put back there, or the partly prefilled front prompt that gave its blocks
         back), with ``pre_left`` its prefill tokens to compute again."""
 
+    # ---------------------------------------------------------------- holding decoders back
+    # Used by the engine only when ``pauses`` is set (``docs/schedulers.md``, memory): the
+    # rule keeps chosen decoders out of the batches; they stay resident and come back later.
+
+    pauses: ClassVar[bool] = False
+    """The rule holds decoders back (:meth:`pause`, :meth:`resume`); the engine then tells it
+    of every request that starts decoding (:meth:`decoding`) and of every paused request it
+    takes back itself (:meth:`released`)."""
+
+    def decoding(self, job: Any) -> bool:
+        """``job`` (class ``job.cls``, ``dec_left`` decode tokens left, ``held`` and
+        ``blocks`` written) is about to join its class's decode queue: its prefill is done,
+        or it comes back from host memory. ``True`` keeps it paused from the start."""
+        return False
+
+    def pause(self, dec: Mapping[int, Any]) -> list[Any]:
+        """Before the engine makes room for decode growth: the decoders to keep out of the
+        batches from now on (each in its class's decode queue ``dec[k]``, a
+        :class:`~policyopt.sim.kv_memory.MemDecodeQueue`)."""
+        return []
+
+    def resume(self, mem: KVMemory, reserve: int, stalled: bool = False) -> list[Any]:
+        """Before admission: paused decoders to put back now (they take a decode token in the
+        next batch). ``reserve``: blocks the decoders in the queues need to grow by a token;
+        the blocks the resumed ones need (``mem.full(job)`` each) must fit in ``mem.free``
+        beside it. ``stalled``: nothing else would run (no decoder in a queue, no prompt
+        shown): the rule should resume some, room or not (the engine then preempts to make
+        room); if it resumes none, the engine resumes every paused decoder."""
+        return []
+
+    def released(self, job: Any) -> None:
+        """The engine took paused ``job`` back without the rule: it was preempted (then
+        :meth:`requeued` follows if it recomputes), or it resumes because the engine stalled
+        and the rule resumed none (it is about to rejoin its decode queue)."""
+
 
 class Predictor:
     """Predicted output lengths (tokens) as the engine knows them (``kv_cache.output_lengths``).

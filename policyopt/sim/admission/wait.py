@@ -130,6 +130,51 @@ def type_stats(edges: Sequence[int], ctx: AdmissionContext) -> list[TypeStats]:
     ]
 
 
+def threshold_search(
+    n_of: Callable[[float], list[int]],
+    delta_t: Callable[[Sequence[int]], float],
+    keeps_up: Callable[[Sequence[int], float], bool],
+    fits: Callable[[Sequence[int]], bool],
+) -> list[int]:
+    """The thresholds ``n_of(c)`` (non-decreasing in ``c``) for the smallest ``c`` whose
+    iteration time ``delta_t(n)`` keeps up (``keeps_up(n, dt)``), found by raising ``c`` to
+    the last iteration time; if the memory (``fits``) binds first, the largest ``c`` whose
+    thresholds fit (``n_of(0)`` if none does)."""
+    c = 0.0
+    for _ in range(100_000):
+        n = n_of(c)
+        if not fits(n):
+            break
+        dt = delta_t(n)
+        if keeps_up(n, dt):
+            return n
+        c = dt if dt > c else math.nextafter(c, math.inf)
+    lo, hi = 0.0, c  # memory-bound: the largest c whose thresholds fit
+    if not fits(n_of(lo)):
+        return n_of(lo)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if fits(n_of(mid)) else (lo, mid)
+    return n_of(lo)
+
+
+def iteration_seconds(
+    seconds: Callable[[int, int, int], float],
+    budget: int,
+    slots: int,
+    x: float,
+    m: float,
+    kv: float,
+    requests: float,
+) -> float:
+    """Seconds of one iteration's work: ``x`` prefill and ``m`` decode tokens reading ``kv``
+    tokens of context, ``requests`` request slots, in as few batches of at most ``budget``
+    tokens and ``slots`` requests as can hold them; ``seconds(prefill, decode, kv_read)``:
+    the engine's batch time (s)."""
+    parts = max(1, math.ceil((x + m) / budget), math.ceil(requests / slots))
+    return parts * seconds(round(x / parts), round(m / parts), round(kv / parts))
+
+
 def fluid_thresholds(
     stats: Sequence[TypeStats],
     seconds: Callable[[int, int, int], float],
@@ -156,8 +201,10 @@ def fluid_thresholds(
             m += nj * s.output
             kv += nj * s.output * (s.prompt + (s.output - 1) / 2)
             requests += nj * (s.output + 1)
-        parts = max(1, math.ceil((x + m) / budget), math.ceil(requests / slots))
-        return parts * seconds(round(x / parts), round(m / parts), round(kv / parts))
+        return iteration_seconds(seconds, budget, slots, x, m, kv, requests)
+
+    def keeps_up(n: Sequence[int], dt: float) -> bool:
+        return all(dt <= nj / s.rate for nj, s in zip(n, stats, strict=True) if s.rate > 0)
 
     def fits(n: Sequence[int]) -> bool:
         memory = 0
@@ -166,22 +213,7 @@ def fluid_thresholds(
             memory += nj * sum(-(-t // block) for t in range(lo, lo + round(s.output) + 1))
         return memory <= limit
 
-    c = 0.0
-    for _ in range(100_000):
-        n = n_of(c)
-        if not fits(n):
-            break
-        dt = delta_t(n)
-        if all(dt <= nj / s.rate for nj, s in zip(n, stats, strict=True) if s.rate > 0):
-            return n
-        c = dt if dt > c else math.nextafter(c, math.inf)
-    lo, hi = 0.0, c  # memory-bound: the largest c whose thresholds fit
-    if not fits(n_of(lo)):
-        return n_of(lo)
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if fits(n_of(mid)) else (lo, mid)
-    return n_of(lo)
+    return threshold_search(n_of, delta_t, keeps_up, fits)
 
 
 class Wait(QueuedRule):
