@@ -54,7 +54,8 @@ def test_learn_network_smoke(tmp_path: Path) -> None:
     final = f"ppo:{out / 'ppo'}"
     assert {"max-pressure", "fluid", best, f"ppo:{out / 'ppo' / 'bc'}", final} <= set(rows)
     assert result["selected"] in rows
-    base = min(rows[p]["mean_jobs"] for p in ("max-pressure", "fluid", best))
+    assert result["designed"] == ["max-pressure", "fluid", "fcfs", "pr", best]
+    base = min(rows[p]["mean_jobs"] for p in result["designed"])
     assert result["gap_final"] == pytest.approx(rows[final]["mean_jobs"] / base - 1.0)
     for name in ("report.md", "learning_curve.png", "curve.csv", "evaluate.csv", "summary.csv"):
         assert (out / name).stat().st_size > 0
@@ -67,7 +68,7 @@ def test_learn_network_smoke(tmp_path: Path) -> None:
     table = (tmp_path / "results" / "learn_rybko-stolyar.md").read_text()
     assert tmp_path / "results" / "learn_rybko-stolyar_learn.png" in written
     assert f"| {best} | {rows[best]['mean_jobs']:.1f} [" in table and "| +0.0% |" in table
-    assert f"PPO, warm start `{best}`, seed 0: final | {rows[final]['mean_jobs']:.1f}" in table
+    assert f"`ppo`, warm start `{best}`, seed 0: final | {rows[final]['mean_jobs']:.1f}" in table
 
 
 @pytest.mark.slow
