@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 
 import numpy as np
@@ -93,3 +94,10 @@ STATION_LINE = (
     "  - {name: w, arrival: {kind: poisson, rate: 1.0}, entry: a, after: {a: exit}}\n"
 )
 """A network file: one station serving one class at load 0.5."""
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a subprocess a test interrupts with SIGINT: Ctrl-C's default action
+    back (a shell without job control starts background commands with SIGINT ignored, which
+    Python keeps, so the child would never see the interrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -24,7 +24,7 @@ from policyopt.boundary import (
 from policyopt.boundary_targets import engine_search
 from policyopt.errors import SpecError
 from policyopt.model import Scenario, build
-from tests.helpers import STATION_LINE, assert_one_line_error
+from tests.helpers import STATION_LINE, assert_one_line_error, interruptible
 
 
 def _fake(boundary: float, band: float = 0.0, settle: float = 0.0, stable_above: float = 0.0):
@@ -278,6 +278,7 @@ def test_cli_ctrl_c_prints_what_was_judged(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     assert proc.stderr is not None
     deadline = time.monotonic() + 60

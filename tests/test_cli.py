@@ -21,7 +21,7 @@ import yaml
 
 from policyopt.cli import main
 from policyopt.model import EngineSpec, build
-from tests.helpers import assert_one_line_error
+from tests.helpers import assert_one_line_error, interruptible
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "configs"
@@ -375,6 +375,7 @@ def test_compare_ctrl_c_keeps_finished_rows(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     csv_path = tmp_path / "compare.csv"
     deadline = time.monotonic() + 60
