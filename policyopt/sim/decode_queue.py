@@ -98,14 +98,18 @@ class DecodeQueue:
         job, key = self.alive.popitem()
         if self.total:
             key += self._delay(job.dseq)
+        self._unheap(job)
+        return job, key - self.G, True
+
+    def _unheap(self, job: Any) -> None:
+        """Take ``job``'s entry (if any) out of the heap of finishing times."""
         heap = self.heap
         for i, entry in enumerate(heap):
             if entry[2] is job:
                 heap[i] = heap[-1]
                 heap.pop()
                 heapq.heapify(heap)
-                break
-        return job, key - self.G, True
+                return
 
     def remove(self, job: Any) -> tuple[int, bool]:
         """Take ``job`` out from anywhere in the queue (an admission rule holds it back):
@@ -122,18 +126,12 @@ class DecodeQueue:
         key = alive.pop(job)
         if self.total:
             key += self._delay(job.dseq)
-        heap = self.heap
-        for i, entry in enumerate(heap):
-            if entry[2] is job:
-                heap[i] = heap[-1]
-                heap.pop()
-                heapq.heapify(heap)
-                break
+        self._unheap(job)
         if self.outside:  # the window keeps the oldest jobs
             other, tokens = self.outside.popleft()
             entry_key = self.G + tokens
             alive[other] = entry_key - self.total
-            heapq.heappush(heap, (entry_key, other.id, other))
+            heapq.heappush(self.heap, (entry_key, other.id, other))
         return key - self.G, True
 
     def remaining(self, job: Any) -> int:

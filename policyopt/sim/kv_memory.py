@@ -256,6 +256,12 @@ class MemDecodeQueue(DecodeQueue):
     def pop_last(self) -> tuple[Any, int, bool]:
         """:meth:`DecodeQueue.pop_last`, with the job's ``held`` and ``blocks`` written back."""
         job, left, in_window = super().pop_last()
+        self._leave(job, left, in_window)
+        return job, left, in_window
+
+    def _leave(self, job: Any, left: int, in_window: bool) -> None:
+        """``job`` left the queue with ``left`` decode tokens: its ``held`` and ``blocks``
+        written back, and out of the window's phase counts if it was in the window."""
         held = job.prompt + job.dec_tokens - left
         job.held = held
         job.blocks = -(-held // self.block)
@@ -263,23 +269,16 @@ class MemDecodeQueue(DecodeQueue):
             self.counts[job.phase] -= 1
             if not job.first:
                 self.fresh.remove(job)
-        return job, left, in_window
 
     def remove(self, job: Any) -> tuple[int, bool]:
         """:meth:`DecodeQueue.remove`, keeping the phases, with the job's ``held`` and
         ``blocks`` written back."""
         waiting = len(self.outside)
         left, in_window = super().remove(job)
-        held = job.prompt + job.dec_tokens - left
-        job.held = held
-        job.blocks = -(-held // self.block)
-        if in_window:
-            self.counts[job.phase] -= 1
-            if not job.first:
-                self.fresh.remove(job)
-            if len(self.outside) < waiting:  # the oldest job outside entered the window
-                other = next(reversed(self.alive))
-                self._enter(other, other.prompt + other.dec_tokens - self.remaining(other))
+        self._leave(job, left, in_window)
+        if in_window and len(self.outside) < waiting:  # the oldest outside entered the window
+            other = next(reversed(self.alive))
+            self._enter(other, other.prompt + other.dec_tokens - self.remaining(other))
         return left, in_window
 
     def materialize(self) -> None:

@@ -150,6 +150,36 @@ def _sort_by_key(o_buf, o_key, n):
 
 
 @njit(cache=True)
+def _raise_decision(dq, iv, e_pending, e):
+    """Station ``e``'s decision is due now: it joins the decision queue (a ring)."""
+    e_pending[e] = True
+    dq[(iv[I_DQ_HEAD] + iv[I_DQ_LEN]) % dq.shape[0]] = e
+    iv[I_DQ_LEN] += 1
+
+
+@njit(cache=True, inline="always")
+def _pressure_key(k, jobs, p_neg, p_ptr, p_succ, p_prob):
+    """Class ``k``'s place in the maximum-pressure order, least first: ``-r_k (z_k - sum_l
+    P_kl z_l)``, the sum left to right, as the policy computes it."""
+    down = 0.0
+    for s in range(p_ptr[k], p_ptr[k + 1]):
+        down += p_prob[s] * jobs[p_succ[s]]
+    return p_neg[k] * (jobs[k] - down)
+
+
+@njit(cache=True)
+def _start(ht, hk, hs, ha, hj, iv, j_since, j_ver, j_left, e_serving, e_nserv, a, slot, now):
+    """Job ``slot`` takes a free server of station ``a`` (several servers) now."""
+    nseq = iv[I_SEQ] + 1
+    iv[I_SEQ] = nseq
+    j_since[slot] = now
+    j_ver[slot] = nseq
+    e_serving[a, e_nserv[a]] = slot
+    e_nserv[a] += 1
+    _push(ht, hk, hs, ha, hj, iv, now + j_left[slot], DONE, nseq, a, slot)
+
+
+@njit(cache=True)
 def run_stations(
     iv,
     fv,
@@ -424,25 +454,19 @@ def run_stations(
                         if not e_single[j]:
                             iv[I_DECISIONS] += 1
                     else:
-                        e_pending[j] = True
-                        dq[(iv[I_DQ_HEAD] + iv[I_DQ_LEN]) % n_st] = j
-                        iv[I_DQ_LEN] += 1
+                        _raise_decision(dq, iv, e_pending, j)
             iv[I_TICK] += 1
             if every:
                 for e in range(n_st):
                     if not e_pending[e] and not e_busy[e]:
-                        e_pending[e] = True
-                        dq[(iv[I_DQ_HEAD] + iv[I_DQ_LEN]) % n_st] = e
-                        iv[I_DQ_LEN] += 1
+                        _raise_decision(dq, iv, e_pending, e)
             if station < 0:
                 continue
             if e_pending[station]:
                 continue
             if iv[I_DQ_LEN] > 0 or (iv[I_HEAP_N] > 0 and ht[0] <= t):
                 # other events at this instant, or decisions raised before: it waits
-                e_pending[station] = True
-                dq[(iv[I_DQ_HEAD] + iv[I_DQ_LEN]) % n_st] = station
-                iv[I_DQ_LEN] += 1
+                _raise_decision(dq, iv, e_pending, station)
                 continue
             a = station  # nothing else happens at this instant: it decides now
         # station a decides: serve the first class of its order with a waiting job
@@ -458,15 +482,13 @@ def run_stations(
                     continue
                 if mode == FCFS:  # by each class's oldest job
                     key = j_arr[q[k, q_head[k]]]
-                elif mode == LINEAR:
-                    key = -(lin_a[k] * jobs[k] + lin_b[k])
-                elif mode == PRESSURE:
-                    down = 0.0
-                    for s in range(p_ptr[k], p_ptr[k + 1]):
-                        down += p_prob[s] * jobs[p_succ[s]]
-                    key = p_neg[k] * (jobs[k] - down)
-                    if p_positive and not key < 0.0:
-                        continue
+                elif mode >= PRESSURE:  # PRESSURE or LINEAR
+                    if mode == PRESSURE:
+                        key = _pressure_key(k, jobs, p_neg, p_ptr, p_succ, p_prob)
+                        if p_positive and not key < 0.0:
+                            continue
+                    else:
+                        key = -(lin_a[k] * jobs[k] + lin_b[k])
                 else:  # the order as it stands
                     key = float(r)
                 o_buf[n] = k
@@ -511,13 +533,22 @@ def run_stations(
                 for i in range(nc):
                     slot = c_buf[i]
                     if mark[slot] != stamp:
-                        nseq = iv[I_SEQ] + 1
-                        iv[I_SEQ] = nseq
-                        j_since[slot] = now
-                        j_ver[slot] = nseq
-                        e_serving[a, e_nserv[a]] = slot
-                        e_nserv[a] += 1
-                        _push(ht, hk, hs, ha, hj, iv, now + j_left[slot], DONE, nseq, a, slot)
+                        _start(
+                            ht,
+                            hk,
+                            hs,
+                            ha,
+                            hj,
+                            iv,
+                            j_since,
+                            j_ver,
+                            j_left,
+                            e_serving,
+                            e_nserv,
+                            a,
+                            slot,
+                            now,
+                        )
                 continue
             free_servers = c - e_nserv[a]
             if free_servers > 0:
@@ -530,13 +561,22 @@ def run_stations(
                             break
                         slot = q[k, (q_head[k] + i) % qcap]
                         if mark[slot] != stamp:
-                            nseq = iv[I_SEQ] + 1
-                            iv[I_SEQ] = nseq
-                            j_since[slot] = now
-                            j_ver[slot] = nseq
-                            e_serving[a, e_nserv[a]] = slot
-                            e_nserv[a] += 1
-                            _push(ht, hk, hs, ha, hj, iv, now + j_left[slot], DONE, nseq, a, slot)
+                            _start(
+                                ht,
+                                hk,
+                                hs,
+                                ha,
+                                hj,
+                                iv,
+                                j_since,
+                                j_ver,
+                                j_left,
+                                e_serving,
+                                e_nserv,
+                                a,
+                                slot,
+                                now,
+                            )
                             free_servers -= 1
             e_busy[a] = e_nserv[a] == c  # every server holds a job it keeps
             continue
@@ -557,7 +597,7 @@ def run_stations(
                     head = q[k, q_head[k]]
                     if chosen < 0 or j_arr[head] < j_arr[chosen]:
                         chosen = head
-        elif mode == LINEAR:  # the class of largest index with a waiting job (ties: lower index)
+        else:  # LINEAR or PRESSURE: the class of least key with a waiting job (ties: lower index)
             iv[I_DECISIONS] += 1
             best = 0.0
             best_k = -1
@@ -565,28 +605,14 @@ def run_stations(
                 k = e_order[a, r]
                 if q_len[k] == 0:
                     continue
-                neg = -(lin_a[k] * jobs[k] + lin_b[k])
-                if best_k < 0 or neg < best or (neg == best and k < best_k):
-                    best = neg
-                    best_k = k
-            if best_k >= 0:
-                chosen = q[best_k, q_head[best_k]]
-        else:  # PRESSURE: the class of largest pressure with a waiting job (ties: lower index)
-            iv[I_DECISIONS] += 1
-            best = 0.0
-            best_k = -1
-            for r in range(e_norder[a]):
-                k = e_order[a, r]
-                if q_len[k] == 0:
-                    continue
-                down = 0.0
-                for s in range(p_ptr[k], p_ptr[k + 1]):
-                    down += p_prob[s] * jobs[p_succ[s]]
-                neg = p_neg[k] * (jobs[k] - down)
-                if p_positive and not neg < 0.0:
-                    continue
-                if best_k < 0 or neg < best or (neg == best and k < best_k):
-                    best = neg
+                if mode == PRESSURE:
+                    key = _pressure_key(k, jobs, p_neg, p_ptr, p_succ, p_prob)
+                    if p_positive and not key < 0.0:
+                        continue
+                else:  # LINEAR: -(a_k z_k + b_k)
+                    key = -(lin_a[k] * jobs[k] + lin_b[k])
+                if best_k < 0 or key < best or (key == best and k < best_k):
+                    best = key
                     best_k = k
             if best_k >= 0:
                 chosen = q[best_k, q_head[best_k]]

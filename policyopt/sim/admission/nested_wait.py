@@ -98,6 +98,7 @@ from policyopt.model.admission import NestedWaitAdmission
 from policyopt.sim.admission.base import AdmissionContext, AdmissionRule
 from policyopt.sim.admission.wait import (
     default_types,
+    engine_limits,
     iteration_seconds,
     output_pmf,
     threshold_search,
@@ -238,16 +239,8 @@ class NestedWait(AdmissionRule):
         if spec.thresholds is not None:
             self.thresholds = list(spec.thresholds)
         else:
-            kv, eng = ctx.kv, ctx.engine
-            slots = eng.max_seqs if eng.max_seqs is not None else 1 << 62
-            self.thresholds = nested_thresholds(
-                segment_stats(self.edges, ctx),
-                eng.batch_time.seconds,
-                eng.token_budget,
-                slots,
-                kv.blocks - kv.watermark_blocks,
-                kv.block_size,
-            )
+            stats = segment_stats(self.edges, ctx)
+            self.thresholds = nested_thresholds(stats, *engine_limits(ctx))
         self.bounds = self.edges[:-1]  # tokens decoded at which a running request waits
         self.queues: list[deque[Any]] = [deque() for _ in self.bounds]  # paused, by arrival
         self.at: dict[Any, int] = {}  # a paused request: the boundary it waits at

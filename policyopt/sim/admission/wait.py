@@ -216,6 +216,18 @@ def fluid_thresholds(
     return threshold_search(n_of, delta_t, keeps_up, fits)
 
 
+def engine_limits(
+    ctx: AdmissionContext,
+) -> tuple[Callable[[int, int, int], float], int, int, int, int]:
+    """What a threshold search reads of the engine: its batch time (s, of prefill, decode and
+    KV-read tokens), token budget, request slots (``max_seqs``, else unbounded), the cache's
+    blocks less its watermark, and the block size (tokens)."""
+    kv, eng = ctx.kv, ctx.engine
+    slots = eng.max_seqs if eng.max_seqs is not None else 1 << 62
+    limit = kv.blocks - kv.watermark_blocks
+    return eng.batch_time.seconds, eng.token_budget, slots, limit, kv.block_size
+
+
 class Wait(QueuedRule):
     """A type's oldest ``n_j`` prompts together, once ``n_j`` of that type wait."""
 
@@ -225,16 +237,8 @@ class Wait(QueuedRule):
         if spec.thresholds is not None:
             self.thresholds = list(spec.thresholds)
         else:
-            kv, eng = ctx.kv, ctx.engine
-            slots = eng.max_seqs if eng.max_seqs is not None else 1 << 62
-            self.thresholds = fluid_thresholds(
-                type_stats(self.edges, ctx),
-                eng.batch_time.seconds,
-                eng.token_budget,
-                slots,
-                kv.blocks - kv.watermark_blocks,
-                kv.block_size,
-            )
+            stats = type_stats(self.edges, ctx)
+            self.thresholds = fluid_thresholds(stats, *engine_limits(ctx))
         self.queues: list[list[tuple[int, Any]]] = [[] for _ in self.edges]  # by arrival
 
     @property
