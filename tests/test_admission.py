@@ -488,6 +488,11 @@ def test_a_rule_is_one_registry_line() -> None:
         ),
         ({"admission": 3}, "engine.kv_cache.admission: an admission rule is a name or a mapping"),
         (
+            {"admission": {"rule": "fcfs"}},
+            "engine.kv_cache.admission.name: admission rule mapping without a name (its keys: "
+            "rule); add name: one of fcfs, mc-sf, wait, nested-wait",
+        ),
+        (
             {"admission": {"name": "wait", "thresholds": [2]}, "output_lengths": "exact"},
             "engine.kv_cache.admission.thresholds: 1 thresholds for no types",
         ),

@@ -88,6 +88,13 @@ class SpecRegistry(Generic[S]):
             article = "an" if self.what[0] in "aeiou" else "a"
             raise SpecError("", f"{article} {self.what} is a name or a mapping", self.example)
         name = value.get("name")
+        if name is None:
+            keys = ", ".join(map(str, value)) or "none"
+            raise SpecError(
+                "name",
+                f"{self.what} mapping without a name (its keys: {keys})",
+                f"add name: one of {', '.join(self.specs)}",
+            )
         if name not in self.specs:
             raise SpecError(
                 "name",
