@@ -168,6 +168,22 @@ def _pressure_key(k, jobs, p_neg, p_ptr, p_succ, p_prob):
 
 
 @njit(cache=True)
+def _stop(
+    j_since, j_ver, j_left, j_cls, work_left, e_backlog, e_done, e_serving, e_nserv, a, slot, now
+):
+    """Job ``slot`` leaves its server at station ``a`` now (preempted, or done: the caller
+    then takes it out of its queue), with the work it got since it started
+    (``NetworkSimulator._multi_stop``)."""
+    used = now - j_since[slot]
+    j_left[slot] -= used
+    j_ver[slot] = 0
+    work_left[j_cls[slot]] -= used
+    e_backlog[a] -= used
+    e_done[a] += used
+    _serving_remove(e_serving, e_nserv, a, slot)
+
+
+@njit(cache=True)
 def _start(ht, hk, hs, ha, hj, iv, j_since, j_ver, j_left, e_serving, e_nserv, a, slot, now):
     """Job ``slot`` takes a free server of station ``a`` (several servers) now."""
     nseq = iv[I_SEQ] + 1
@@ -336,13 +352,20 @@ def run_stations(
                     if j_ver[slot] != seq:
                         continue  # preempted: a stale completion
                     k = j_cls[slot]
-                    used = t - j_since[slot]
-                    j_left[slot] -= used
-                    j_ver[slot] = 0
-                    work_left[k] -= used
-                    e_backlog[a] -= used
-                    e_done[a] += used
-                    _serving_remove(e_serving, e_nserv, a, slot)
+                    _stop(
+                        j_since,
+                        j_ver,
+                        j_left,
+                        j_cls,
+                        work_left,
+                        e_backlog,
+                        e_done,
+                        e_serving,
+                        e_nserv,
+                        a,
+                        slot,
+                        t,
+                    )
                     _queue_remove(q, q_head, q_len, k, slot)
                 else:
                     if seq != e_version[a]:
@@ -519,13 +542,20 @@ def run_stations(
                 for i in range(ns):
                     slot = s_buf[i]
                     if mark[slot] != stamp:
-                        used = now - j_since[slot]
-                        j_left[slot] -= used
-                        j_ver[slot] = 0
-                        work_left[j_cls[slot]] -= used
-                        e_backlog[a] -= used
-                        e_done[a] += used
-                        _serving_remove(e_serving, e_nserv, a, slot)
+                        _stop(
+                            j_since,
+                            j_ver,
+                            j_left,
+                            j_cls,
+                            work_left,
+                            e_backlog,
+                            e_done,
+                            e_serving,
+                            e_nserv,
+                            a,
+                            slot,
+                            now,
+                        )
                 iv[I_STAMP] += 1
                 stamp = iv[I_STAMP]
                 for i in range(e_nserv[a]):
