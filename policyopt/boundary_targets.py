@@ -63,7 +63,7 @@ def network_search(
         scaled = net.scaled(load * theta)
         threshold = DRIFT_TOLERANCE * float(traffic(scaled).rates.sum())
         sim = NetworkSimulator(scaled, policy, horizon=horizon_s, seed=settings.seed, **extra)
-        res, wall = timed(lambda: sim.run().result())
+        res, wall = timed(lambda: sim.run(keep_jobs=False).result())
         return Trial(horizon_s, res.verdict, res.jobs_drift, *res.jobs_drift_ci, threshold, wall)
 
     target = f"{policy} on {name or net.name}"

@@ -169,7 +169,7 @@ def _run(
     bar = horizon_bar(horizon, label)
     try:
         sim = NetworkSimulator(net, policy, horizon=horizon, seed=seed, **_run_options(args))
-        sim.run(progress=lambda t: bar.update(max(0.0, min(t, horizon) - bar.n)))
+        sim.run(lambda t: bar.update(max(0.0, min(t, horizon) - bar.n)), keep_jobs=False)
         return sim.result()
     finally:
         bar.close()
@@ -200,7 +200,7 @@ def simulate_run(run: NetworkRun) -> NetworkResult:
     sim = NetworkSimulator(
         run.net, run.policy, horizon=run.horizon, seed=run.seed, **dict(run.options)
     )
-    return sim.run().result()
+    return sim.run(keep_jobs=False).result()
 
 
 def _row(res: NetworkResult, load: float | None) -> dict[str, Any]:

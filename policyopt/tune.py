@@ -199,7 +199,7 @@ class Evaluations:
         key = (spec, seed)
         if key not in self.costs:
             sim = NetworkSimulator(self.net, spec, horizon=self.horizon, seed=seed)
-            value = float(sim.run().result().holding_cost)
+            value = float(sim.run(keep_jobs=False).result().holding_cost)
             self.costs[key] = value
             self.run += 1
             if self.path is not None:

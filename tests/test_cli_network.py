@@ -118,10 +118,10 @@ def _failing_simulator(fail: str | None, exc: BaseException):
     from policyopt.sim.network_sim import NetworkSimulator
 
     class Sim(NetworkSimulator):
-        def run(self, progress=None):  # type: ignore[no-untyped-def]
+        def run(self, progress=None, keep_jobs=True):  # type: ignore[no-untyped-def]
             if self.policy_name == fail:
                 raise exc
-            return super().run(progress)
+            return super().run(progress, keep_jobs)
 
     return Sim
 

@@ -40,6 +40,7 @@ POLICIES = (
 
 def state(sim: NetworkSimulator) -> dict[str, Any]:
     """What a run leaves behind besides its result."""
+    llm = [e for e in sim.engines if e.llm]
     return {
         "counters": (sim.decisions, sim.jobs_created, sim.next_id, sim.seq, sim.now),
         "queues": [
@@ -54,19 +55,37 @@ def state(sim: NetworkSimulator) -> dict[str, Any]:
             for e in sim.engines
         ],
         "events": sorted(
-            (t, kind, seq, a, p.id if live(sim, kind, seq, a, p) else None)
-            for t, kind, seq, a, p in sim.events
+            (t, kind, seq, a, payload(sim, kind, seq, a, p)) for t, kind, seq, a, p in sim.events
         ),
         "decide": list(sim.decide_queue),
+        # LLM engines: the requests' tokens, the decoders (oldest first) and what is left of
+        # them, those without a first token, the batch counters
+        "prompts": [[(j.prompt, j.dec_tokens) for q in e.wait.values() for j in q] for e in llm],
+        "decoders": [
+            [
+                [(j.id, dq.remaining(j)) for j in dq.alive] + [(j.id, n) for j, n in dq.outside]
+                for dq in e.dec.values()
+            ]
+            for e in llm
+        ],
+        "unstarted": [[[j.id for j in q] for q in e.unstarted.values()] for e in llm],
+        "batches": [
+            (e.n_wait, e.n_dec, e.pre_backlog, e.kv, e.kv_max, e.busy, *e.stats.__dict__.values())
+            for e in llm
+        ],
     }
 
 
-def live(sim: NetworkSimulator, kind: int, seq: int, a: int, job: Any) -> bool:
-    """Whether a pending event is a live completion (not one of a preempted service)."""
+def payload(sim: NetworkSimulator, kind: int, seq: int, a: int, job: Any) -> Any:
+    """A pending event's job: a live completion's job id (not one of a preempted service),
+    or the ids of the requests an LLM batch finishes."""
     if job is None:
-        return False
+        return None
     eng = sim.engines[a]
-    return job.ver == seq if eng.multi else seq == eng.version
+    if eng.llm:
+        return tuple(j.id for j in job)
+    live = job.ver == seq if eng.multi else seq == eng.version
+    return job.id if live else None
 
 
 def assert_same(a: NetworkResult, b: NetworkResult) -> None:
@@ -224,8 +243,9 @@ def test_initial_jobs_and_progress_match() -> None:
 
 def test_auto_takes_the_compiled_loop_only_where_it_may() -> None:
     assert NetworkSimulator(get_network("criss-cross"), "c-mu", horizon=10.0).compiled
-    llm = NetworkSimulator(get_network("pipeline-3"), "fcfs", horizon=10.0)
-    assert not llm.compiled and why_not(llm) == "the network has LLM engines"
+    assert NetworkSimulator(get_network("pipeline-3"), "fcfs", horizon=10.0).compiled
+    forks = NetworkSimulator(get_network("fork-join"), "fcfs", horizon=10.0)
+    assert not forks.compiled and why_not(forks) == "class 'planner' forks or joins"
     external = NetworkSimulator(get_network("criss-cross"), None, horizon=10.0)
     assert not external.compiled
     traced = NetworkSimulator(get_network("criss-cross"), "fcfs", horizon=10.0, trace=True)
@@ -233,8 +253,8 @@ def test_auto_takes_the_compiled_loop_only_where_it_may() -> None:
 
 
 def test_compiled_loop_refusals_name_the_reason() -> None:
-    with pytest.raises(ValueError, match="loop: compiled is not possible here: the network has"):
-        NetworkSimulator(get_network("pipeline-3"), "fcfs", horizon=10.0, loop="compiled")
+    with pytest.raises(ValueError, match="loop: compiled is not possible here: class 'planner'"):
+        NetworkSimulator(get_network("fork-join"), "fcfs", horizon=10.0, loop="compiled")
     with pytest.raises(ValueError, match="loop: unknown value 'fast'"):
         NetworkSimulator(get_network("criss-cross"), "fcfs", horizon=10.0, loop="fast")
     with pytest.raises(ValueError, match="policy 'fluid' is computed in Python"):

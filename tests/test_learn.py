@@ -561,10 +561,10 @@ def test_cli_evaluate_ctrl_c_keeps_the_finished_runs(
     from policyopt.sim.network_sim import NetworkSimulator
 
     class Sim(NetworkSimulator):
-        def run(self, progress=None):  # type: ignore[no-untyped-def]
+        def run(self, progress=None, keep_jobs=True):  # type: ignore[no-untyped-def]
             if self.policy_name == "priority:exit" and self.seed == 1:
                 raise KeyboardInterrupt
-            return super().run(progress)
+            return super().run(progress, keep_jobs)
 
     monkeypatch.setattr(evaluate_mod, "NetworkSimulator", Sim)
     argv = ["evaluate", "criss-cross", "--policies", "max-pressure,priority:exit"]

@@ -69,7 +69,7 @@ def run_one(run: BenchmarkRun) -> RunOutcome:
     start, cpu = time.perf_counter(), time.process_time()
     net = get_instance(run.instance).build()
     sim = NetworkSimulator(net, run.policy, horizon=run.horizon, warmup=run.warmup, seed=run.seed)
-    res = sim.run().result()
+    res = sim.run(keep_jobs=False).result()
     return RunOutcome(
         run,
         res.mean_jobs,

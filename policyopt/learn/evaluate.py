@@ -144,7 +144,7 @@ def evaluate_run(run: EvalRun) -> dict[str, Any]:
     sim = NetworkSimulator(
         run.net, run.policy, horizon=run.horizon, warmup=run.warmup, seed=run.seed
     )
-    res = sim.run().result()
+    res = sim.run(keep_jobs=False).result()
     return _run_row(res, run.name, run.load, time.perf_counter() - t0)
 
 

@@ -28,20 +28,28 @@ the state back (job queues, events, counters), so the simulator reads the same a
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from policyopt.index_policies import LinearIndex
 from policyopt.model.network import EXIT
 from policyopt.policies import DaiLinMaxPressure, MaxPressure
+from policyopt.sim.schedulers.fastertransformer import FasterTransformer
+from policyopt.sim.schedulers.orca import Orca
+from policyopt.sim.schedulers.sarathi import Sarathi
+from policyopt.sim.schedulers.vllm import VLLM
 
 if TYPE_CHECKING:
-    from policyopt.sim.network_sim import NetworkSimulator
+    from policyopt.sim.network_sim import Job, NetworkSimulator
+
+BUILT_IN = {FasterTransformer: "fastertransformer", VLLM: "vllm", Orca: "orca", Sarathi: "sarathi"}
+"""The schedulers the compiled loop knows (an exact type: a subclass may change a rule)."""
 
 JOB_ARRAYS = ("j_cls", "j_arr", "j_fid", "j_ft0", "j_fw", "j_left", "j_id")
-JOB_ARRAYS += ("j_since", "j_ver", "mark")
+JOB_ARRAYS += ("j_since", "j_ver", "mark", "j_tok", "r_buf")
 """The per-slot arrays of :class:`LoopState` (they grow together)."""
 
 LOOPS = ("auto", "python", "compiled")
@@ -58,7 +66,9 @@ def why_not(sim: NetworkSimulator) -> str | None:
         return "explicit request lists feed LLM engines"
     for eng in sim.engines:
         if eng.llm:
-            return "the network has LLM engines"
+            reason = _llm_reason(sim, eng)
+            if reason is not None:
+                return reason
     topo = sim.topo
     for k, step in enumerate(topo.steps):
         if sim._engine_of[k] < 0:
@@ -75,6 +85,22 @@ def why_not(sim: NetworkSimulator) -> str | None:
         and not (sim._fcfs or _all_fixed(sim))
     ):
         return f"policy {sim.policy_name!r} is computed in Python"
+    return None
+
+
+def _llm_reason(sim: NetworkSimulator, eng: Any) -> str | None:
+    """Why LLM engine ``eng`` may not run in the compiled loop (``None``: it may)."""
+    name = sim.topo.engines[eng.index]
+    if eng.mem is not None:
+        return f"engine {name!r} has a limited KV cache"
+    if type(eng.sched) not in BUILT_IN:
+        return f"engine {name!r} has a scheduler of its own ({type(eng.sched).__name__})"
+    if sim.policy_splits:
+        return f"policy {sim.policy_name!r} splits the token budget"
+    if sim._every or sim._may_idle:
+        return f"policy {sim.policy_name!r} re-decides or idles at LLM engines"
+    if sim.record:
+        return "batch records are kept in the Python loop"
     return None
 
 
@@ -134,9 +160,10 @@ class LoopState:
     station_kernel.run_stations` for their meaning)."""
 
     def __init__(self, sim: NetworkSimulator, block: int, fold: int) -> None:
+        from policyopt.sim import engine_kernel as ek
         from policyopt.sim import station_kernel as sk
 
-        self.sk = sk
+        self.sk, self.ek = sk, ek
         topo = sim.topo
         K, J, W = topo.n_classes, len(sim.engines), len(sim.net.workflows)
         i64, f64 = np.int64, np.float64
@@ -145,11 +172,21 @@ class LoopState:
         self.fv = np.zeros(sk.N_FV, dtype=f64)
         iv, fv = self.iv, self.fv
         iv[sk.I_SEQ], iv[sk.I_NEXT_ID], iv[sk.I_CREATED] = sim.seq, sim.next_id, sim.jobs_created
+        iv[sk.I_FIN_A] = -1  # no LLM batch's end in progress
         self.base_decisions = sim.decisions
         fv[sk.F_NOW], fv[sk.F_T_CHECK] = sim.now, sim.t_check
         fv[sk.F_HORIZON], fv[sk.F_WARMUP] = sim.horizon, sim.warmup
         # jobs: every live job is in a class queue (the one in service at its head)
         live = [job for eng in sim.engines for k in eng.classes for job in eng.wait[k]]
+        # LLM engines: the decoding requests (oldest first), then those finished by a batch
+        # in flight (its end event's payload)
+        decoders = [job for e in sim.engines if e.llm for k in e.classes for job in _decoding(e, k)]
+        flying = [
+            job for _, kind, _, a, jobs in sim.events if kind == sk.DONE and sim.engines[a].llm
+            for job in jobs  # type: ignore[attr-defined]
+        ]  # fmt: skip
+        n_wait = len(live)
+        live = live + decoders + flying
         cap = max(1024, 2 * len(live))
         self.j_cls = np.zeros(cap, dtype=i64)
         self.j_arr = np.zeros(cap, dtype=f64)
@@ -161,6 +198,8 @@ class LoopState:
         self.j_since = np.zeros(cap, dtype=f64)
         self.j_ver = np.zeros(cap, dtype=i64)
         self.mark = np.zeros(cap, dtype=i64)
+        self.j_tok = np.zeros((cap, ek.N_TOK), dtype=i64)
+        self.r_buf = np.zeros(cap, dtype=i64)
         slot_of: dict[int, int] = {}
         for s, job in enumerate(live):
             slot_of[id(job)] = s
@@ -174,11 +213,21 @@ class LoopState:
             self.j_fid[s], self.j_ft0[s], self.j_fw[s] = fid, t0, w
             self.j_since[s] = getattr(job, "since", 0.0)  # set once it started, several servers
             self.j_ver[s] = getattr(job, "ver", 0)
+            if sim.workloads[job.cls] is not None:  # an LLM request: its tokens
+                left = job.dec_tokens if s < n_wait else 0  # waiting, or finished in flight
+                if n_wait <= s < n_wait + len(decoders):
+                    left = sim.engines[sim._engine_of[job.cls]].dec[job.cls].remaining(job)
+                self.j_tok[s] = (job.pre_left, job.prompt, job.dec_tokens, left)
         self.free = np.arange(cap - 1, len(live) - 1, -1, dtype=i64)  # popped from the end
         self.free = np.concatenate([self.free, np.zeros(len(live), dtype=i64)])
         iv[sk.I_FREE_N] = cap - len(live)
         # class queues
-        qcap = max(256, 2 * max(len(eng.wait[k]) for eng in sim.engines for k in eng.classes))
+        llm = [e for e in sim.engines if e.llm]
+        # a batch's end may finish (and so start elsewhere) up to min(budget, slots) requests
+        width = max([1] + [min(e.b, e.kmax) for e in llm])
+        self.e_fin = np.zeros((J, width), dtype=i64)
+        longest = max(len(eng.wait[k]) for eng in sim.engines for k in eng.classes)
+        qcap = max(256, 2 * longest)
         self.q = np.zeros((K, qcap), dtype=i64)
         self.q_head = np.zeros(K, dtype=i64)
         self.q_len = np.zeros(K, dtype=i64)
@@ -197,6 +246,9 @@ class LoopState:
         for i, (t, kind, seq, a, payload) in enumerate(sim.events):  # a heap stays a heap
             self.ht[i], self.hk[i], self.hs[i], self.ha[i] = t, kind, seq, a
             self.hj[i] = -1 if payload is None else slot_of.get(id(payload), -1)
+            if kind == sk.DONE and sim.engines[a].llm:  # the batch's finished requests
+                done = [slot_of[id(job)] for job in payload]  # type: ignore[attr-defined]
+                self.e_fin[a, : len(done)] = done
         iv[sk.I_HEAP_N] = len(sim.events)
         self.dq = np.zeros(J, dtype=i64)
         for i, j in enumerate(sim.decide_queue):
@@ -225,6 +277,7 @@ class LoopState:
             for r, job in enumerate(e.serving):
                 self.e_serving[e.index, r] = slot_of[id(job)]
             self.e_nserv[e.index] = len(e.serving)
+        self._llm_state(sim, slot_of, cap)
         self.o_buf = np.zeros(K, dtype=i64)
         self.o_key = np.zeros(K, dtype=f64)
         self.c_buf = np.zeros(width, dtype=i64)
@@ -294,20 +347,113 @@ class LoopState:
         for i, buf in enumerate(sim._arrivals):
             self._take(self.a_buf, self.a_pos, i, buf)
         self.w_buf = np.zeros((K, block), dtype=f64)
+        self.wp_buf = np.zeros((K, block), dtype=i64)  # LLM classes: prompt tokens
+        self.wd_buf = np.zeros((K, block), dtype=i64)  # and output tokens
         self.w_pos = np.full(K, block, dtype=i64)
+        self.tokens = [wl is not None for wl in sim.workloads]  # an LLM class's work: tokens
         for k, buf in enumerate(sim.buffers):
-            self._take(self.w_buf, self.w_pos, k, buf)  # type: ignore[arg-type]
+            if self.tokens[k]:
+                pairs: list[tuple[int, int]] = buf  # type: ignore[assignment]
+                self._take(self.wp_buf, self.w_pos, k, [p for p, _ in pairs])
+                self._take(self.wd_buf, self.w_pos, k, [d for _, d in pairs])
+                buf.clear()
+            else:
+                self._take(self.w_buf, self.w_pos, k, buf)  # type: ignore[arg-type]
         self.u_buf = np.zeros(block, dtype=f64)
         u_pos = np.full(1, block, dtype=i64)
         self._take(self.u_buf.reshape(1, block), u_pos, 0, sim._uniforms)
         iv[sk.I_UNI_POS] = u_pos[0]
         iv[sk.I_EMPTY] = 1  # the refill fills what is empty
-        # logs
+        # logs (room for the first tokens of a batch)
+        fold = max(fold, 2 * self.e_fin.shape[1] + 16)
         self.l_code = np.zeros(fold, dtype=i64)
         self.l_val = np.zeros(fold, dtype=f64)
         self.f_w = np.zeros(fold, dtype=i64)
         self.f_t0 = np.zeros(fold, dtype=f64)
         self.f_left = np.zeros(fold, dtype=f64)
+
+    def _job_maker(self, slots: list[int]) -> Callable[[int, bool], Job]:
+        """A function giving the simulator's object for the job in slot ``s`` (one of
+        ``slots``; an LLM request: ``llm``); it reads those slots once, as Python lists."""
+        from policyopt.sim.network_sim import Job, _StationJob
+
+        idx = np.asarray(slots, dtype=np.int64)
+        at = {s: i for i, s in enumerate(slots)}
+        ids, cls, arr = (a[idx].tolist() for a in (self.j_id, self.j_cls, self.j_arr))
+        fid, ft0, fw = (a[idx].tolist() for a in (self.j_fid, self.j_ft0, self.j_fw))
+        left, tok = self.j_left[idx].tolist(), self.j_tok[idx].tolist()
+
+        def make(s: int, llm: bool) -> Job:
+            i = at[s]
+            flow = (fid[i], ft0[i], fw[i])
+            if not llm:
+                return _StationJob(ids[i], cls[i], arr[i], flow, -1, left[i])
+            pre, prompt, dec, _ = tok[i]
+            return Job(ids[i], cls[i], arr[i], flow, -1, pre, dec, prompt)
+
+        return make
+
+    def _llm_state(self, sim: NetworkSimulator, slot_of: dict[int, int], cap: int) -> None:
+        """The LLM engines' arrays (:mod:`policyopt.sim.engine_kernel`): per engine its rules
+        and counters, its classes, and per class the decoding requests, oldest first."""
+        ek = self.ek
+        K, J = sim.topo.n_classes, len(sim.engines)
+        i64 = np.int64
+        self.e_llm = np.array([e.llm for e in sim.engines], dtype=np.bool_)
+        self.e_li = np.zeros((J, ek.N_LI), dtype=i64)
+        self.e_lf = np.zeros((J, ek.N_LF))
+        width = max([1] + [e.b + 1 for e in sim.engines if e.llm and e.table is not None])
+        self.e_table = np.zeros((J, width))
+        ncls = max(len(e.classes) for e in sim.engines)
+        self.e_cls = np.zeros((J, max(1, ncls)), dtype=i64)
+        self.e_ncls = np.array([len(e.classes) for e in sim.engines], dtype=i64)
+        longest = 0
+        for e in sim.engines:
+            j = e.index
+            self.e_cls[j, : len(e.classes)] = e.classes
+            if not e.llm:
+                continue
+            li, lf = self.e_li[j], self.e_lf[j]
+            li[ek.L_SCHED] = ek.SCHEDULER_CODES[BUILT_IN[type(e.sched)]]
+            li[ek.L_CHUNKED] = int(e.sched.chunked)
+            li[ek.L_B], li[ek.L_KMAX] = e.b, e.kmax
+            if e.table is not None:
+                li[ek.L_TABLE] = 1
+                self.e_table[j, : len(e.table)] = e.table
+            else:
+                bt = e.bt
+                lf[ek.G_C], lf[ek.G_CP], lf[ek.G_CD], lf[ek.G_CKV] = (
+                    bt.c_ms,
+                    bt.cp_ms,
+                    bt.cd_ms,
+                    bt.ckv_ms,
+                )
+                li[ek.L_KVM] = int(e.kv_matters)
+                li[ek.L_MAXTOK] = -1 if bt.max_tokens is None else bt.max_tokens
+                li[ek.L_MAXKV] = -1 if bt.max_kv is None else bt.max_kv
+            st = e.stats
+            li[ek.L_NWAIT], li[ek.L_NDEC], li[ek.L_PRE] = e.n_wait, e.n_dec, e.pre_backlog
+            li[ek.L_KV], li[ek.L_KVMAX] = e.kv, e.kv_max
+            li[ek.L_TOKENS], li[ek.L_FULL] = st.tokens, st.full
+            li[ek.L_NWC], li[ek.L_OOR] = st.not_work_conserving, st.out_of_range
+            lf[ek.G_BTIME], lf[ek.G_KVAREA] = st.busy_time, st.kv_area
+            for _, kind, _, a, payload in sim.events:
+                if kind == self.sk.DONE and a == j:
+                    li[ek.L_NFIN] = len(payload)  # type: ignore[arg-type]
+            longest = max([longest] + [len(e.dec[k]) for k in e.classes])
+        dcap = max(256, 2 * longest, 4 * self.e_fin.shape[1])
+        self.d = np.zeros((K, dcap), dtype=i64)
+        self.d_head = np.zeros(K, dtype=i64)
+        self.d_len = np.zeros(K, dtype=i64)
+        for e in sim.engines:
+            if e.llm:
+                for k in e.classes:
+                    slots = [slot_of[id(job)] for job in _decoding(e, k)]
+                    self.d[k, : len(slots)] = slots
+                    self.d_len[k] = len(slots)
+        self.pl = np.zeros((5, K), dtype=i64)
+        self.pn = np.zeros(4, dtype=i64)
+        self.iv_log = np.zeros(1, dtype=i64)
 
     @staticmethod
     def _take(arr: np.ndarray, pos: np.ndarray, i: int, buf: list[float]) -> None:
@@ -396,6 +542,23 @@ class LoopState:
             self.o_key,
             self.c_buf,
             self.s_buf,
+            self.e_llm,
+            self.e_li,
+            self.e_lf,
+            self.e_table,
+            self.e_fin,
+            self.e_cls,
+            self.e_ncls,
+            self.j_tok,
+            self.d,
+            self.d_head,
+            self.d_len,
+            self.wp_buf,
+            self.wd_buf,
+            self.pl,
+            self.pn,
+            self.r_buf,
+            self.iv_log,
             self.every,
             progress_every,
         )
@@ -411,12 +574,16 @@ class LoopState:
                 self._take(self.a_buf, self.a_pos, i, sim._arrivals[i])
         for k in range(len(self.w_pos)):
             if self.w_pos[k] >= block:
-                self.w_buf[k] = sim._work_block(k)
+                if self.tokens[k]:
+                    self.wp_buf[k], self.wd_buf[k] = sim._token_block(k)
+                else:
+                    self.w_buf[k] = sim._work_block(k)
                 self.w_pos[k] = 0
-        if self.any_random and self.iv[sk.I_UNI_POS] >= block:
+        iv = self.iv
+        if self.any_random and iv[sk.I_UNI_POS] >= block:
             self.u_buf[:] = sim._uniform_block()
-            self.iv[sk.I_UNI_POS] = 0
-        self.iv[sk.I_EMPTY] = 0
+            iv[sk.I_UNI_POS] = 0
+        iv[sk.I_EMPTY] = 0
 
     def flush_logs(self, sim: NetworkSimulator) -> None:
         """Append the kernel's logged times and finished workflows to the simulator's logs."""
@@ -450,15 +617,10 @@ class LoopState:
             self.free = np.arange(2 * cap - 1, cap - 1, -1, dtype=np.int64)
             self.free = np.concatenate([self.free, np.zeros(cap, dtype=np.int64)])
             iv[sk.I_FREE_N] = cap
-        qcap = self.q.shape[1]
-        if int(self.q_len.max()) >= qcap:
-            new = np.zeros((self.q.shape[0], 2 * qcap), dtype=np.int64)
-            for k in range(self.q.shape[0]):
-                n = int(self.q_len[k])
-                idx = (int(self.q_head[k]) + np.arange(n)) % qcap
-                new[k, :n] = self.q[k, idx]
-            self.q = new
-            self.q_head[:] = 0
+        if int(self.q_len.max()) >= self.q.shape[1]:
+            self.q = _wider(self.q, self.q_head, self.q_len)
+        if int(self.d_len.max()) + self.e_fin.shape[1] >= self.d.shape[1]:
+            self.d = _wider(self.d, self.d_head, self.d_len)
         iv[sk.I_GROW] = 0
 
     def sync(self, sim: NetworkSimulator) -> None:
@@ -477,41 +639,59 @@ class LoopState:
         sim.next_id = int(iv[sk.I_NEXT_ID])
         sim.jobs_created = int(iv[sk.I_CREATED])
         sim.decisions = self.base_decisions + int(iv[sk.I_DECISIONS])
+        ek = self.ek
         for e in sim.engines:
             j = e.index
             e.backlog = float(self.e_backlog[j])
             e.done_work = float(self.e_done[j])
             e.arrived_work = float(self.e_arrived[j])
-            e.stats.batches = int(self.e_batches[j])
-            e.stats.busy_time = e.done_work
+            st = e.stats
+            st.batches = int(self.e_batches[j])
+            if not e.llm:
+                st.busy_time = e.done_work
+                continue
+            li, lf = self.e_li[j].tolist(), self.e_lf[j].tolist()
+            e.n_wait, e.n_dec, e.pre_backlog = li[ek.L_NWAIT], li[ek.L_NDEC], li[ek.L_PRE]
+            e.kv, e.kv_max = li[ek.L_KV], li[ek.L_KVMAX]
+            st.tokens, st.full = li[ek.L_TOKENS], li[ek.L_FULL]
+            st.not_work_conserving, st.out_of_range = li[ek.L_NWC], li[ek.L_OOR]
+            st.busy_time, st.kv_area = lf[ek.G_BTIME], lf[ek.G_KVAREA]
 
     def export(self, sim: NetworkSimulator) -> None:
         """Write the whole state back: job queues, the jobs in service, events, decisions due
         and the unused draws, as Python objects (after :meth:`sync`)."""
         from policyopt.sim.network_sim import _StationJob
 
-        sk, iv = self.sk, self.iv
-        qcap = self.q.shape[1]
-        job_of: dict[int, _StationJob] = {}
+        sk, ek, iv = self.sk, self.ek, self.iv
+        K = len(self.q_len)
+        waiting = [_ring(self.q, self.q_head, self.q_len, k) for k in range(K)]
+        decoding = [_ring(self.d, self.d_head, self.d_len, k) for k in range(K)]
+        flying = [self.e_fin[a, : self.e_li[a, ek.L_NFIN]].tolist() for a in range(len(self.dq))]
+        make = self._job_maker([s for rows in (waiting, decoding, flying) for r in rows for s in r])
+        job_of: dict[int, Job] = {}
         for eng in sim.engines:
             for k in eng.classes:
                 queue = eng.wait[k]
                 queue.clear()
-                for r in range(int(self.q_len[k])):
-                    s = int(self.q[k, (int(self.q_head[k]) + r) % qcap])
-                    job = _StationJob(
-                        int(self.j_id[s]),
-                        k,
-                        float(self.j_arr[s]),
-                        (int(self.j_fid[s]), float(self.j_ft0[s]), int(self.j_fw[s])),
-                        -1,
-                        float(self.j_left[s]),
-                    )
+                for s in waiting[k]:
+                    job = job_of[s] = make(s, eng.llm)
                     if eng.multi:
                         job.since, job.ver = float(self.j_since[s]), int(self.j_ver[s])
-                    job_of[s] = job
                     queue.append(job)
+                if eng.llm:  # the decoders, oldest first; those without a token yet
+                    dq = eng.dec[k]
+                    dq.clear()
+                    unstarted = eng.unstarted[k]
+                    unstarted.clear()
+                    for s in decoding[k]:
+                        job = job_of[s] = make(s, True)
+                        left = int(self.j_tok[s, ek.T_REM])
+                        dq.add(job, left)
+                        if left == job.dec_tokens:
+                            unstarted.append(job)
             j = eng.index
+            if eng.llm:
+                eng.repeat = None  # the next batch is formed afresh
             cur = int(self.e_current[j])
             eng.current = job_of[cur] if cur >= 0 else None
             eng.serving[:] = [job_of[int(s)] for s in self.e_serving[j, : self.e_nserv[j]]]
@@ -532,8 +712,10 @@ class LoopState:
                 int(self.ha[i]),
                 int(self.hj[i]),
             )
-            job = None
-            if kind == sk.DONE:
+            job: Any = None
+            if kind == sk.DONE and self.e_llm[a]:  # a batch in flight: its finished requests
+                job = [make(s, True) for s in flying[a]]
+            elif kind == sk.DONE:
                 if self.e_multi[a]:
                     live = s in job_of and self.j_ver[s] == seq
                 else:
@@ -550,9 +732,37 @@ class LoopState:
             if self.a_gap[i] <= 0.0:
                 buf[:] = self.a_buf[i, self.a_pos[i] :][::-1].tolist()
         for k, buf in enumerate(sim.buffers):
-            buf[:] = self.w_buf[k, self.w_pos[k] :][::-1].tolist()
+            pos = int(self.w_pos[k])
+            if self.tokens[k]:
+                p, d = self.wp_buf[k, pos:][::-1].tolist(), self.wd_buf[k, pos:][::-1].tolist()
+                buf[:] = list(zip(p, d, strict=True))
+            else:
+                buf[:] = self.w_buf[k, pos:][::-1].tolist()
         pos = int(iv[sk.I_UNI_POS])
         sim._uniforms[:] = self.u_buf[pos:block][::-1].tolist() if pos < block else []
+
+
+def _decoding(eng: Any, k: int) -> list[Job]:
+    """The decoding requests of class ``k`` at LLM engine ``eng``, oldest first."""
+    dq = eng.dec[k]
+    return list(dq.alive) + [job for job, _ in dq.outside]
+
+
+def _ring(ring: np.ndarray, head: np.ndarray, length: np.ndarray, k: int) -> list[int]:
+    """The slots in row ``k`` of a ring buffer, first to last."""
+    cap = ring.shape[1]
+    return ring[k, (int(head[k]) + np.arange(int(length[k]))) % cap].tolist()
+
+
+def _wider(ring: np.ndarray, head: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Ring buffers of twice the width, each row's slots from its start (``head`` is
+    reset)."""
+    new = np.zeros((ring.shape[0], 2 * ring.shape[1]), dtype=ring.dtype)
+    for k in range(ring.shape[0]):
+        n = int(length[k])
+        new[k, :n] = _ring(ring, head, length, k)
+    head[:] = 0
+    return new
 
 
 def _csr(rows: list[list[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -570,9 +780,11 @@ def run_compiled(
     progress: Callable[[float], None] | None,
     block: int,
     fold: int,
+    keep_jobs: bool = True,
 ) -> None:
     """Run ``sim`` to its horizon in the compiled loop (``progress`` is called now and then
-    with the time reached); the simulator's state is then as after its Python loop."""
+    with the time reached); the simulator's state is then as after its Python loop (its
+    counters and statistics only, without ``keep_jobs``)."""
     from policyopt.sim import station_kernel as sk
 
     state = LoopState(sim, block, fold)
@@ -600,7 +812,15 @@ def run_compiled(
         else:  # pragma: no cover - the kernel returns only the codes above
             raise RuntimeError(f"compiled loop: unknown stop code {code}")
     state.sync(sim)
-    state.export(sim)
+    if not keep_jobs:
+        return
+    paused = gc.isenabled()  # the job objects made now hold no cycles: no need to scan them
+    gc.disable()
+    try:
+        state.export(sim)
+    finally:
+        if paused:
+            gc.enable()
 
 
 __all__ = ["LOOPS", "LoopState", "choose", "numba_available", "run_compiled", "why_not"]

@@ -44,6 +44,16 @@ class DecodeQueue:
         self.seq = 0  # the last sequence number given
         self.total = 0  # every delay added so far (the prefix sum past the last number)
 
+    def clear(self) -> None:
+        """Empty the queue (its containers stay the same objects: readers may hold them)."""
+        self.alive.clear()
+        self.outside.clear()
+        self.heap.clear()
+        self.G = 0
+        self.tree = [0] * 1025
+        self.seq = 0
+        self.total = 0
+
     def __len__(self) -> int:
         return len(self.alive) + len(self.outside)
 

@@ -698,15 +698,21 @@ class NetworkSimulator:
         """The work of the next job of class ``k``: (prompt, output) tokens, or seconds."""
         buf = self.buffers[k]
         if not buf:
-            wl = self.workloads[k]
-            if wl is not None:
-                rng = self.work_rng[k]
-                p = wl.prompt_dist.sample(rng, BLOCK, wl.max_prompt_len).tolist()
-                d = wl.output_dist.sample(rng, BLOCK, wl.max_output_len).tolist()
+            if self.workloads[k] is not None:
+                p, d = (a.tolist() for a in self._token_block(k))
                 buf.extend(zip(reversed(p), reversed(d), strict=True))
             else:
                 buf.extend(reversed(self._work_block(k).tolist()))
         return buf.pop()
+
+    def _token_block(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next block of prompt and output tokens of LLM class ``k``, in order."""
+        wl = self.workloads[k]
+        assert wl is not None
+        rng = self.work_rng[k]
+        p = wl.prompt_dist.sample(rng, BLOCK, wl.max_prompt_len)
+        d = wl.output_dist.sample(rng, BLOCK, wl.max_output_len)
+        return p, d
 
     def _work_block(self, k: int) -> np.ndarray:
         """The next block of service times (s) of station class ``k``, in order."""
@@ -1402,12 +1408,20 @@ class NetworkSimulator:
         return used
 
     # ------------------------------------------------------------------ main loop
-    def run(self, progress: Callable[[float], None] | None = None) -> NetworkSimulator:
-        """Run to the horizon; ``progress`` is called now and then with the time reached."""
+    def run(
+        self, progress: Callable[[float], None] | None = None, keep_jobs: bool = True
+    ) -> NetworkSimulator:
+        """Run to the horizon; ``progress`` is called now and then with the time reached.
+
+        ``keep_jobs``: after a run in the compiled loop, write the jobs still in the network
+        back as the simulator's objects (queues, jobs in service, pending events), as the
+        Python loop leaves them; ``False`` skips that when only :meth:`result` is read (an
+        overloaded run may end with tens of thousands of jobs), and the queues then stay as
+        they were before the run."""
         if self.external:
             raise RuntimeError("external mode (policy=None): drive the run with advance()/decide()")
         if self.compiled:
-            run_compiled(self, progress, BLOCK, FOLD)
+            run_compiled(self, progress, BLOCK, FOLD, keep_jobs)
         else:
             self._loop(progress)
         self._finish()

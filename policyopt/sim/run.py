@@ -90,7 +90,7 @@ def simulate_classes(
         seed=run.seed,
         samples=run.samples,
     )
-    sim.run(progress=progress)
+    sim.run(progress=progress, keep_jobs=False)
     return sim.result()
 
 

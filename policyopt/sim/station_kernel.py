@@ -22,6 +22,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from policyopt.sim.engine_kernel import (
+    L_NDEC,
+    L_NFIN,
+    L_NWAIT,
+    L_PRE,
+    N_PN_P,
+    P_PK,
+    T_DEC,
+    T_PRE,
+    T_PROMPT,
+    T_REM,
+    engine_order,
+    form_batch,
+)
+
 # event kinds (as in network_sim)
 ARRIVAL, DONE = 0, 1
 # how a station orders its classes
@@ -34,7 +49,9 @@ STOP_END, STOP_REFILL, STOP_LOGS, STOP_GROW, STOP_BOOKKEEP, STOP_PROGRESS = 0, 1
 I_SEQ, I_NEXT_ID, I_CREATED, I_DECISIONS, I_HEAP_N, I_DQ_HEAD, I_DQ_LEN = 0, 1, 2, 3, 4, 5, 6
 I_LOG_N, I_FLOW_N, I_FREE_N, I_TICK, I_KEPT = 7, 8, 9, 10, 11
 I_UNI_POS, I_EMPTY, I_GROW, I_STAMP = 12, 13, 14, 15
-N_IV = 16
+# an LLM batch's end in progress: its engine (-1: none) and the next finished request
+I_FIN_A, I_FIN_I = 16, 17
+N_IV = 18
 # float scalars (``fv``)
 F_NOW, F_T_CHECK, F_HORIZON, F_WARMUP, F_BOOK_T = 0, 1, 2, 3, 4
 N_FV = 5
@@ -195,6 +212,59 @@ def _start(ht, hk, hs, ha, hj, iv, j_since, j_ver, j_left, e_serving, e_nserv, a
     _push(ht, hk, hs, ha, hj, iv, now + j_left[slot], DONE, nseq, a, slot)
 
 
+@njit(cache=True, inline="always")
+def _route(k, iv, u_buf, block, r_ptr, r_tgt, r_prob):
+    """Where a job of class ``k`` goes at random: the next routing draw against the
+    cumulative probabilities (the last target if the sum falls short)."""
+    pos = iv[I_UNI_POS]
+    u = u_buf[pos]
+    iv[I_UNI_POS] = pos + 1
+    if pos + 1 == block:
+        iv[I_EMPTY] = 1
+    acc = 0.0
+    target = r_tgt[r_ptr[k + 1] - 1]
+    for r in range(r_ptr[k], r_ptr[k + 1]):
+        acc += r_prob[r]
+        if u < acc:
+            return r_tgt[r]
+    return target
+
+
+@njit(cache=True)
+def _llm_start(a, now, warmup, iv, lt):
+    """LLM engine ``a`` is free: its next batch starts now, or it idles without work
+    (``NetworkSimulator._form_batch``); ``lt``: the arrays it reads and writes (see
+    :func:`run_stations`)."""
+    ht, hk, hs, ha, hj, e_busy, e_mode, e_order, e_norder, e_single, e_cls, e_ncls = lt[:12]
+    e_li, e_lf, e_table, e_fin, e_backlog, e_done, e_batches, q, q_head, q_len = lt[12:22]
+    d, d_head, d_len, j_tok, j_arr, work_left, jobs, p_neg, p_ptr, p_succ = lt[22:32]
+    p_prob, lin_a, lin_b, o_buf, o_key, pl, pn, r_buf, l_code, l_val, iv_log = lt[32:]
+    if e_li[a, L_NDEC] == 0 and e_li[a, L_NWAIT] == 0:
+        e_busy[a] = False
+        return
+    n = engine_order(
+        a, o_buf, o_key, e_mode, e_order, e_norder, q, q_head, q_len, d, d_head, d_len, j_arr,
+        jobs, p_neg, p_ptr, p_succ, p_prob, lin_a, lin_b,
+    )  # fmt: skip
+    if not e_single[a]:
+        iv[I_DECISIONS] += 1
+    iv_log[0] = iv[I_LOG_N]
+    t_end = form_batch(
+        a, now, warmup, o_buf, n, e_cls[a], e_ncls[a], e_li, e_lf, e_table, e_fin, e_backlog,
+        e_done, e_batches, q, q_head, q_len, d, d_head, d_len, j_tok, j_arr, work_left, pl, pn,
+        r_buf, l_code, l_val, iv_log,
+    )  # fmt: skip
+    iv[I_LOG_N] = iv_log[0]
+    dcap = d.shape[1]
+    for i in range(pn[N_PN_P]):  # room in the decode rings for the next batch's prompts
+        if d_len[pl[P_PK, i]] + e_fin.shape[1] >= dcap:
+            iv[I_GROW] = 1
+    e_busy[a] = True
+    nseq = iv[I_SEQ] + 1
+    iv[I_SEQ] = nseq
+    _push(ht, hk, hs, ha, hj, iv, t_end, DONE, nseq, a, -1)
+
+
 @njit(cache=True)
 def run_stations(
     iv,
@@ -280,6 +350,25 @@ def run_stations(
     o_key,
     c_buf,
     s_buf,
+    # LLM engines (policyopt.sim.engine_kernel): which engines, their state, their classes,
+    # the requests' tokens, the decode rings, token draws, the batch being formed, scratch
+    e_llm,
+    e_li,
+    e_lf,
+    e_table,
+    e_fin,
+    e_cls,
+    e_ncls,
+    j_tok,
+    d,
+    d_head,
+    d_len,
+    wp_buf,
+    wd_buf,
+    pl,
+    pn,
+    r_buf,
+    iv_log,
     every,
     progress_every,
 ):
@@ -293,12 +382,21 @@ def run_stations(
     lcap = l_code.shape[0]
     block = a_buf.shape[1]
     hcap = ht.shape[0] - e_serving.shape[1]  # a decision may start every server
+    # an LLM batch may log a first token for e_fin.shape[1] requests
+    lroom = lcap - e_fin.shape[1] - 1
+    # what an LLM engine's batch start reads and writes (one argument: few to pass)
+    lt = (
+        ht, hk, hs, ha, hj, e_busy, e_mode, e_order, e_norder, e_single, e_cls, e_ncls,
+        e_li, e_lf, e_table, e_fin, e_backlog, e_done, e_batches, q, q_head, q_len,
+        d, d_head, d_len, j_tok, j_arr, work_left, jobs, p_neg, p_ptr, p_succ,
+        p_prob, lin_a, lin_b, o_buf, o_key, pl, pn, r_buf, l_code, l_val, iv_log,
+    )  # fmt: skip
     while True:
         fv[F_NOW] = now
         # room for this step: draws, logs, buffers
         if iv[I_EMPTY] != 0:
             return STOP_REFILL
-        if iv[I_LOG_N] >= lcap or iv[I_FLOW_N] >= lcap:
+        if iv[I_LOG_N] >= lroom or iv[I_FLOW_N] >= lroom:
             return STOP_LOGS
         if iv[I_GROW] != 0 or iv[I_HEAP_N] + 4 > hcap or iv[I_FREE_N] == 0:
             iv[I_GROW] = 1
@@ -309,7 +407,7 @@ def run_stations(
         n_heap = iv[I_HEAP_N]
         a = -1
         station = -1
-        if iv[I_DQ_LEN] > 0 and (n_heap == 0 or ht[0] > now):
+        if iv[I_FIN_A] < 0 and iv[I_DQ_LEN] > 0 and (n_heap == 0 or ht[0] > now):
             # a decision due now, and no other event left at this instant
             if now >= horizon:
                 break
@@ -317,70 +415,25 @@ def run_stations(
             iv[I_DQ_HEAD] = (iv[I_DQ_HEAD] + 1) % n_st
             iv[I_DQ_LEN] -= 1
             e_pending[a] = False
+            if e_llm[a]:
+                if not e_busy[a]:
+                    _llm_start(a, now, warmup, iv, lt)
+                continue
         else:
-            if n_heap == 0:
-                break
-            t = ht[0]
-            if t >= horizon:
-                break
-            if t >= t_check and iv[I_KEPT] == 0:
-                # the statistics are due before this event: Python does them
-                iv[I_KEPT] = 1
-                fv[F_BOOK_T] = t
-                return STOP_BOOKKEEP
-            iv[I_KEPT] = 0
-            kind, seq, a, slot = hk[0], hs[0], ha[0], hj[0]
-            if kind == ARRIVAL and a_gap[a] <= 0.0:
-                # the workflow's next arrival takes this one's place
-                pos = a_pos[a]
-                gap = a_buf[a, pos]
-                a_pos[a] = pos + 1
-                if pos + 1 == block:
-                    iv[I_EMPTY] = 1
-                nseq = iv[I_SEQ] + 1
-                iv[I_SEQ] = nseq
-                _replace(ht, hk, hs, ha, hj, iv, t + gap, ARRIVAL, nseq, a, -1)
-            else:
-                _pop(ht, hk, hs, ha, hj, iv)
-            now = t
-            nk = -1
-            fid = 0
-            ft0 = 0.0
-            fw = 0
-            if kind == DONE:
-                if e_multi[a]:
-                    if j_ver[slot] != seq:
-                        continue  # preempted: a stale completion
-                    k = j_cls[slot]
-                    _stop(
-                        j_since,
-                        j_ver,
-                        j_left,
-                        j_cls,
-                        work_left,
-                        e_backlog,
-                        e_done,
-                        e_serving,
-                        e_nserv,
-                        a,
-                        slot,
-                        t,
-                    )
-                    _queue_remove(q, q_head, q_len, k, slot)
-                else:
-                    if seq != e_version[a]:
-                        continue  # preempted: a stale completion
-                    used = t - e_started[a]
-                    k = j_cls[slot]
-                    work_left[k] -= used
-                    e_backlog[a] -= used
-                    e_done[a] += used
-                    e_current[a] = -1
-                    q_head[k] = (q_head[k] + 1) % qcap
-                    q_len[k] -= 1
-                e_busy[a] = False
-                e_batches[a] += 1
-                station = a
+            if iv[I_FIN_A] >= 0:
+                # an LLM batch ended at `now`: its next finished request goes on (its
+                # workflow's next class, or out), or, all gone, the engine's next batch starts
+                a = iv[I_FIN_A]
+                i = iv[I_FIN_I]
+                if i == e_li[a, L_NFIN]:
+                    iv[I_FIN_A] = -1
+                    e_li[a, L_NFIN] = 0
+                    _llm_start(a, now, warmup, iv, lt)
+                    continue
+                iv[I_FIN_I] = i + 1
+                t = now
+                slot = e_fin[a, i]
+                k = j_cls[slot]
                 lo = last[k]
                 if lo < warmup:
                     lo = warmup
@@ -399,19 +452,9 @@ def run_stations(
                     iv[I_LOG_N] = i + 1
                 target = next_of[k]
                 if target == RANDOM:
-                    pos = iv[I_UNI_POS]
-                    u = u_buf[pos]
-                    iv[I_UNI_POS] = pos + 1
-                    if pos + 1 == block:
-                        iv[I_EMPTY] = 1
-                    acc = 0.0
-                    target = r_tgt[r_ptr[k + 1] - 1]
-                    for r in range(r_ptr[k], r_ptr[k + 1]):
-                        acc += r_prob[r]
-                        if u < acc:
-                            target = r_tgt[r]
-                            break
+                    target = _route(k, iv, u_buf, block, r_ptr, r_tgt, r_prob)
                 fid, ft0, fw = j_fid[slot], j_ft0[slot], j_fw[slot]
+                nk = -1
                 if target >= 0:
                     nk = target
                 else:  # EXIT
@@ -422,18 +465,119 @@ def run_stations(
                     iv[I_FLOW_N] = i + 1
                 free[iv[I_FREE_N]] = slot
                 iv[I_FREE_N] += 1
-            else:  # ARRIVAL
-                fid = iv[I_NEXT_ID]
-                iv[I_NEXT_ID] = fid + 1
-                ft0 = t
-                fw = a
-                nk = entries[a]
-                if a_gap[a] > 0.0:  # deterministic arrivals
+            else:
+                if n_heap == 0:
+                    break
+                t = ht[0]
+                if t >= horizon:
+                    break
+                if t >= t_check and iv[I_KEPT] == 0:
+                    # the statistics are due before this event: Python does them
+                    iv[I_KEPT] = 1
+                    fv[F_BOOK_T] = t
+                    return STOP_BOOKKEEP
+                iv[I_KEPT] = 0
+                kind, seq, a, slot = hk[0], hs[0], ha[0], hj[0]
+                if kind == ARRIVAL and a_gap[a] <= 0.0:
+                    # the workflow's next arrival takes this one's place
+                    pos = a_pos[a]
+                    gap = a_buf[a, pos]
+                    a_pos[a] = pos + 1
+                    if pos + 1 == block:
+                        iv[I_EMPTY] = 1
                     nseq = iv[I_SEQ] + 1
                     iv[I_SEQ] = nseq
-                    _push(ht, hk, hs, ha, hj, iv, now + a_gap[a], ARRIVAL, nseq, a, -1)
+                    _replace(ht, hk, hs, ha, hj, iv, t + gap, ARRIVAL, nseq, a, -1)
+                else:
+                    _pop(ht, hk, hs, ha, hj, iv)
+                now = t
+                nk = -1
+                fid = 0
+                ft0 = 0.0
+                fw = 0
+                if kind == DONE and e_llm[a]:
+                    # a batch ends: its finished requests go on, one per pass (below), then
+                    # the engine's next batch starts
+                    e_busy[a] = False
+                    iv[I_FIN_A] = a
+                    iv[I_FIN_I] = 0
+                    continue
+                if kind == DONE:
+                    if e_multi[a]:
+                        if j_ver[slot] != seq:
+                            continue  # preempted: a stale completion
+                        k = j_cls[slot]
+                        _stop(
+                            j_since,
+                            j_ver,
+                            j_left,
+                            j_cls,
+                            work_left,
+                            e_backlog,
+                            e_done,
+                            e_serving,
+                            e_nserv,
+                            a,
+                            slot,
+                            t,
+                        )
+                        _queue_remove(q, q_head, q_len, k, slot)
+                    else:
+                        if seq != e_version[a]:
+                            continue  # preempted: a stale completion
+                        used = t - e_started[a]
+                        k = j_cls[slot]
+                        work_left[k] -= used
+                        e_backlog[a] -= used
+                        e_done[a] += used
+                        e_current[a] = -1
+                        q_head[k] = (q_head[k] + 1) % qcap
+                        q_len[k] -= 1
+                    e_busy[a] = False
+                    e_batches[a] += 1
+                    station = a
+                    lo = last[k]
+                    if lo < warmup:
+                        lo = warmup
+                    n = jobs[k]
+                    if t > lo:
+                        area[k] += n * (t - lo)
+                    last[k] = t
+                    jobs[k] = n - 1.0
+                    if t >= warmup:
+                        done_class[k] += 1
+                    arrived = j_arr[slot]
+                    if arrived >= warmup:
+                        i = iv[I_LOG_N]
+                        l_code[i] = 2 * k
+                        l_val[i] = t - arrived
+                        iv[I_LOG_N] = i + 1
+                    target = next_of[k]
+                    if target == RANDOM:
+                        target = _route(k, iv, u_buf, block, r_ptr, r_tgt, r_prob)
+                    fid, ft0, fw = j_fid[slot], j_ft0[slot], j_fw[slot]
+                    if target >= 0:
+                        nk = target
+                    else:  # EXIT
+                        i = iv[I_FLOW_N]
+                        f_w[i] = fw
+                        f_t0[i] = ft0
+                        f_left[i] = t
+                        iv[I_FLOW_N] = i + 1
+                    free[iv[I_FREE_N]] = slot
+                    iv[I_FREE_N] += 1
+                else:  # ARRIVAL
+                    fid = iv[I_NEXT_ID]
+                    iv[I_NEXT_ID] = fid + 1
+                    ft0 = t
+                    fw = a
+                    nk = entries[a]
+                    if a_gap[a] > 0.0:  # deterministic arrivals
+                        nseq = iv[I_SEQ] + 1
+                        iv[I_SEQ] = nseq
+                        _push(ht, hk, hs, ha, hj, iv, now + a_gap[a], ARRIVAL, nseq, a, -1)
             if nk >= 0:
-                # a job of class nk starts at its station
+                # a job of class nk starts at its engine
                 j = engine_of[nk]
                 jid = iv[I_NEXT_ID]
                 iv[I_NEXT_ID] = jid + 1
@@ -446,6 +590,16 @@ def run_stations(
                 nf = iv[I_FREE_N] - 1
                 iv[I_FREE_N] = nf
                 slot = free[nf]
+                if e_llm[j]:  # a request: its prompt and output tokens
+                    p = wp_buf[nk, pos]
+                    dtok = wd_buf[nk, pos]
+                    work = float(p + dtok)
+                    j_tok[slot, T_PRE] = p
+                    j_tok[slot, T_PROMPT] = p
+                    j_tok[slot, T_DEC] = dtok
+                    j_tok[slot, T_REM] = dtok
+                    e_li[j, L_PRE] += p
+                    e_li[j, L_NWAIT] += 1
                 j_cls[slot] = nk
                 j_arr[slot] = t
                 j_fid[slot] = fid
