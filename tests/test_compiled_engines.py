@@ -25,7 +25,7 @@ from policyopt.model.networks_library import get_network
 from policyopt.policies import FCFS
 from policyopt.sim.compiled_loop import why_not
 from policyopt.sim.network_sim import NetworkSimulator
-from tests.test_compiled_loop import assert_same, both, check
+from tests.test_compiled_loop import assert_same, both, check, state
 
 pytest.importorskip("numba")
 
@@ -80,6 +80,32 @@ def test_one_engine_matches(scheduler: str, engine: dict[str, Any], rate: float)
     check(one_engine(scheduler, engine, rate), "fcfs", horizon=400.0, warmup=50.0, seed=3)
 
 
+CACHES = {
+    "recompute": {"tokens": 6000},
+    "swap-watermark": {"tokens": 6000, "preemption": "swap", "watermark": 0.05},
+    "token-blocks": {"tokens": 4000, "block_size": 1},
+}
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("cache", CACHES.values(), ids=CACHES.keys())
+def test_kv_cache_matches(scheduler: str, cache: dict[str, Any]) -> None:
+    """A cache small enough that requests are preempted (recomputed or swapped out) and the
+    admission rule holds prompts back."""
+    net = one_engine(scheduler, {"token_budget": 512, "max_seqs": 64, "kv_cache": cache}, 9.0)
+    py, jit = both(net, "fcfs", horizon=400.0, warmup=50.0, seed=6)
+    assert_same(py.run().result(), jit.run().result())
+    assert state(py) == state(jit)
+    if scheduler != "fastertransformer":  # (its groups are admitted whole: none preempted)
+        assert jit.engines[0].mem.preemptions > 0
+    for sim in (py, jit):  # the decoders' blocks, written into them
+        for dq in sim.engines[0].dec.values():
+            dq.materialize()  # type: ignore[attr-defined]
+    for a, b in zip(py.engines[0].mem.resident, jit.engines[0].mem.resident, strict=True):
+        assert (a.id, a.held, a.blocks, a.pre_left) == (b.id, b.held, b.blocks, b.pre_left)
+    assert [j.id for j in py.engines[0].mem.swapped] == [j.id for j in jit.engines[0].mem.swapped]
+
+
 def test_overload_growth_full_logs_and_initial_requests_match() -> None:
     """An engine far over its capacity for an hour (queues of thousands past the first
     buffers, the logs filled and folded), and a run from initial requests."""
@@ -107,6 +133,13 @@ def random_llm_network(draw: st.DrawFn) -> tuple[NetworkSpec, str]:
             eng["max_seqs"] = draw(st.integers(1, 8))
         if draw(st.booleans()):
             eng["batch_time"] = {**AFFINE, "max_tokens": 64, "max_kv": 2000}
+        if draw(st.booleans()):  # a cache small enough to preempt
+            eng["kv_cache"] = {
+                "tokens": draw(st.sampled_from([120, 300, 1000])),
+                "block_size": draw(st.sampled_from([1, 4, 16])),
+                "preemption": draw(st.sampled_from(["recompute", "swap"])),
+                "watermark": draw(st.sampled_from([0.0, 0.1])),
+            }
         engines[f"e{i}"] = eng
     lengths = [
         {"kind": "constant", "value": 12},
@@ -188,9 +221,11 @@ class SplitFCFS(FCFS):
 
 
 def test_llm_runs_the_kernel_may_not_take() -> None:
-    cache = Scenario(engine={"kv_cache": {"tokens": 50_000}})
+    rule = {"tokens": 50_000, "admission": "mc-sf", "output_lengths": "exact"}
+    cache = Scenario(engine={"kv_cache": rule})
     sim = NetworkSimulator(scenario_network(cache), "fcfs", horizon=10.0)
-    assert not sim.compiled and why_not(sim) == "engine 'engine' has a limited KV cache"
+    assert not sim.compiled
+    assert why_not(sim) == "engine 'engine' admits by rule 'mc-sf', computed in Python"
     split = NetworkSimulator(scenario_network(Scenario()), SplitFCFS(), horizon=10.0)
     assert why_not(split) == "policy 'split-fcfs' splits the token budget"
     recorded = NetworkSimulator(

@@ -37,6 +37,7 @@ import numpy as np
 from policyopt.index_policies import LinearIndex
 from policyopt.model.network import EXIT
 from policyopt.policies import DaiLinMaxPressure, MaxPressure
+from policyopt.sim.admission.fcfs import FCFS as FCFSAdmission
 from policyopt.sim.schedulers.fastertransformer import FasterTransformer
 from policyopt.sim.schedulers.orca import Orca
 from policyopt.sim.schedulers.sarathi import Sarathi
@@ -91,8 +92,8 @@ def why_not(sim: NetworkSimulator) -> str | None:
 def _llm_reason(sim: NetworkSimulator, eng: Any) -> str | None:
     """Why LLM engine ``eng`` may not run in the compiled loop (``None``: it may)."""
     name = sim.topo.engines[eng.index]
-    if eng.mem is not None:
-        return f"engine {name!r} has a limited KV cache"
+    if eng.mem is not None and type(eng.admission) is not FCFSAdmission:
+        return f"engine {name!r} admits by rule {eng.admission.label!r}, computed in Python"
     if type(eng.sched) not in BUILT_IN:
         return f"engine {name!r} has a scheduler of its own ({type(eng.sched).__name__})"
     if sim.policy_splits:
@@ -185,8 +186,9 @@ class LoopState:
             job for _, kind, _, a, jobs in sim.events if kind == sk.DONE and sim.engines[a].llm
             for job in jobs  # type: ignore[attr-defined]
         ]  # fmt: skip
+        swapped = [job for e in sim.engines if e.mem is not None for job in e.mem.swapped]
         n_wait = len(live)
-        live = live + decoders + flying
+        live = live + decoders + flying + swapped
         cap = max(1024, 2 * len(live))
         self.j_cls = np.zeros(cap, dtype=i64)
         self.j_arr = np.zeros(cap, dtype=f64)
@@ -214,10 +216,25 @@ class LoopState:
             self.j_since[s] = getattr(job, "since", 0.0)  # set once it started, several servers
             self.j_ver[s] = getattr(job, "ver", 0)
             if sim.workloads[job.cls] is not None:  # an LLM request: its tokens
-                left = job.dec_tokens if s < n_wait else 0  # waiting, or finished in flight
+                left = job.dec_left  # waiting, swapped out
                 if n_wait <= s < n_wait + len(decoders):
                     left = sim.engines[sim._engine_of[job.cls]].dec[job.cls].remaining(job)
-                self.j_tok[s] = (job.pre_left, job.prompt, job.dec_tokens, left)
+                elif n_wait + len(decoders) <= s < n_wait + len(decoders) + len(flying):
+                    left = 0  # finished in flight
+                held, blocks = job.held, job.blocks
+                if n_wait <= s < n_wait + len(decoders):  # a decoder's follow from its tokens
+                    mem = sim.engines[sim._engine_of[job.cls]].mem
+                    held = job.prompt + job.dec_tokens - left
+                    blocks = 0 if mem is None else -(-held // mem.block)
+                self.j_tok[s, : ek.T_PREV] = (  # (the admission sums: below)
+                    job.pre_left,
+                    job.prompt,
+                    job.dec_tokens,
+                    left,
+                    held,
+                    blocks,
+                    job.preempted,
+                )
         self.free = np.arange(cap - 1, len(live) - 1, -1, dtype=i64)  # popped from the end
         self.free = np.concatenate([self.free, np.zeros(len(live), dtype=i64)])
         iv[sk.I_FREE_N] = cap - len(live)
@@ -226,7 +243,13 @@ class LoopState:
         # a batch's end may finish (and so start elsewhere) up to min(budget, slots) requests
         width = max([1] + [min(e.b, e.kmax) for e in llm])
         self.e_fin = np.zeros((J, width), dtype=i64)
-        longest = max(len(eng.wait[k]) for eng in sim.engines for k in eng.classes)
+        # (room for a class's jobs waiting, decoding and swapped out, and a batch's more)
+        longest = max(
+            len(eng.wait[k]) + (len(eng.dec[k]) if eng.llm else 0)
+            for eng in sim.engines
+            for k in eng.classes
+        )
+        longest += width + sum(len(e.mem.swapped) for e in llm if e.mem is not None)
         qcap = max(256, 2 * longest)
         self.q = np.zeros((K, qcap), dtype=i64)
         self.q_head = np.zeros(K, dtype=i64)
@@ -372,6 +395,10 @@ class LoopState:
         self.f_t0 = np.zeros(fold, dtype=f64)
         self.f_left = np.zeros(fold, dtype=f64)
 
+    def preempted_max(self) -> int:
+        """The most times a live request was preempted."""
+        return int(self.j_tok[:, self.ek.T_PREEMPTED].max())
+
     def _job_maker(self, slots: list[int]) -> Callable[[int, bool], Job]:
         """A function giving the simulator's object for the job in slot ``s`` (one of
         ``slots``; an LLM request: ``llm``); it reads those slots once, as Python lists."""
@@ -388,8 +415,12 @@ class LoopState:
             flow = (fid[i], ft0[i], fw[i])
             if not llm:
                 return _StationJob(ids[i], cls[i], arr[i], flow, -1, left[i])
-            pre, prompt, dec, _ = tok[i]
-            return Job(ids[i], cls[i], arr[i], flow, -1, pre, dec, prompt)
+            pre, prompt, dec, rem, held, blocks, preempted = tok[i][:7]
+            job = Job(ids[i], cls[i], arr[i], flow, -1, pre, dec, prompt)
+            if blocks or held or preempted or rem != dec:  # (a KV cache's fields)
+                job.dec_left, job.held, job.blocks = rem, held, blocks
+                job.preempted, job.first = preempted, rem < dec
+            return job
 
         return make
 
@@ -401,13 +432,13 @@ class LoopState:
         i64 = np.int64
         self.e_llm = np.array([e.llm for e in sim.engines], dtype=np.bool_)
         self.e_li = np.zeros((J, ek.N_LI), dtype=i64)
+        self.e_li[:, [ek.L_RHEAD, ek.L_RTAIL, ek.L_SHEAD, ek.L_STAIL]] = -1  # empty lists
         self.e_lf = np.zeros((J, ek.N_LF))
         width = max([1] + [e.b + 1 for e in sim.engines if e.llm and e.table is not None])
         self.e_table = np.zeros((J, width))
         ncls = max(len(e.classes) for e in sim.engines)
         self.e_cls = np.zeros((J, max(1, ncls)), dtype=i64)
         self.e_ncls = np.array([len(e.classes) for e in sim.engines], dtype=i64)
-        longest = 0
         for e in sim.engines:
             j = e.index
             self.e_cls[j, : len(e.classes)] = e.classes
@@ -440,9 +471,26 @@ class LoopState:
             for _, kind, _, a, payload in sim.events:
                 if kind == self.sk.DONE and a == j:
                     li[ek.L_NFIN] = len(payload)  # type: ignore[arg-type]
-            longest = max([longest] + [len(e.dec[k]) for k in e.classes])
-        dcap = max(256, 2 * longest, 4 * self.e_fin.shape[1])
-        self.d = np.zeros((K, dcap), dtype=i64)
+            if e.mem is not None:
+                li[ek.L_NSWAP] = len(e.mem.swapped)
+            mem = e.mem
+            if mem is not None:  # a limited KV cache
+                li[ek.L_MEM], li[ek.L_TOTAL], li[ek.L_FREE] = 1, mem.total, mem.free
+                li[ek.L_BLK], li[ek.L_WATER] = mem.block, mem.watermark
+                li[ek.L_RECOMP] = int(mem.recompute)
+                li[ek.L_PREEMPTS], li[ek.L_RECOMPUTED], li[ek.L_SWAPTOK] = mem.counts()
+                li[ek.L_USEDMAX], li[ek.L_SHOWN] = mem.used_max, e.shown_tokens
+                lf[ek.G_SWAP_S], lf[ek.G_MEMAREA] = mem.swap_s, st.mem_area
+                resident = [slot_of[id(job)] for job in mem.resident]
+                _chain(self.j_tok, li, resident, ek.L_RHEAD, ek.L_RTAIL)
+                _chain(
+                    self.j_tok,
+                    li,
+                    [slot_of[id(job)] for job in mem.swapped],
+                    ek.L_SHEAD,
+                    ek.L_STAIL,
+                )
+        self.d = np.zeros((K, self.q.shape[1]), dtype=i64)  # as wide as the queues
         self.d_head = np.zeros(K, dtype=i64)
         self.d_len = np.zeros(K, dtype=i64)
         for e in sim.engines:
@@ -451,6 +499,24 @@ class LoopState:
                     slots = [slot_of[id(job)] for job in _decoding(e, k)]
                     self.d[k, : len(slots)] = slots
                     self.d_len[k] = len(slots)
+        # requests completed after warm-up, by how often they were preempted (a KV cache)
+        wide = max([64] + [2 * max(e.preempt_counts, default=0) + 2 for e in sim.engines])
+        self.e_pc = np.zeros((J, wide), dtype=i64)
+        for e in sim.engines:
+            for times, n in e.preempt_counts.items():
+                self.e_pc[e.index, times] = n
+        self.sh = np.zeros(K, dtype=i64)  # prompts shown to the scheduler (a KV cache)
+        self.qb = np.zeros((2, K), dtype=i64)  # the admission sums before each queue's head
+        for e in sim.engines:
+            if e.mem is not None:
+                for k in e.classes:
+                    self.sh[k] = e.shown[k]
+                    need = tok = 0
+                    for job in e.wait[k]:
+                        s = slot_of[id(job)]
+                        need += -(-(job.pre_left + 1) // e.mem.block)
+                        tok += job.pre_left
+                        self.j_tok[s, ek.T_CNEED], self.j_tok[s, ek.T_CTOK] = need, tok
         self.pl = np.zeros((5, K), dtype=i64)
         self.pn = np.zeros(4, dtype=i64)
         self.iv_log = np.zeros(1, dtype=i64)
@@ -559,6 +625,9 @@ class LoopState:
             self.pn,
             self.r_buf,
             self.iv_log,
+            self.sh,
+            self.qb,
+            self.e_pc,
             self.every,
             progress_every,
         )
@@ -617,9 +686,15 @@ class LoopState:
             self.free = np.arange(2 * cap - 1, cap - 1, -1, dtype=np.int64)
             self.free = np.concatenate([self.free, np.zeros(cap, dtype=np.int64)])
             iv[sk.I_FREE_N] = cap
-        if int(self.q_len.max()) >= self.q.shape[1]:
+        # a class's rings hold its jobs waiting and decoding, which move between them, and
+        # those swapped out (back to decoding) with a batch's more
+        need = int((self.q_len + self.d_len).max()) + self.e_fin.shape[1] + 1
+        need += int(self.e_li[:, self.ek.L_NSWAP].max())
+        if self.preempted_max() + 2 >= self.e_pc.shape[1]:  # a request preempted that often
+            self.e_pc = np.concatenate([self.e_pc, np.zeros_like(self.e_pc)], axis=1)
+        if need >= self.q.shape[1]:
             self.q = _wider(self.q, self.q_head, self.q_len)
-        if int(self.d_len.max()) + self.e_fin.shape[1] >= self.d.shape[1]:
+        if need >= self.d.shape[1]:
             self.d = _wider(self.d, self.d_head, self.d_len)
         iv[sk.I_GROW] = 0
 
@@ -656,6 +731,14 @@ class LoopState:
             st.tokens, st.full = li[ek.L_TOKENS], li[ek.L_FULL]
             st.not_work_conserving, st.out_of_range = li[ek.L_NWC], li[ek.L_OOR]
             st.busy_time, st.kv_area = lf[ek.G_BTIME], lf[ek.G_KVAREA]
+            mem = e.mem
+            if mem is not None:
+                mem.free, mem.used_max = li[ek.L_FREE], li[ek.L_USEDMAX]
+                mem.preemptions, mem.recomputed_tokens = li[ek.L_PREEMPTS], li[ek.L_RECOMPUTED]
+                mem.swapped_tokens, st.mem_area = li[ek.L_SWAPTOK], lf[ek.G_MEMAREA]
+                e.shown_tokens = li[ek.L_SHOWN]
+                counts = self.e_pc[j].tolist()
+                e.preempt_counts = {times: n for times, n in enumerate(counts) if n}
 
     def export(self, sim: NetworkSimulator) -> None:
         """Write the whole state back: job queues, the jobs in service, events, decisions due
@@ -667,7 +750,9 @@ class LoopState:
         waiting = [_ring(self.q, self.q_head, self.q_len, k) for k in range(K)]
         decoding = [_ring(self.d, self.d_head, self.d_len, k) for k in range(K)]
         flying = [self.e_fin[a, : self.e_li[a, ek.L_NFIN]].tolist() for a in range(len(self.dq))]
-        make = self._job_maker([s for rows in (waiting, decoding, flying) for r in rows for s in r])
+        out = [_linked(self.j_tok, int(self.e_li[a, ek.L_SHEAD])) for a in range(len(self.dq))]
+        rows = (waiting, decoding, flying, out)
+        make = self._job_maker([s for group in rows for r in group for s in r])
         job_of: dict[int, Job] = {}
         for eng in sim.engines:
             for k in eng.classes:
@@ -686,12 +771,28 @@ class LoopState:
                     for s in decoding[k]:
                         job = job_of[s] = make(s, True)
                         left = int(self.j_tok[s, ek.T_REM])
+                        if eng.mem is not None:  # (a decoder's follow from its tokens)
+                            job.held = job.prompt + job.dec_tokens - left
+                            job.blocks = -(-job.held // eng.mem.block)
                         dq.add(job, left)
-                        if left == job.dec_tokens:
+                        if left == job.dec_tokens and eng.mem is None:
                             unstarted.append(job)
             j = eng.index
             if eng.llm:
                 eng.repeat = None  # the next batch is formed afresh
+            mem = eng.mem
+            if mem is not None:  # the cache's residents (by admission) and swapped requests
+                for s in _linked(self.j_tok, int(self.e_li[j, ek.L_SHEAD])):
+                    job_of[s] = make(s, True)
+                mem.resident = dict.fromkeys(
+                    job_of[s] for s in _linked(self.j_tok, int(self.e_li[j, ek.L_RHEAD]))
+                )
+                mem.swapped.clear()
+                mem.swapped.extend(
+                    job_of[s] for s in _linked(self.j_tok, int(self.e_li[j, ek.L_SHEAD]))
+                )
+                for k in eng.classes:
+                    eng.shown[k] = int(self.sh[k])
             cur = int(self.e_current[j])
             eng.current = job_of[cur] if cur >= 0 else None
             eng.serving[:] = [job_of[int(s)] for s in self.e_serving[j, : self.e_nserv[j]]]
@@ -740,6 +841,27 @@ class LoopState:
                 buf[:] = self.w_buf[k, pos:][::-1].tolist()
         pos = int(iv[sk.I_UNI_POS])
         sim._uniforms[:] = self.u_buf[pos:block][::-1].tolist() if pos < block else []
+
+
+def _chain(j_tok: np.ndarray, li: np.ndarray, slots: list[int], first: int, last: int) -> None:
+    """Link ``slots`` in order into a list of the engine kernel (its ends in ``li``)."""
+    from policyopt.sim import engine_kernel as ek
+
+    for i, s in enumerate(slots):
+        j_tok[s, ek.T_PREV] = slots[i - 1] if i > 0 else -1
+        j_tok[s, ek.T_NEXT] = slots[i + 1] if i + 1 < len(slots) else -1
+    li[first], li[last] = (slots[0], slots[-1]) if slots else (-1, -1)
+
+
+def _linked(j_tok: np.ndarray, first: int) -> list[int]:
+    """The slots of a list of the engine kernel, from its first."""
+    from policyopt.sim import engine_kernel as ek
+
+    out = []
+    while first >= 0:
+        out.append(first)
+        first = int(j_tok[first, ek.T_NEXT])
+    return out
 
 
 def _decoding(eng: Any, k: int) -> list[Job]:

@@ -37,17 +37,262 @@ SCHEDULER_CODES["sarathi"] = SARATHI
 L_SCHED, L_CHUNKED, L_B, L_KMAX, L_TABLE, L_KVM, L_MAXTOK, L_MAXKV = 0, 1, 2, 3, 4, 5, 6, 7
 L_NWAIT, L_NDEC, L_PRE, L_KV, L_KVMAX = 8, 9, 10, 11, 12
 L_TOKENS, L_FULL, L_NWC, L_OOR, L_NFIN = 13, 14, 15, 16, 17
-N_LI = 18
-# float columns of e_lf: the affine model (ms), busy seconds, KV-token seconds
-G_C, G_CP, G_CD, G_CKV, G_BTIME, G_KVAREA = 0, 1, 2, 3, 4, 5
-N_LF = 6
-# columns of j_tok: prefill tokens left, prompt tokens, decode tokens, decode tokens left
+# a limited KV cache (kv_memory.KVMemory): whether there is one, its blocks (all, free), block
+# size, watermark, recompute (else swap), counters (preemptions, tokens recomputed and swapped,
+# most blocks used), the resident requests (a list by admission: first, last), the swapped-out
+# ones (first, last), the prefill tokens of the prompts shown to the scheduler, how many are
+# swapped out, whether a request's preemptions outgrow the counts of e_pc
+L_MEM, L_TOTAL, L_FREE, L_BLK, L_WATER, L_RECOMP = 18, 19, 20, 21, 22, 23
+L_PREEMPTS, L_RECOMPUTED, L_SWAPTOK, L_USEDMAX = 24, 25, 26, 27
+L_RHEAD, L_RTAIL, L_SHEAD, L_STAIL, L_SHOWN, L_NSWAP, L_PCWIDE = 28, 29, 30, 31, 32, 33, 34
+N_LI = 35
+# float columns of e_lf: the affine model (ms), busy seconds, KV-token seconds, swap seconds
+# per token, allocated-token seconds
+G_C, G_CP, G_CD, G_CKV, G_BTIME, G_KVAREA, G_SWAP_S, G_MEMAREA = 0, 1, 2, 3, 4, 5, 6, 7
+N_LF = 8
+# columns of j_tok: prefill tokens left, prompt tokens, decode tokens, decode tokens left; with
+# a KV cache, KV tokens held (of a prompt being prefilled or swapped out; a decoder's follow
+# from the others), blocks, times preempted, and the links of the resident or swapped list
 T_PRE, T_PROMPT, T_DEC, T_REM = 0, 1, 2, 3
-N_TOK = 4
+T_HELD, T_BLOCKS, T_PREEMPTED, T_PREV, T_NEXT = 4, 5, 6, 7, 8
+# and, for the admission rule, running sums along its class's queue of the blocks a prompt needs
+# to be admitted (its prefill tokens and one more) and of its prefill tokens; ``qb[0, k]``,
+# ``qb[1, k]``: their values before the head of class k's queue
+T_CNEED, T_CTOK = 9, 10
+N_TOK = 11
 # the batch being formed: pl[P_DK], pl[P_DM]: decode (class, requests); pl[P_PK], pl[P_PW],
 # pl[P_PC]: prefill (class, whole prompts, chunk tokens); pn: their counts, x and m
 P_DK, P_DM, P_PK, P_PW, P_PC = 0, 1, 2, 3, 4
 N_PN_D, N_PN_P, N_PN_X, N_PN_M = 0, 1, 2, 3
+
+
+@njit(cache=True)
+def _link(e_li, j_tok, a, s, first, last):
+    """Append slot ``s`` to engine ``a``'s list (the columns ``first``, ``last`` of e_li)."""
+    tail = e_li[a, last]
+    j_tok[s, T_PREV] = tail
+    j_tok[s, T_NEXT] = -1
+    if tail >= 0:
+        j_tok[tail, T_NEXT] = s
+    else:
+        e_li[a, first] = s
+    e_li[a, last] = s
+
+
+@njit(cache=True)
+def _unlink(e_li, j_tok, a, s, first, last):
+    """Take slot ``s`` out of engine ``a``'s list."""
+    prev, nxt = j_tok[s, T_PREV], j_tok[s, T_NEXT]
+    if prev >= 0:
+        j_tok[prev, T_NEXT] = nxt
+    else:
+        e_li[a, first] = nxt
+    if nxt >= 0:
+        j_tok[nxt, T_PREV] = prev
+    else:
+        e_li[a, last] = prev
+
+
+@njit(cache=True)
+def _take_blocks(e_li, a, blocks):
+    """``blocks`` blocks leave engine ``a``'s free ones (the most ever used kept)."""
+    e_li[a, L_FREE] -= blocks
+    used = e_li[a, L_TOTAL] - e_li[a, L_FREE]
+    if used > e_li[a, L_USEDMAX]:
+        e_li[a, L_USEDMAX] = used
+
+
+@njit(cache=True)
+def _admit(e_li, j_tok, a, s):
+    """Request ``s`` starts its prefill: blocks for all its prefill tokens (``KVMemory.admit``)."""
+    blk = e_li[a, L_BLK]
+    need = -(-j_tok[s, T_PRE] // blk)
+    j_tok[s, T_BLOCKS] = need
+    _link(e_li, j_tok, a, s, L_RHEAD, L_RTAIL)
+    _take_blocks(e_li, a, need)
+
+
+@njit(cache=True)
+def _release(e_li, j_tok, a, s):
+    """Request ``s`` leaves the cache (``KVMemory.release``)."""
+    e_li[a, L_FREE] += j_tok[s, T_BLOCKS]
+    j_tok[s, T_BLOCKS] = 0
+    _unlink(e_li, j_tok, a, s, L_RHEAD, L_RTAIL)
+
+
+@njit(cache=True, inline="always")
+def _full(held, blk):
+    """Whether ``held`` KV tokens fill their blocks of ``blk`` tokens (no division when
+    ``blk`` is a power of two, as usual)."""
+    if blk & (blk - 1) == 0:
+        return held & (blk - 1) == 0
+    return held % blk == 0
+
+
+@njit(cache=True)
+def _blocks_needed(pre, blk):
+    """Blocks a prompt of ``pre`` prefill tokens needs to be admitted (and one token more)."""
+    return -(-(pre + 1) // blk)
+
+
+@njit(cache=True)
+def queued(e_li, j_tok, qb, q, q_head, q_len, a, k, s):
+    """Prompt ``s`` joined the tail of class ``k``'s queue at engine ``a`` (a KV cache): its
+    running sums."""
+    n = q_len[k]
+    if n > 1:
+        i = q_head[k] + n - 2
+        if i >= q.shape[1]:
+            i -= q.shape[1]
+        prev = q[k, i]
+        need, tok = j_tok[prev, T_CNEED], j_tok[prev, T_CTOK]
+    else:
+        need, tok = qb[0, k], qb[1, k]
+    pre = j_tok[s, T_PRE]
+    j_tok[s, T_CNEED] = need + _blocks_needed(pre, e_li[a, L_BLK])
+    j_tok[s, T_CTOK] = tok + pre
+
+
+@njit(cache=True)
+def make_room(
+    a, order, n_order, classes, n_classes, e_li, j_tok, j_cls, q, q_head, q_len, d, d_head,
+    d_len, sh, work_left, e_backlog, e_arrived, qb, e_pc,
+):  # fmt: skip
+    """Engine ``a`` with a limited KV cache, before its batch (``NetworkSimulator._make_room``
+    with the ``fcfs`` admission rule): preempt the youngest residents until every decoder the
+    batch may serve can grow by a token, swap requests back in, and show the scheduler the
+    prompts that may take blocks (``sh[k]`` per class, their prefill tokens in
+    ``e_li[a, L_SHOWN]``). Returns the KV tokens moved to or from host memory."""
+    blk = e_li[a, L_BLK]
+    cap = e_li[a, L_B] if e_li[a, L_B] < e_li[a, L_KMAX] else e_li[a, L_KMAX]
+    qcap = q.shape[1]
+    dcap = d.shape[1]
+    need = 0  # decoders the batch may serve (each class's oldest cap) with full blocks
+    for c in range(n_classes):
+        k = classes[c]
+        h = d_head[k]
+        w = d_len[k] if d_len[k] < cap else cap
+        for r in range(w):
+            i = h + r
+            if i >= dcap:
+                i -= dcap
+            s = d[k, i]
+            if _full(j_tok[s, T_PROMPT] + j_tok[s, T_DEC] - j_tok[s, T_REM], blk):
+                need += 1
+    moved = 0
+    preempted = False
+    while need > e_li[a, L_FREE]:
+        v = e_li[a, L_RTAIL]  # the most recently admitted resident
+        k = j_cls[v]
+        partial = j_tok[v, T_PRE] > 0  # partly prefilled: the head of its class's queue
+        left = 0
+        if not partial:  # a decoder: the youngest of its class, out of its queue
+            pos = d_len[k] - 1
+            left = j_tok[v, T_REM]
+            held = j_tok[v, T_PROMPT] + j_tok[v, T_DEC] - left
+            j_tok[v, T_HELD] = held
+            j_tok[v, T_BLOCKS] = -(-held // blk)
+            d_len[k] = pos
+            if pos < cap and held % blk == 0:
+                need -= 1
+        held = j_tok[v, T_HELD]
+        _release(e_li, j_tok, a, v)
+        e_li[a, L_PREEMPTS] += 1
+        j_tok[v, T_PREEMPTED] += 1
+        if j_tok[v, T_PREEMPTED] + 1 >= e_pc.shape[1]:  # the counts need more columns
+            e_li[a, L_PCWIDE] = 1
+        e_li[a, L_KV] -= held
+        preempted = True
+        if partial:  # recompute (still the head of its queue: the sums before it change)
+            pre = j_tok[v, T_PRE] + held
+            j_tok[v, T_PRE] = pre
+            qb[0, k] = j_tok[v, T_CNEED] - _blocks_needed(pre, blk)
+            qb[1, k] = j_tok[v, T_CTOK] - pre
+        else:
+            e_li[a, L_NDEC] -= 1
+            j_tok[v, T_REM] = left
+            if e_li[a, L_RECOMP] == 0:  # swap out
+                _link(e_li, j_tok, a, v, L_SHEAD, L_STAIL)
+                e_li[a, L_NSWAP] += 1
+                e_li[a, L_SWAPTOK] += held
+                moved += held
+                continue
+            j_tok[v, T_PRE] = held  # recompute: back to the head of its class's queue
+            q_head[k] = (q_head[k] - 1) % qcap
+            q[k, q_head[k]] = v
+            q_len[k] += 1
+            j_tok[v, T_CNEED], j_tok[v, T_CTOK] = qb[0, k], qb[1, k]
+            qb[0, k] -= _blocks_needed(held, blk)
+            qb[1, k] -= held
+            e_li[a, L_NWAIT] += 1
+        j_tok[v, T_HELD] = 0
+        e_li[a, L_RECOMPUTED] += held
+        e_li[a, L_PRE] += held
+        e_backlog[a] += held
+        e_arrived[a] += held
+        work_left[k] += held
+    while e_li[a, L_SHEAD] >= 0 and not preempted:  # back in the order they left, while they fit
+        s = e_li[a, L_SHEAD]
+        held = j_tok[s, T_HELD]
+        if -(-(held + 1) // blk) > e_li[a, L_FREE] - need - e_li[a, L_WATER]:
+            break
+        _unlink(e_li, j_tok, a, s, L_SHEAD, L_STAIL)
+        e_li[a, L_NSWAP] -= 1
+        blocks = -(-held // blk)
+        j_tok[s, T_BLOCKS] = blocks
+        _link(e_li, j_tok, a, s, L_RHEAD, L_RTAIL)
+        e_li[a, L_SWAPTOK] += held
+        _take_blocks(e_li, a, blocks)
+        moved += held
+        e_li[a, L_KV] += held
+        if held >= blocks * blk:
+            need += 1
+        k = j_cls[s]
+        d[k, (d_head[k] + d_len[k]) % dcap] = s
+        d_len[k] += 1
+        e_li[a, L_NDEC] += 1
+    # admission (fcfs): oldest first within a class while each whole prompt and one token
+    # more fit beside the growth and the watermark; a prompt that does not fit hides every
+    # later one; none while a request is swapped out
+    for c in range(n_classes):
+        sh[classes[c]] = 0
+    room = e_li[a, L_FREE] - need - (e_li[a, L_WATER] if e_li[a, L_RHEAD] >= 0 else 0)
+    closed = e_li[a, L_SHEAD] >= 0
+    tokens = 0
+    for r in range(n_order):
+        k = order[r]
+        h = q_head[k]
+        n = 0
+        base_need, base_tok = qb[0, k], qb[1, k]
+        if q_len[k] and j_tok[q[k, h], T_BLOCKS] > 0:  # partly prefilled: always shown
+            n = 1
+            tokens += j_tok[q[k, h], T_PRE]
+            base_need, base_tok = j_tok[q[k, h], T_CNEED], j_tok[q[k, h], T_CTOK]
+        if q_len[k] > n and not closed:
+            # the most prompts from n on whose blocks fit: a binary search of the sums
+            lo, hi = n, q_len[k]  # prompts lo.. fit so far? find the first that does not
+            while lo < hi:
+                mid = (lo + hi) // 2
+                i = h + mid
+                if i >= qcap:
+                    i -= qcap
+                if j_tok[q[k, i], T_CNEED] - base_need <= room:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo > n:
+                i = h + lo - 1
+                if i >= qcap:
+                    i -= qcap
+                last = q[k, i]
+                room -= j_tok[last, T_CNEED] - base_need
+                tokens += j_tok[last, T_CTOK] - base_tok
+            if lo < q_len[k]:  # the next does not fit: it hides every prompt after it
+                closed = True
+            n = lo
+        sh[k] = n
+    e_li[a, L_SHOWN] = tokens
+    return moved
 
 
 @njit(cache=True)
@@ -81,11 +326,12 @@ def fill_decode(pl, pn, order, n_order, d_len, budget, slots):
 
 
 @njit(cache=True)
-def fill_prefill(pl, pn, order, n_order, q, q_head, q_len, j_tok, budget, slots, chunked, whole_b):
+def fill_prefill(pl, pn, order, n_order, q, q_head, show, j_tok, budget, slots, chunked, whole_b):
     """Prefill tokens, classes in ``order``, first come first served within a class, whole
     prompts while they fit, then (``chunked``, or a prompt longer than the whole budget
     ``whole_b``) a chunk of the next; a whole prompt that does not fit stops all prefill
-    (``fill_prefill``). Returns the ``(budget, slots)`` left."""
+    (``fill_prefill``); ``show[k]``: the prompts of class ``k`` the scheduler sees. Returns the
+    ``(budget, slots)`` left."""
     qcap = q.shape[1]
     x = 0
     for r in range(n_order):
@@ -96,7 +342,7 @@ def fill_prefill(pl, pn, order, n_order, q, q_head, q_len, j_tok, budget, slots,
         chunk = 0
         stop = False
         h = q_head[k]
-        for i in range(q_len[k]):
+        for i in range(show[k]):
             rem = j_tok[q[k, (h + i) % qcap], T_PRE]
             if rem <= budget:
                 whole += 1
@@ -128,26 +374,26 @@ def fill_prefill(pl, pn, order, n_order, q, q_head, q_len, j_tok, budget, slots,
 
 
 @njit(cache=True)
-def fill(pl, pn, sched, chunked, order, n_order, q, q_head, q_len, d_len, j_tok, b, kmax):
+def fill(pl, pn, sched, chunked, order, n_order, q, q_head, show, d_len, j_tok, b, kmax):
     """The scheduler's rule (``Scheduler.fill`` of each of the four) into the empty plan."""
     if sched == FASTERTRANSFORMER:  # decode the running group, else admit the next
         for r in range(n_order):
             if d_len[order[r]]:
                 fill_decode(pl, pn, order, n_order, d_len, b, kmax)
                 return
-        fill_prefill(pl, pn, order, n_order, q, q_head, q_len, j_tok, b, kmax, False, b)
+        fill_prefill(pl, pn, order, n_order, q, q_head, show, j_tok, b, kmax, False, b)
     elif sched == VLLM:  # prefill-only batches while prompts wait, else decode-only
         for r in range(n_order):
-            if q_len[order[r]]:
-                fill_prefill(pl, pn, order, n_order, q, q_head, q_len, j_tok, b, kmax, False, b)
+            if show[order[r]]:
+                fill_prefill(pl, pn, order, n_order, q, q_head, show, j_tok, b, kmax, False, b)
                 return
         fill_decode(pl, pn, order, n_order, d_len, b, kmax)
     elif sched == ORCA:  # prefill first, then decode
-        b2, k2 = fill_prefill(pl, pn, order, n_order, q, q_head, q_len, j_tok, b, kmax, chunked, b)
+        b2, k2 = fill_prefill(pl, pn, order, n_order, q, q_head, show, j_tok, b, kmax, chunked, b)
         fill_decode(pl, pn, order, n_order, d_len, b2, k2)
     else:  # SARATHI: decode first, then prefill
         m = fill_decode(pl, pn, order, n_order, d_len, b, kmax)
-        fill_prefill(pl, pn, order, n_order, q, q_head, q_len, j_tok, b - m, kmax - m, chunked, b)
+        fill_prefill(pl, pn, order, n_order, q, q_head, show, j_tok, b - m, kmax - m, chunked, b)
 
 
 @njit(cache=True)
@@ -222,24 +468,28 @@ def engine_order(
 @njit(cache=True)
 def form_batch(
     a, now, warmup, order, n_order, classes, n_classes, e_li, e_lf, e_table, e_fin, e_backlog,
-    e_done, e_batches,
-    q, q_head, q_len, d, d_head, d_len, j_tok, j_arr, work_left, pl, pn, r_buf, l_code, l_val,
-    iv_log,
+    e_done, e_batches, q, q_head, q_len, show, d, d_head, d_len, j_tok, j_arr, j_id, work_left, pl,
+    pn, r_buf, l_code, l_val, iv_log, swap_s, qb, e_pc,
 ):  # fmt: skip
     """Form, apply and time engine ``a``'s next batch with class order ``order[:n_order]``
-    (the engine has work; ``classes[:n_classes]``: the classes it serves); returns its end
-    time (s). The requests that finish are left in
-    ``e_fin[a]`` for the batch's end; per-class first-token times go to the log
-    (``iv_log[0]`` entries so far)."""
+    (the engine has work; ``classes[:n_classes]``: the classes it serves; ``show[k]``: the
+    prompts of class ``k`` the scheduler sees, all of them without a KV cache; ``swap_s``: the
+    seconds of KV moved to or from host memory first); returns its end time (s). The requests
+    that finish are left in ``e_fin[a]`` for the batch's end; per-class first-token times go to
+    the log (``iv_log[0]`` entries so far); with a KV cache, ``e_pc[a, c]`` counts the
+    requests completed after warm-up that were preempted ``c`` times."""
     qcap = q.shape[1]
     dcap = d.shape[1]
+    mem = e_li[a, L_MEM] != 0
     b = e_li[a, L_B]
     kmax = e_li[a, L_KMAX]
     n_dec = e_li[a, L_NDEC]
-    n_wait = e_li[a, L_NWAIT]
-    available = n_dec + e_li[a, L_PRE]
+    n_wait = 0
+    for c in range(n_classes):
+        n_wait += show[classes[c]]
+    available = n_dec + (e_li[a, L_SHOWN] if mem else e_li[a, L_PRE])
     pn[:] = 0
-    fill(pl, pn, e_li[a, L_SCHED], e_li[a, L_CHUNKED] != 0, order, n_order, q, q_head, q_len,
+    fill(pl, pn, e_li[a, L_SCHED], e_li[a, L_CHUNKED] != 0, order, n_order, q, q_head, show,
          d_len, j_tok, b, kmax)  # fmt: skip
     x = pn[N_PN_X]
     m = pn[N_PN_M]
@@ -248,11 +498,13 @@ def form_batch(
     nwc = False
     if n != b and n < available:
         w = 0
-        if n_wait >= kmax and n_dec + n_wait > kmax:  # the prompts' lengths may be read
+        if (
+            n_wait >= kmax and n_dec + n_wait > kmax and not (available - n_dec) * kmax > n * n_wait
+        ):  # the scan of not_work_conserving reads the prompts' lengths
             for c in range(n_classes):
                 k = classes[c]
                 h = q_head[k]
-                for i in range(q_len[k]):
+                for i in range(show[k]):
                     r_buf[w] = j_tok[q[k, (h + i) % qcap], T_PRE]
                     w += 1
         nwc = not_work_conserving(n, available, b, kmax, n_dec, n_wait, r_buf)
@@ -280,6 +532,8 @@ def form_batch(
         top_kv = e_li[a, L_MAXKV]
         if (top_n >= 0 and n > top_n) or (top_kv >= 0 and kv_read > top_kv):
             e_li[a, L_OOR] += 1
+    if swap_s:
+        dt += swap_s
     t_end = now + dt
     # KV cache: context held during the batch, then the batch's new tokens
     kv = e_li[a, L_KV]
@@ -288,13 +542,20 @@ def form_batch(
     if kv > e_li[a, L_KVMAX]:
         e_li[a, L_KVMAX] = kv
     # decode tokens; completions take effect when the batch ends
+    blk = e_li[a, L_BLK]
+    grown = 0
     nfin = 0
     for i in range(pn[N_PN_D]):
         k = pl[P_DK, i]
         mk = pl[P_DM, i]
         h = d_head[k]
         for r in range(mk):  # the first token of those served for the first time
-            s = d[k, (h + r) % dcap]
+            i2 = h + r
+            if i2 >= dcap:
+                i2 -= dcap
+            s = d[k, i2]
+            if mem and _full(j_tok[s, T_PROMPT] + j_tok[s, T_DEC] - j_tok[s, T_REM], blk):
+                grown += 1  # its blocks are full: its token takes a new one
             if j_tok[s, T_REM] == j_tok[s, T_DEC] and j_arr[s] >= warmup:
                 li = iv_log[0]
                 l_code[li] = 2 * k + 1
@@ -302,7 +563,10 @@ def form_batch(
                 iv_log[0] = li + 1
         done = 0
         for r in range(mk):
-            s = d[k, (h + r) % dcap]
+            i2 = h + r
+            if i2 >= dcap:
+                i2 -= dcap
+            s = d[k, i2]
             left = j_tok[s, T_REM] - 1
             j_tok[s, T_REM] = left
             if left == 0:
@@ -311,6 +575,16 @@ def form_batch(
                 done += 1
                 kv -= j_tok[s, T_PROMPT] + j_tok[s, T_DEC]  # a finished request frees it all
         if done:  # the survivors close up towards the tail, in order
+            # the finished in request order (a request preempted and back decodes behind
+            # younger ones)
+            first = nfin - done
+            for i2 in range(first + 1, nfin):
+                s = e_fin[a, i2]
+                j2 = i2 - 1
+                while j2 >= first and j_id[e_fin[a, j2]] > j_id[s]:
+                    e_fin[a, j2 + 1] = e_fin[a, j2]
+                    j2 -= 1
+                e_fin[a, j2 + 1] = s
             p = mk - 1
             for r in range(mk - 1, -1, -1):
                 s = d[k, (h + r) % dcap]
@@ -333,17 +607,38 @@ def form_batch(
                 s = q[k, q_head[k]]
                 q_head[k] = (q_head[k] + 1) % qcap
                 q_len[k] -= 1
+                if mem:  # the sums before the new head
+                    qb[0, k], qb[1, k] = j_tok[s, T_CNEED], j_tok[s, T_CTOK]
                 work_left[k] -= j_tok[s, T_PRE]
+                if mem:
+                    if j_tok[s, T_BLOCKS] == 0:
+                        _admit(e_li, j_tok, a, s)
+                    j_tok[s, T_HELD] += j_tok[s, T_PRE]
                 j_tok[s, T_PRE] = 0
-                j_tok[s, T_REM] = j_tok[s, T_DEC]
                 d[k, (d_head[k] + d_len[k]) % dcap] = s
                 d_len[k] += 1
             e_li[a, L_NWAIT] -= whole
             e_li[a, L_NDEC] += whole
         if chunk:
             head = q[k, q_head[k]]
+            if mem:
+                if j_tok[head, T_BLOCKS] == 0:
+                    _admit(e_li, j_tok, a, head)
+                j_tok[head, T_HELD] += chunk
             j_tok[head, T_PRE] -= chunk
             work_left[k] -= chunk
+    if mem:
+        if grown:
+            _take_blocks(e_li, a, grown)
+        # the cache during the batch: its allocations, before finished requests leave
+        e_lf[a, G_MEMAREA] += (e_li[a, L_TOTAL] - e_li[a, L_FREE]) * blk * dt
+        warm = t_end >= warmup
+        for i in range(nfin):
+            s = e_fin[a, i]
+            j_tok[s, T_BLOCKS] = -(-(j_tok[s, T_PROMPT] + j_tok[s, T_DEC]) // blk)
+            _release(e_li, j_tok, a, s)
+            if warm:  # the requests completed, by how often they were preempted
+                e_pc[a, j_tok[s, T_PREEMPTED]] += 1
     if x:
         e_li[a, L_PRE] -= x
     e_backlog[a] -= n

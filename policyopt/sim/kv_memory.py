@@ -186,6 +186,12 @@ class MemDecodeQueue(DecodeQueue):
         self.counts = [0] * block
         self.fresh: list[Any] = []
 
+    def clear(self) -> None:
+        """Empty the queue (:meth:`DecodeQueue.clear`), its phase counts too."""
+        super().clear()
+        self.counts = [0] * self.block
+        self.fresh = []
+
     def _enter(self, job: Any, held: int) -> None:
         """``job`` enters the window holding ``held`` tokens."""
         phase = (held - self.G) % self.block

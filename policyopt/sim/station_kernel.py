@@ -23,18 +23,26 @@ import numpy as np
 from numba import njit
 
 from policyopt.sim.engine_kernel import (
+    G_SWAP_S,
+    L_MEM,
     L_NDEC,
     L_NFIN,
+    L_NSWAP,
     L_NWAIT,
+    L_PCWIDE,
     L_PRE,
-    N_PN_P,
-    P_PK,
+    L_SHEAD,
+    T_BLOCKS,
     T_DEC,
+    T_HELD,
     T_PRE,
+    T_PREEMPTED,
     T_PROMPT,
     T_REM,
     engine_order,
     form_batch,
+    make_room,
+    queued,
 )
 
 # event kinds (as in network_sim)
@@ -238,8 +246,10 @@ def _llm_start(a, now, warmup, iv, lt):
     ht, hk, hs, ha, hj, e_busy, e_mode, e_order, e_norder, e_single, e_cls, e_ncls = lt[:12]
     e_li, e_lf, e_table, e_fin, e_backlog, e_done, e_batches, q, q_head, q_len = lt[12:22]
     d, d_head, d_len, j_tok, j_arr, work_left, jobs, p_neg, p_ptr, p_succ = lt[22:32]
-    p_prob, lin_a, lin_b, o_buf, o_key, pl, pn, r_buf, l_code, l_val, iv_log = lt[32:]
-    if e_li[a, L_NDEC] == 0 and e_li[a, L_NWAIT] == 0:
+    p_prob, lin_a, lin_b, o_buf, o_key, pl, pn, r_buf, l_code, l_val, iv_log = lt[32:43]
+    j_cls, sh, e_arrived, j_id, qb, e_pc = lt[43:]
+    mem = e_li[a, L_MEM] != 0
+    if e_li[a, L_NDEC] == 0 and e_li[a, L_NWAIT] == 0 and not (mem and e_li[a, L_SHEAD] >= 0):
         e_busy[a] = False
         return
     n = engine_order(
@@ -248,16 +258,38 @@ def _llm_start(a, now, warmup, iv, lt):
     )  # fmt: skip
     if not e_single[a]:
         iv[I_DECISIONS] += 1
+    show = q_len
+    swap_s = 0.0
+    if mem:  # preempt to make room, then show the prompts that may be admitted
+        moved = make_room(
+            a, o_buf, n, e_cls[a], e_ncls[a], e_li, j_tok, j_cls, q, q_head, q_len, d, d_head,
+            d_len, sh, work_left, e_backlog, e_arrived, qb, e_pc,
+        )  # fmt: skip
+        if e_li[a, L_PCWIDE]:
+            e_li[a, L_PCWIDE] = 0
+            iv[I_GROW] = 1
+        shown = 0
+        for c in range(e_ncls[a]):
+            shown += sh[e_cls[a, c]]
+        if e_li[a, L_NDEC] == 0 and shown == 0:  # the rule holds every prompt back: idle
+            e_busy[a] = False
+            return
+        show = sh
+        swap_s = moved * e_lf[a, G_SWAP_S]
     iv_log[0] = iv[I_LOG_N]
     t_end = form_batch(
         a, now, warmup, o_buf, n, e_cls[a], e_ncls[a], e_li, e_lf, e_table, e_fin, e_backlog,
-        e_done, e_batches, q, q_head, q_len, d, d_head, d_len, j_tok, j_arr, work_left, pl, pn,
-        r_buf, l_code, l_val, iv_log,
+        e_done, e_batches, q, q_head, q_len, show, d, d_head, d_len, j_tok, j_arr, j_id, work_left,
+        pl, pn, r_buf, l_code, l_val, iv_log, swap_s, qb, e_pc,
     )  # fmt: skip
     iv[I_LOG_N] = iv_log[0]
-    dcap = d.shape[1]
-    for i in range(pn[N_PN_P]):  # room in the decode rings for the next batch's prompts
-        if d_len[pl[P_PK, i]] + e_fin.shape[1] >= dcap:
+    # room in the rings for the class's jobs here (waiting, decoding, swapped out: one may
+    # become the other), and a batch's more
+    cap = min(d.shape[1], q.shape[1])
+    room = e_fin.shape[1] + e_li[a, L_NSWAP] + 1
+    for c in range(e_ncls[a]):
+        k = e_cls[a, c]
+        if q_len[k] + d_len[k] + room >= cap:
             iv[I_GROW] = 1
     e_busy[a] = True
     nseq = iv[I_SEQ] + 1
@@ -369,6 +401,9 @@ def run_stations(
     pn,
     r_buf,
     iv_log,
+    sh,
+    qb,
+    e_pc,
     every,
     progress_every,
 ):
@@ -384,12 +419,14 @@ def run_stations(
     hcap = ht.shape[0] - e_serving.shape[1]  # a decision may start every server
     # an LLM batch may log a first token for e_fin.shape[1] requests
     lroom = lcap - e_fin.shape[1] - 1
+    qroom = e_fin.shape[1] - 1  # 0 in a network of stations
     # what an LLM engine's batch start reads and writes (one argument: few to pass)
     lt = (
         ht, hk, hs, ha, hj, e_busy, e_mode, e_order, e_norder, e_single, e_cls, e_ncls,
         e_li, e_lf, e_table, e_fin, e_backlog, e_done, e_batches, q, q_head, q_len,
         d, d_head, d_len, j_tok, j_arr, work_left, jobs, p_neg, p_ptr, p_succ,
         p_prob, lin_a, lin_b, o_buf, o_key, pl, pn, r_buf, l_code, l_val, iv_log,
+        j_cls, sh, e_arrived, j_id, qb, e_pc,
     )  # fmt: skip
     while True:
         fv[F_NOW] = now
@@ -590,6 +627,7 @@ def run_stations(
                 nf = iv[I_FREE_N] - 1
                 iv[I_FREE_N] = nf
                 slot = free[nf]
+                queue_joined = False
                 if e_llm[j]:  # a request: its prompt and output tokens
                     p = wp_buf[nk, pos]
                     dtok = wd_buf[nk, pos]
@@ -598,8 +636,12 @@ def run_stations(
                     j_tok[slot, T_PROMPT] = p
                     j_tok[slot, T_DEC] = dtok
                     j_tok[slot, T_REM] = dtok
+                    j_tok[slot, T_HELD] = 0
+                    j_tok[slot, T_BLOCKS] = 0
+                    j_tok[slot, T_PREEMPTED] = 0
                     e_li[j, L_PRE] += p
                     e_li[j, L_NWAIT] += 1
+                    queue_joined = e_li[j, L_MEM] != 0
                 j_cls[slot] = nk
                 j_arr[slot] = t
                 j_fid[slot] = fid
@@ -614,7 +656,9 @@ def run_stations(
                 ln = q_len[nk]
                 q[nk, (q_head[nk] + ln) % qcap] = slot
                 q_len[nk] = ln + 1
-                if ln + 1 == qcap:
+                if queue_joined:  # a KV cache's admission sums
+                    queued(e_li, j_tok, qb, q, q_head, q_len, j, nk, slot)
+                if ln + 1 + d_len[nk] + qroom + e_li[j, L_NSWAP] >= qcap:  # (LLM: see grow)
                     iv[I_GROW] = 1
                 lo = last[nk]
                 if lo < warmup:
