@@ -175,7 +175,8 @@ class LoopState:
         iv[sk.I_SEQ], iv[sk.I_NEXT_ID], iv[sk.I_CREATED] = sim.seq, sim.next_id, sim.jobs_created
         iv[sk.I_FIN_A] = -1  # no LLM batch's end in progress
         self.base_decisions = sim.decisions
-        fv[sk.F_NOW], fv[sk.F_T_CHECK] = sim.now, sim.t_check
+        fv[sk.F_NOW], fv[sk.F_T_CHECK] = sim.now, _check_without_samples(sim)
+        fv[sk.F_T_SAMPLE], iv[sk.I_NSAMPLE] = sim.t_next_sample, sim.next_sample
         fv[sk.F_HORIZON], fv[sk.F_WARMUP] = sim.horizon, sim.warmup
         # jobs: every live job is in a class queue (the one in service at its head)
         live = [job for eng in sim.engines for k in eng.classes for job in eng.wait[k]]
@@ -344,6 +345,10 @@ class LoopState:
         self.lin_a = np.array(linear[0] if linear else [0.0] * K, dtype=f64)
         self.lin_b = np.array(linear[1] if linear else [0.0] * K, dtype=f64)
         self.every = bool(sim._every)
+        # the series, sampled in the kernel into the simulator's own arrays
+        self.sample_t = np.ascontiguousarray(sim.sample_t, dtype=f64)
+        self.sample_jobs, self.sample_backlog = sim.sample_jobs, sim.sample_backlog
+        self.sample_mem = sim.sample_mem
         # class statistics and routing
         self.work_left = np.array(sim.work_left, dtype=f64)
         self.last = np.array(sim._last, dtype=f64)
@@ -628,6 +633,10 @@ class LoopState:
             self.sh,
             self.qb,
             self.e_pc,
+            self.sample_t,
+            self.sample_jobs,
+            self.sample_backlog,
+            self.sample_mem,
             self.every,
             progress_every,
         )
@@ -714,6 +723,8 @@ class LoopState:
         sim.next_id = int(iv[sk.I_NEXT_ID])
         sim.jobs_created = int(iv[sk.I_CREATED])
         sim.decisions = self.base_decisions + int(iv[sk.I_DECISIONS])
+        sim.next_sample = int(iv[sk.I_NSAMPLE])  # the series' samples, taken in the kernel
+        sim.t_next_sample = float(self.fv[sk.F_T_SAMPLE])
         ek = self.ek
         for e in sim.engines:
             j = e.index
@@ -864,6 +875,15 @@ def _linked(j_tok: np.ndarray, first: int) -> list[int]:
     return out
 
 
+def _check_without_samples(sim: NetworkSimulator) -> float:
+    """When the statistics Python takes are next due: the end of warm-up or a window edge
+    (``NetworkSimulator._next_check`` without the samples, which the kernel takes)."""
+    t = sim.t_next_edge
+    if not sim.warm and sim.warmup < t:
+        t = sim.warmup
+    return t
+
+
 def _decoding(eng: Any, k: int) -> list[Job]:
     """The decoding requests of class ``k`` at LLM engine ``eng``, oldest first."""
     dq = eng.dec[k]
@@ -925,8 +945,8 @@ def run_compiled(
             args = state.args(every)
         elif code == sk.STOP_BOOKKEEP:
             state.sync(sim)
-            sim._bookkeep(float(state.fv[sk.F_BOOK_T]))
-            state.fv[sk.F_T_CHECK] = sim.t_check
+            sim._bookkeep(float(state.fv[sk.F_BOOK_T]))  # (its samples are taken: none due)
+            state.fv[sk.F_T_CHECK] = _check_without_samples(sim)
         elif code == sk.STOP_PROGRESS:
             state.sync(sim)
             assert progress is not None

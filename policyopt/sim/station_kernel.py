@@ -24,6 +24,8 @@ from numba import njit
 
 from policyopt.sim.engine_kernel import (
     G_SWAP_S,
+    L_BLK,
+    L_FREE,
     L_MEM,
     L_NDEC,
     L_NFIN,
@@ -32,6 +34,7 @@ from policyopt.sim.engine_kernel import (
     L_PCWIDE,
     L_PRE,
     L_SHEAD,
+    L_TOTAL,
     T_BLOCKS,
     T_DEC,
     T_HELD,
@@ -59,10 +62,11 @@ I_LOG_N, I_FLOW_N, I_FREE_N, I_TICK, I_KEPT = 7, 8, 9, 10, 11
 I_UNI_POS, I_EMPTY, I_GROW, I_STAMP = 12, 13, 14, 15
 # an LLM batch's end in progress: its engine (-1: none) and the next finished request
 I_FIN_A, I_FIN_I = 16, 17
-N_IV = 18
+I_NSAMPLE = 18  # the next sample of the series (taken here; F_T_SAMPLE: its time)
+N_IV = 19
 # float scalars (``fv``)
-F_NOW, F_T_CHECK, F_HORIZON, F_WARMUP, F_BOOK_T = 0, 1, 2, 3, 4
-N_FV = 5
+F_NOW, F_T_CHECK, F_HORIZON, F_WARMUP, F_BOOK_T, F_T_SAMPLE = 0, 1, 2, 3, 4, 5
+N_FV = 6
 
 
 @njit(cache=True, inline="always")
@@ -239,6 +243,26 @@ def _route(k, iv, u_buf, block, r_ptr, r_tgt, r_prob):
 
 
 @njit(cache=True)
+def _sample(t, iv, fv, sample_t, sample_jobs, sample_backlog, sample_mem, jobs, e_backlog, e_li):
+    """Take the samples due before time ``t`` (``NetworkSimulator._bookkeep``): jobs in the
+    network, each engine's backlog and (a KV cache) tokens allocated."""
+    n = sample_t.shape[0]
+    i = iv[I_NSAMPLE]
+    while i < n and sample_t[i] < t:
+        total = 0.0
+        for k in range(jobs.shape[0]):
+            total += jobs[k]  # whole numbers: exact in any order
+        sample_jobs[i] = total
+        for e in range(e_backlog.shape[0]):
+            sample_backlog[e, i] = e_backlog[e]
+            if e_li[e, L_MEM]:
+                sample_mem[e, i] = (e_li[e, L_TOTAL] - e_li[e, L_FREE]) * e_li[e, L_BLK]
+        i += 1
+    iv[I_NSAMPLE] = i
+    fv[F_T_SAMPLE] = sample_t[i] if i < n else np.inf
+
+
+@njit(cache=True)
 def _llm_start(a, now, warmup, iv, lt):
     """LLM engine ``a`` is free: its next batch starts now, or it idles without work
     (``NetworkSimulator._form_batch``); ``lt``: the arrays it reads and writes (see
@@ -404,6 +428,11 @@ def run_stations(
     sh,
     qb,
     e_pc,
+    # the sampled series (policyopt.sim.network_sim: sample_t, sample_jobs, ...)
+    sample_t,
+    sample_jobs,
+    sample_backlog,
+    sample_mem,
     every,
     progress_every,
 ):
@@ -508,8 +537,12 @@ def run_stations(
                 t = ht[0]
                 if t >= horizon:
                     break
+                if t > fv[F_T_SAMPLE]:  # samples of the series due before this event
+                    _sample(t, iv, fv, sample_t, sample_jobs, sample_backlog, sample_mem,
+                            jobs, e_backlog, e_li)  # fmt: skip
                 if t >= t_check and iv[I_KEPT] == 0:
-                    # the statistics are due before this event: Python does them
+                    # the other statistics are due before this event (warm-up end, a window
+                    # edge): Python does them
                     iv[I_KEPT] = 1
                     fv[F_BOOK_T] = t
                     return STOP_BOOKKEEP
