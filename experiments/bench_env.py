@@ -13,8 +13,8 @@ timed twice:
 
 ``overhead`` is the env's wall time over the simulator's for the same simulated run, both in
 the Python event loop (the env drives that loop; the target is at most 1.5x); ``vs compiled``
-the same over the compiled loop a station network's policy-only run takes by default
-(``docs/stations.md``); ``rate ratio`` is decisions/s over steps/s. Best of ``--repeat`` runs
+the same over the compiled loop the policy-only run takes by default where it may
+(``docs/compiled.md``); ``rate ratio`` is decisions/s over steps/s. Best of ``--repeat`` runs
 of each, the env and simulator runs alternating so that both meet the same machine load.
 
 A second table gives the throughput a trainer sees: ``rybko-stolyar`` episodes stepped with
