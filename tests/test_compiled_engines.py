@@ -232,3 +232,16 @@ def test_llm_runs_the_kernel_may_not_take() -> None:
         scenario_network(Scenario()), "fcfs", horizon=10.0, record_batches=True
     )
     assert why_not(recorded) == "batch records are kept in the Python loop"
+
+
+def test_preemption_counts_widen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests preempted more often than the kernel's first count columns allow."""
+    import policyopt.sim.compiled_loop as compiled_loop
+
+    monkeypatch.setattr(compiled_loop, "PREEMPT_COLUMNS", 2)
+    net = one_engine("sarathi", {"token_budget": 512, "kv_cache": {"tokens": 3000}}, 12.0)
+    py, jit = both(net, "fcfs", horizon=300.0, seed=2)
+    assert_same(py.run().result(), jit.run().result())
+    assert state(py) == state(jit)
+    assert max(jit.engines[0].preempt_counts) >= 2  # past the first columns
+    assert jit.engines[0].preempt_counts == py.engines[0].preempt_counts

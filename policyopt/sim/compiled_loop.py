@@ -53,6 +53,10 @@ JOB_ARRAYS = ("j_cls", "j_arr", "j_fid", "j_ft0", "j_fw", "j_left", "j_id")
 JOB_ARRAYS += ("j_since", "j_ver", "mark", "j_tok", "r_buf")
 """The per-slot arrays of :class:`LoopState` (they grow together)."""
 
+PREEMPT_COLUMNS = 64
+"""Columns of the kernel's count of completed requests by times preempted, at first (more
+are added when a request is preempted that often)."""
+
 LOOPS = ("auto", "python", "compiled")
 """The values of ``NetworkSimulator(loop=...)``."""
 
@@ -505,7 +509,9 @@ class LoopState:
                     self.d[k, : len(slots)] = slots
                     self.d_len[k] = len(slots)
         # requests completed after warm-up, by how often they were preempted (a KV cache)
-        wide = max([64] + [2 * max(e.preempt_counts, default=0) + 2 for e in sim.engines])
+        wide = max(
+            [PREEMPT_COLUMNS] + [2 * max(e.preempt_counts, default=0) + 2 for e in sim.engines]
+        )
         self.e_pc = np.zeros((J, wide), dtype=i64)
         for e in sim.engines:
             for times, n in e.preempt_counts.items():
