@@ -296,6 +296,31 @@ def make_room(
 
 
 @njit(cache=True)
+def sort_by_key(o_buf, o_key, n):
+    """Sort the first ``n`` classes of ``o_buf`` by ``(o_key, class)`` (insertion sort: a
+    station has few classes)."""
+    for i in range(1, n):
+        k, key = o_buf[i], o_key[i]
+        j = i - 1
+        while j >= 0 and (o_key[j] > key or (o_key[j] == key and o_buf[j] > k)):
+            o_buf[j + 1] = o_buf[j]
+            o_key[j + 1] = o_key[j]
+            j -= 1
+        o_buf[j + 1] = k
+        o_key[j + 1] = key
+
+
+@njit(cache=True, inline="always")
+def pressure_key(k, jobs, p_neg, p_ptr, p_succ, p_prob):
+    """Class ``k``'s place in the maximum-pressure order, least first: ``-r_k (z_k - sum_l
+    P_kl z_l)``, the sum left to right, as the policy computes it."""
+    down = 0.0
+    for s in range(p_ptr[k], p_ptr[k + 1]):
+        down += p_prob[s] * jobs[p_succ[s]]
+    return p_neg[k] * (jobs[k] - down)
+
+
+@njit(cache=True)
 def fill_decode(pl, pn, order, n_order, d_len, budget, slots):
     """One decode token to each decoding request, classes in ``order``, while ``budget``
     tokens and ``slots`` last (``fill_decode``, first pass); returns the tokens taken."""
@@ -445,23 +470,11 @@ def engine_order(
                 if t2 < key:
                     key = t2
         elif mode == 3:  # PRESSURE: -r_k (z_k - sum_l P_kl z_l)
-            down = 0.0
-            for s in range(p_ptr[k], p_ptr[k + 1]):
-                down += p_prob[s] * jobs[p_succ[s]]
-            key = p_neg[k] * (jobs[k] - down)
+            key = pressure_key(k, jobs, p_neg, p_ptr, p_succ, p_prob)
         else:  # LINEAR: -(a_k z_k + b_k)
             key = -(lin_a[k] * jobs[k] + lin_b[k])
         o_key[r] = key
-    # by (key, class): insertion sort, few classes
-    for i in range(1, n):
-        k, key = o_buf[i], o_key[i]
-        j = i - 1
-        while j >= 0 and (o_key[j] > key or (o_key[j] == key and o_buf[j] > k)):
-            o_buf[j + 1] = o_buf[j]
-            o_key[j + 1] = o_key[j]
-            j -= 1
-        o_buf[j + 1] = k
-        o_key[j + 1] = key
+    sort_by_key(o_buf, o_key, n)
     return n
 
 
