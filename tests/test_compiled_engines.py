@@ -25,6 +25,7 @@ from policyopt.model.networks_library import get_network
 from policyopt.policies import FCFS
 from policyopt.sim.compiled_loop import why_not
 from policyopt.sim.network_sim import NetworkSimulator
+from policyopt.sim.schedulers.sarathi import Sarathi
 from tests.test_compiled_loop import assert_same, both, check, state
 
 pytest.importorskip("numba")
@@ -232,6 +233,22 @@ def test_llm_runs_the_kernel_may_not_take() -> None:
         scenario_network(Scenario()), "fcfs", horizon=10.0, record_batches=True
     )
     assert why_not(recorded) == "batch records are kept in the Python loop"
+    idling = NetworkSimulator(get_network("rybko-stolyar"), "max-pressure:dai-lin", horizon=1.0)
+    reason = "policy 'max-pressure:dai-lin' re-decides or idles at LLM engines"
+    assert not idling.compiled and why_not(idling) == reason
+    fluid = NetworkSimulator(get_network("rybko-stolyar"), "fluid", horizon=1.0)
+    assert why_not(fluid) == "policy 'fluid' is computed in Python"
+
+
+def test_a_scheduler_of_ones_own_runs_in_python() -> None:
+    """A subclass of a built-in scheduler may change a rule: the Python loop runs it."""
+
+    class Greedy(Sarathi):
+        pass
+
+    sim = NetworkSimulator(scenario_network(Scenario()), "fcfs", horizon=10.0)
+    sim.engines[0].sched = Greedy(sim.engines[0].sched.spec)
+    assert why_not(sim) == "engine 'engine' has a scheduler of its own (Greedy)"
 
 
 def test_preemption_counts_widen(monkeypatch: pytest.MonkeyPatch) -> None:
