@@ -305,7 +305,7 @@ class LoopState:
             for r, job in enumerate(e.serving):
                 self.e_serving[e.index, r] = slot_of[id(job)]
             self.e_nserv[e.index] = len(e.serving)
-        self._llm_state(sim, slot_of, cap)
+        self._llm_state(sim, slot_of)
         self.o_buf = np.zeros(K, dtype=i64)
         self.o_key = np.zeros(K, dtype=f64)
         self.c_buf = np.zeros(width, dtype=i64)
@@ -408,9 +408,10 @@ class LoopState:
         """The most times a live request was preempted."""
         return int(self.j_tok[:, self.ek.T_PREEMPTED].max())
 
-    def _job_maker(self, slots: list[int]) -> Callable[[int, bool], Job]:
+    def _job_maker(self, slots: list[int]) -> Callable[[int, bool, bool], Job]:
         """A function giving the simulator's object for the job in slot ``s`` (one of
-        ``slots``; an LLM request: ``llm``); it reads those slots once, as Python lists."""
+        ``slots``; an LLM request: ``llm``, at an engine with a KV cache: ``mem``); it reads
+        those slots once, as Python lists."""
         from policyopt.sim.network_sim import Job, _StationJob
 
         idx = np.asarray(slots, dtype=np.int64)
@@ -419,21 +420,21 @@ class LoopState:
         fid, ft0, fw = (a[idx].tolist() for a in (self.j_fid, self.j_ft0, self.j_fw))
         left, tok = self.j_left[idx].tolist(), self.j_tok[idx].tolist()
 
-        def make(s: int, llm: bool) -> Job:
+        def make(s: int, llm: bool, mem: bool) -> Job:
             i = at[s]
             flow = (fid[i], ft0[i], fw[i])
             if not llm:
                 return _StationJob(ids[i], cls[i], arr[i], flow, -1, left[i])
             pre, prompt, dec, rem, held, blocks, preempted = tok[i][:7]
             job = Job(ids[i], cls[i], arr[i], flow, -1, pre, dec, prompt)
-            if blocks or held or preempted or rem != dec:  # (a KV cache's fields)
+            if mem:  # a KV cache's fields
                 job.dec_left, job.held, job.blocks = rem, held, blocks
                 job.preempted, job.first = preempted, rem < dec
             return job
 
         return make
 
-    def _llm_state(self, sim: NetworkSimulator, slot_of: dict[int, int], cap: int) -> None:
+    def _llm_state(self, sim: NetworkSimulator, slot_of: dict[int, int]) -> None:
         """The LLM engines' arrays (:mod:`policyopt.sim.engine_kernel`): per engine its rules
         and counters, its classes, and per class the decoding requests, oldest first."""
         ek = self.ek
@@ -480,10 +481,9 @@ class LoopState:
             for _, kind, _, a, payload in sim.events:
                 if kind == self.sk.DONE and a == j:
                     li[ek.L_NFIN] = len(payload)  # type: ignore[arg-type]
-            if e.mem is not None:
-                li[ek.L_NSWAP] = len(e.mem.swapped)
             mem = e.mem
             if mem is not None:  # a limited KV cache
+                li[ek.L_NSWAP] = len(mem.swapped)
                 li[ek.L_MEM], li[ek.L_TOTAL], li[ek.L_FREE] = 1, mem.total, mem.free
                 li[ek.L_BLK], li[ek.L_WATER] = mem.block, mem.watermark
                 li[ek.L_RECOMP] = int(mem.recompute)
@@ -776,7 +776,7 @@ class LoopState:
                 queue = eng.wait[k]
                 queue.clear()
                 for s in waiting[k]:
-                    job = job_of[s] = make(s, eng.llm)
+                    job = job_of[s] = make(s, eng.llm, eng.mem is not None)
                     if eng.multi:
                         job.since, job.ver = float(self.j_since[s]), int(self.j_ver[s])
                     queue.append(job)
@@ -786,7 +786,7 @@ class LoopState:
                     unstarted = eng.unstarted[k]
                     unstarted.clear()
                     for s in decoding[k]:
-                        job = job_of[s] = make(s, True)
+                        job = job_of[s] = make(s, True, eng.mem is not None)
                         left = int(self.j_tok[s, ek.T_REM])
                         if eng.mem is not None:  # (a decoder's follow from its tokens)
                             job.held = job.prompt + job.dec_tokens - left
@@ -800,7 +800,7 @@ class LoopState:
             mem = eng.mem
             if mem is not None:  # the cache's residents (by admission) and swapped requests
                 for s in _linked(self.j_tok, int(self.e_li[j, ek.L_SHEAD])):
-                    job_of[s] = make(s, True)
+                    job_of[s] = make(s, True, True)
                 mem.resident = dict.fromkeys(
                     job_of[s] for s in _linked(self.j_tok, int(self.e_li[j, ek.L_RHEAD]))
                 )
@@ -832,7 +832,7 @@ class LoopState:
             )
             job: Any = None
             if kind == sk.DONE and self.e_llm[a]:  # a batch in flight: its finished requests
-                job = [make(s, True) for s in flying[a]]
+                job = [make(s, True, sim.engines[a].mem is not None) for s in flying[a]]
             elif kind == sk.DONE:
                 if self.e_multi[a]:
                     live = s in job_of and self.j_ver[s] == seq

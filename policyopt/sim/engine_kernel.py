@@ -648,7 +648,9 @@ def form_batch(
         warm = t_end >= warmup
         for i in range(nfin):
             s = e_fin[a, i]
-            j_tok[s, T_BLOCKS] = -(-(j_tok[s, T_PROMPT] + j_tok[s, T_DEC]) // blk)
+            held = j_tok[s, T_PROMPT] + j_tok[s, T_DEC]  # (as the decode queue writes it back)
+            j_tok[s, T_HELD] = held
+            j_tok[s, T_BLOCKS] = -(-held // blk)
             _release(e_li, j_tok, a, s)
             if warm:  # the requests completed, by how often they were preempted
                 e_pc[a, j_tok[s, T_PREEMPTED]] += 1
