@@ -26,7 +26,7 @@ from policyopt.policies import FCFS
 from policyopt.sim.compiled_loop import why_not
 from policyopt.sim.network_sim import NetworkSimulator
 from policyopt.sim.schedulers.sarathi import Sarathi
-from tests.test_compiled_loop import assert_same, both, check, state
+from tests.test_compiled_loop import assert_same, both, check, draw_policy, state
 
 pytest.importorskip("numba")
 
@@ -182,11 +182,8 @@ def random_llm_network(draw: st.DrawFn) -> tuple[NetworkSpec, str]:
         },
     ]
     spec = {"name": "random-llm", "engines": engines, "classes": classes, "workflows": workflows}
-    policy = draw(st.sampled_from(["fcfs", "c-mu", "lbfs", "max-pressure", "max-weight", "linear"]))
-    if policy == "linear":
-        numbers = draw(st.lists(st.integers(-2, 3), min_size=2 * n_cls + 2, max_size=2 * n_cls + 2))
-        policy = "linear:" + ",".join(map(str, numbers))
-    return build(NetworkSpec, spec), policy
+    policies = ("fcfs", "c-mu", "lbfs", "max-pressure", "max-weight", "linear")
+    return build(NetworkSpec, spec), draw_policy(draw, policies, n_cls + 1)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

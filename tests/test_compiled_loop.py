@@ -177,11 +177,17 @@ def random_network(
         },
     ]
     spec = {"name": "random", "engines": stations, "classes": classes, "workflows": workflows}
-    policy = draw(st.sampled_from((*POLICIES, "linear")))
-    if policy == "linear":  # a_k, b_k per class (ties are likely: small whole numbers)
-        numbers = draw(st.lists(st.integers(-2, 3), min_size=2 * n_cls + 2, max_size=2 * n_cls + 2))
+    return build(NetworkSpec, spec), draw_policy(draw, (*POLICIES, "linear"), n_cls + 1)
+
+
+def draw_policy(draw: st.DrawFn, policies: tuple[str, ...], classes: int) -> str:
+    """One of ``policies``; ``linear`` gets an ``a_k, b_k`` per class (small whole numbers:
+    ties are likely)."""
+    policy = draw(st.sampled_from(policies))
+    if policy == "linear":
+        numbers = draw(st.lists(st.integers(-2, 3), min_size=2 * classes, max_size=2 * classes))
         policy = "linear:" + ",".join(map(str, numbers))
-    return build(NetworkSpec, spec), policy
+    return policy
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -880,8 +880,3 @@ def run_stations(
         _push(ht, hk, hs, ha, hj, iv, now + j_left[chosen], DONE, nseq, a, chosen)
     fv[F_NOW] = now
     return STOP_END
-
-
-def empty_i(n: int) -> np.ndarray:
-    """An int64 array of ``n`` zeros."""
-    return np.zeros(n, dtype=np.int64)
