@@ -55,6 +55,7 @@ from policyopt.cli_network import (
     network_compare,
     network_simulate,
 )
+from policyopt.cli_optimal import add_optimal_parser
 from policyopt.cli_sweep import SWEEP_EPILOG, cmd_sweep
 from policyopt.cli_tune import add_tune_parser
 from policyopt.compare import (
@@ -1178,6 +1179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_learn_parsers(sub, _Formatter)
     add_tune_parser(sub, _Formatter)
+    add_optimal_parser(sub, _Formatter)
     return parser
 
 

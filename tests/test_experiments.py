@@ -196,3 +196,26 @@ def test_tune_networks_smoke(tmp_path: Path) -> None:
     assert {"tuned pressure", "tuned linear", "tuned priority", "designed"} <= roles
     assert {r["policy"] for r in rows} >= {"fcfs", "max-pressure", "fluid", "pr"}
     assert all(r["low"] <= r["mean"] <= r["high"] for r in rows)
+
+
+def test_optimal_gap_smoke(tmp_path: Path) -> None:
+    """The optimal-gap experiment end to end at small caps: on every network the optimal cost
+    is below every priority's in the value iteration, and the optimal table, run in the
+    simulator on the same seeds, is reported next to the best priority."""
+    optimal_gap = load_script("optimal_gap")
+    args = ["--quick", "--out", str(tmp_path / "rows"), "--results", str(tmp_path)]
+    assert optimal_gap.main(args) == 0
+    data = json.loads((tmp_path / "optimal_gap_quick.json").read_text())
+    for name in {r["network"] for r in data["value_iteration"]}:
+        rows = [r for r in data["value_iteration"] if r["network"] == name]
+        optimal = next(r for r in rows if r["policy"] == "optimal")
+        assert all(r["cost"] >= optimal["lower"] for r in rows)
+        sim = [r for r in data["simulated"] if r["network"] == name]
+        assert len(sim) == 3 and any(r["policy"].startswith("optimal table") for r in sim)
+    assert (tmp_path / "optimal_gap_quick.md").exists()
+    # a rerun reuses every row and the saved table
+    assert optimal_gap.main(args) == 0
+    assert (
+        json.loads((tmp_path / "optimal_gap_quick.json").read_text())["value_iteration"]
+        == data["value_iteration"]
+    )

@@ -1,0 +1,227 @@
+"""How much better than the best static priority can any policy be? The optimal cost of the
+criss-cross network (balanced heavy traffic), the Lu-Kumar and the classic Rybko-Stolyar
+networks, by value iteration on the truncated network (``docs/optimal.md``), against every
+static priority.
+
+Part 1 (value iteration): for each case (network, caps) the optimal cost with its bounds,
+every static priority, the gap ``priority / optimal - 1``, the stationary probability of
+sitting at a cap, sweeps and seconds. The criss-cross rows at growing caps show the truncated
+optimum rising towards Dai and Gluzman's published 15.228 and the continuing priority towards
+its exact 18.
+
+Part 2 (simulation, the network itself): the optimal table of the widest caps run as a policy
+(counts above a cap read at the cap) against the best priority of part 1 and maximum pressure
+on the same seeds (common random numbers; the test seeds and horizon of
+``experiments/tune_networks.py``), mean holding cost per second with a 95% interval over the
+seeds and the paired difference to the priority.
+
+Every finished row is appended to ``experiments/out/optimal_gap/rows.jsonl`` at once and
+skipped on a rerun (interrupt and rerun to resume). Writes
+``experiments/results/optimal_gap.md``, ``.csv`` and ``.json``.
+
+    python experiments/optimal_gap.py            # the recorded run (about an hour on 2 cores)
+    python experiments/optimal_gap.py --quick    # small caps, short runs (a smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policyopt.cli_optimal import solution_row
+from policyopt.jsonout import write_json
+from policyopt.model.networks_library import resolve_network
+from policyopt.optimal_policy import TablePolicy
+from policyopt.report import fmt, format_markdown, format_table, write_csv
+from policyopt.sim.network_sim import NetworkSimulator
+from policyopt.sim.stats import t_interval
+from policyopt.solvers import mdp
+
+HERE = Path(__file__).resolve().parent
+CASES: list[tuple[str, list[int]]] = [
+    ("criss-cross", [40, 40, 40]),
+    ("criss-cross", [60, 60, 60]),
+    ("criss-cross", [80, 80, 80]),
+    ("lu-kumar", [25, 25, 25, 25]),
+    ("classic-rybko-stolyar", [25, 25, 25, 25]),
+]
+"""(network, caps); the cases of a network come by growing caps (part 2 uses the last)."""
+QUICK_CASES: list[tuple[str, list[int]]] = [
+    ("criss-cross", [12, 12, 12]),
+    ("lu-kumar", [6, 6, 6, 6]),
+]
+HORIZON = 10_000.0
+"""Simulated seconds per run in part 2 (as in ``experiments/tune_networks.py``)."""
+TEST_SEEDS = (200, 201, 202, 203)
+
+
+def solve_case(
+    name: str, caps: list[int], tol: float, done: dict[str, dict[str, Any]], log: Path
+) -> tuple[list[dict[str, Any]], mdp.Solution]:
+    """The value-iteration rows of one case (kept in ``log`` as they finish)."""
+    model = mdp.chain_model(resolve_network(name), caps)
+    key = f"{name}|{','.join(map(str, caps))}"
+    table = log.parent / f"{key.replace('|', '_').replace(',', '-')}.npy"
+    kept = done.get(f"{key}|optimal")
+    if kept is not None and table.exists():  # resumed: the optimal actions were saved
+        best = mdp.Solution(
+            model, "optimal", kept["lower"], kept["upper"], kept["sweeps"],
+            kept["converged"], kept["seconds"], np.zeros(0), np.load(table),
+        )  # fmt: skip
+    else:
+        best = mdp.solve(model, tol=tol)
+        np.save(table, best.actions)
+    rows = []
+    for order in [None, *mdp.priority_orders(model)]:
+        policy = "optimal" if order is None else "priority:" + ">".join(order)
+        if f"{key}|{policy}" in done:
+            rows.append(done[f"{key}|{policy}"])
+            continue
+        sol = best if order is None else mdp.evaluate(model, order, tol=tol)
+        row = {"network": name, "caps": ",".join(map(str, caps)), "states": model.n_states}
+        row |= solution_row(sol, best.cost)
+        rows.append(row)
+        with log.open("a") as f:
+            f.write(json.dumps({"key": f"{key}|{policy}", "row": row}) + "\n")
+        print(f"{name} caps {row['caps']}: {policy} {row['cost']:.4f}", flush=True)
+    return rows, best
+
+
+def simulate(name: str, table: mdp.Solution, prio: str, horizon: float) -> list[dict[str, Any]]:
+    """Part 2 on ``name``: the optimal table, the best priority ``prio`` and maximum pressure
+    on the test seeds."""
+    net = resolve_network(name)
+    policies: dict[str, Any] = {
+        f"optimal table (caps {','.join(map(str, table.model.caps))})": TablePolicy(table),
+        prio: prio,
+        "max-pressure": "max-pressure",
+    }
+    costs: dict[str, np.ndarray] = {}
+    for label, policy in policies.items():
+        costs[label] = np.array(
+            [
+                NetworkSimulator(net, policy, horizon=horizon, seed=s)
+                .run(keep_jobs=False)
+                .result()
+                .holding_cost
+                for s in TEST_SEEDS
+            ]
+        )
+    rows = []
+    for label, c in costs.items():
+        mean, lo, hi = t_interval(c)
+        d, dlo, dhi = t_interval(c - costs[prio])
+        rows.append(
+            {
+                "network": name,
+                "policy": label,
+                "mean": mean,
+                "low": lo,
+                "high": hi,
+                "vs_priority": d,
+                "vs_priority_low": dlo,
+                "vs_priority_high": dhi,
+                "vs_priority_pct": d / float(costs[prio].mean()),
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both parts and write the files; returns the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small caps, short runs")
+    parser.add_argument("--tol", type=float, default=1e-4, help="relative width of the bounds")
+    parser.add_argument("--out", default=str(HERE / "out" / "optimal_gap"), help="rows kept here")
+    parser.add_argument("--results", default=str(HERE / "results"), help="output folder")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / ("rows_quick.jsonl" if args.quick else "rows.jsonl")
+    done: dict[str, dict[str, Any]] = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                done[rec["key"]] = rec["row"]
+    vi_rows: list[dict[str, Any]] = []
+    widest: dict[str, mdp.Solution] = {}
+    for name, caps in QUICK_CASES if args.quick else CASES:
+        rows, best = solve_case(name, caps, args.tol, done, log)
+        vi_rows += rows
+        widest[name] = best  # the cases of a network come by growing caps
+    sim_rows: list[dict[str, Any]] = []
+    for name, table in widest.items():
+        caps = ",".join(map(str, table.model.caps))
+        ranked = sorted(
+            (r for r in vi_rows if r["network"] == name and r["caps"] == caps),
+            key=lambda r: (not r["converged"], r["cost"]),
+        )
+        prio = next(r["policy"] for r in ranked if r["policy"] != "optimal")
+        sim_rows += simulate(name, table, prio, HORIZON / (20 if args.quick else 1))
+    wall = time.monotonic() - started
+    vi_headers = ["network", "caps", "states", "policy", "cost/s [bounds]", "vs optimal"]
+    vi_headers += ["at a cap", "sweeps", "s"]
+    vi_cells = [
+        [
+            r["network"],
+            r["caps"],
+            f"{r['states']:,}",
+            r["policy"],
+            f"{fmt(r['cost'], 4)} [{fmt(r['lower'], 4)}, {fmt(r['upper'], 4)}]",
+            f"{100 * r['vs_optimal']:+.2f}%",
+            f"{r['at_cap']:.1e}",
+            f"{r['sweeps']}{'' if r['converged'] else ' (not converged)'}",
+            f"{r['seconds']:.0f}",
+        ]
+        for r in vi_rows
+    ]
+    sim_headers = ["network", "policy", "cost/s [95% CI]", "vs priority [95% CI]", "vs priority"]
+    sim_cells = [
+        [
+            r["network"],
+            r["policy"],
+            f"{fmt(r['mean'], 2)} [{fmt(r['low'], 2)}, {fmt(r['high'], 2)}]",
+            f"{fmt(r['vs_priority'], 2)} [{fmt(r['vs_priority_low'], 2)}, "
+            f"{fmt(r['vs_priority_high'], 2)}]",
+            f"{100 * r['vs_priority_pct']:+.1f}%",
+        ]
+        for r in sim_rows
+    ]
+    print(format_table(vi_headers, vi_cells))
+    print()
+    print(format_table(sim_headers, sim_cells))
+    results = Path(args.results)
+    suffix = "_quick" if args.quick else ""
+    written = [
+        write_csv(results / f"optimal_gap{suffix}.csv", vi_rows),
+        write_csv(results / f"optimal_gap_simulated{suffix}.csv", sim_rows),
+        write_json(
+            results / f"optimal_gap{suffix}.json",
+            {"value_iteration": vi_rows, "simulated": sim_rows, "wall_s": wall},
+        ),
+    ]
+    md = results / f"optimal_gap{suffix}.md"
+    md.write_text(
+        "# The optimal policy against the best static priority\n\n"
+        "Made by `experiments/optimal_gap.py`"
+        f"{' --quick' if args.quick else ''} in {wall / 60:.0f} min on 2 cores.\n\n"
+        "## Value iteration on the truncated network\n\n"
+        + format_markdown(vi_headers, vi_cells)
+        + f"\n\n## Simulated on the network itself (test seeds {TEST_SEEDS[0]}-"
+        f"{TEST_SEEDS[-1]})\n\n" + format_markdown(sim_headers, sim_cells) + "\n"
+    )
+    written.append(md)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,608 @@
+"""Optimal control of small exponential station networks: relative value iteration on the
+truncated, uniformized Markov decision process (``docs/optimal.md``).
+
+A network qualifies when every engine is a one-server station serving its classes
+preemptive-resume, every class has exponential service times and one station, every workflow
+brings Poisson arrivals, and routing after a class is a next class, an exit or a random choice
+among them (no forks, no eligible sets). The state is then the vector ``x`` of jobs per class;
+the decision at each station is which of its non-empty classes gets the server (or none); the
+cost is the holding cost rate ``sum_k h_k x_k`` per second.
+
+The state space is truncated at ``caps``: class ``k`` holds at most ``caps[k]`` jobs. An
+exogenous arrival to a full class is lost; a completion whose next class is full is blocked
+(the job stays where it is, as if the service had not ended). Uniformized at
+``Lambda = sum_k alpha_k + sum_j max_{k at j} mu_k`` events per second, the Bellman operator is
+
+    (T V)(x) = ( h.x + sum_k alpha_k V(x + e_k)
+                 + sum_j [ M_j V(x) + min(0, min_{k at j, x_k > 0} mu_k (E V(x after k) - V(x))) ]
+               ) / Lambda
+
+(``M_j``: the largest service rate at station ``j``; the ``0`` is idling). Relative value
+iteration ``V <- T V - (T V)(0)`` converges, and after every sweep
+
+    Lambda min_x (T V - V)(x)  <=  optimal average cost  <=  Lambda max_x (T V - V)(x)
+
+(Odoni's bounds), so the answer comes with an interval; the iteration stops when its width is
+below ``tol`` times the lower end. A static priority is evaluated by the same iteration with
+the minimum replaced by its first non-empty class at each station. The optimal cost of the
+truncated process approaches that of the network as the caps grow; :func:`stationary` gives
+the stationary distribution of a solution's policy, and with it the probability of sitting at
+a cap (small when the caps are wide enough) and a second value of the average cost.
+
+The sweeps run in a compiled kernel (numba); :func:`bellman_reference` is the same operator in
+numpy, the reference the tests compare it against.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+
+from policyopt.errors import SpecError
+from policyopt.model.network import EXIT, NetworkSpec
+
+MAX_STATES = 50_000_000
+"""The largest truncated state space :func:`solve` accepts (a few float arrays of this size
+must fit in memory)."""
+
+
+@dataclass(frozen=True)
+class ChainModel:
+    """A qualifying network as arrays (per class ``k``; ``J`` stations).
+
+    ``caps`` (jobs), ``strides`` (of the flattened state, C order), ``h`` (holding cost per
+    job-second), ``alpha`` (exogenous arrivals/s), ``mu`` (service completions/s while
+    served), ``station`` (index), ``exit_prob`` (probability of leaving after service), the
+    routing in CSR form (``r_ptr``, ``r_tgt``, ``r_prob``), ``M`` (largest rate per station)
+    and ``Lambda`` (the uniformization rate, events/s).
+    """
+
+    classes: tuple[str, ...]
+    stations: tuple[str, ...]
+    caps: np.ndarray
+    strides: np.ndarray
+    h: np.ndarray
+    alpha: np.ndarray
+    mu: np.ndarray
+    station: np.ndarray
+    exit_prob: np.ndarray
+    r_ptr: np.ndarray
+    r_tgt: np.ndarray
+    r_prob: np.ndarray
+    M: np.ndarray
+    Lambda: float
+
+    @property
+    def n_states(self) -> int:
+        return int(np.prod(self.caps + 1))
+
+    def state_index(self, x: Sequence[int]) -> int:
+        """The flat index of the job counts ``x`` (each within its cap)."""
+        return int(np.dot(np.asarray(x, dtype=np.int64), self.strides))
+
+
+def chain_model(net: NetworkSpec, caps: Sequence[int] | int) -> ChainModel:
+    """``net`` as a :class:`ChainModel` truncated at ``caps`` (one cap per class, or one for
+    all); SpecError naming what disqualifies the network or the caps."""
+    topo = net.topology
+    K = topo.n_classes
+    stations = list(net.engines)
+    for name, eng in net.engines.items():
+        if eng.kind != "station":
+            raise SpecError(
+                f"engines.{name}",
+                "is an LLM engine: the optimal-control solver needs stations",
+                "use a network of stations (such as criss-cross or lu-kumar)",
+            )
+        if eng.servers != 1 or eng.discipline != "preemptive-resume":
+            raise SpecError(
+                f"engines.{name}",
+                f"has {eng.servers} server(s), {eng.discipline}",
+                "the solver handles one-server preemptive-resume stations",
+            )
+    for wf in net.workflows:
+        if wf.arrival.kind != "poisson":
+            raise SpecError(
+                f"workflows.{wf.name}.arrival",
+                f"is {wf.arrival.kind}",
+                "the solver needs Poisson arrivals",
+            )
+    mu = np.zeros(K)
+    station = np.zeros(K, dtype=np.int64)
+    for k, name in enumerate(topo.classes):
+        spec = net.classes[name]
+        if spec.service is None or spec.service.kind != "exponential":
+            kind = "none" if spec.service is None else spec.service.kind
+            raise SpecError(
+                f"classes.{name}.service", f"is {kind}", "the solver needs exponential service"
+            )
+        if len(topo.eligible[k]) != 1:
+            raise SpecError(
+                f"classes.{name}.engines",
+                "names several stations",
+                "the solver needs one station per class",
+            )
+        mu[k] = 1.0 / float(spec.service.mean)
+        station[k] = topo.eligible[k][0]
+    rows: list[list[tuple[int, float]]] = []
+    exit_prob = np.zeros(K)
+    for k, step in enumerate(topo.steps):
+        if step.kind not in ("exit", "next", "random"):
+            raise SpecError(
+                f"classes.{topo.classes[k]}",
+                f"is followed by a {step.kind}",
+                "the solver handles next classes, exits and random routing, not forks or joins",
+            )
+        probs = step.probs or (1.0,) * len(step.targets)
+        row: list[tuple[int, float]] = []
+        for t, p in zip(step.targets, probs, strict=True):
+            if t == EXIT:
+                exit_prob[k] += p
+            else:
+                row.append((int(t), float(p)))
+        rows.append(row)
+    if isinstance(caps, int):
+        caps = [caps] * K
+    caps_arr = np.asarray(list(caps), dtype=np.int64)
+    if caps_arr.shape != (K,) or (caps_arr < 1).any():
+        raise SpecError(
+            "--caps",
+            f"{list(caps)} is not {K} whole numbers >= 1",
+            f"give one cap per class ({', '.join(topo.classes)}) or one for all",
+        )
+    n_states = int(np.prod(caps_arr.astype(float) + 1))
+    if n_states > MAX_STATES:
+        raise SpecError(
+            "--caps",
+            f"{n_states:,} states exceed the limit of {MAX_STATES:,}",
+            "give smaller caps",
+        )
+    strides = np.ones(K, dtype=np.int64)
+    for k in range(K - 2, -1, -1):
+        strides[k] = strides[k + 1] * (caps_arr[k + 1] + 1)
+    r_ptr = np.zeros(K + 1, dtype=np.int64)
+    for k, row in enumerate(rows):
+        r_ptr[k + 1] = r_ptr[k] + len(row)
+    r_tgt = np.array([t for row in rows for t, _ in row] or [0], dtype=np.int64)
+    r_prob = np.array([p for row in rows for _, p in row] or [0.0], dtype=np.float64)
+    M = np.zeros(len(stations))
+    for k in range(K):
+        M[station[k]] = max(M[station[k]], mu[k])
+    alpha = np.asarray(topo.alpha, dtype=float)
+    return ChainModel(
+        classes=tuple(topo.classes),
+        stations=tuple(stations),
+        caps=caps_arr,
+        strides=strides,
+        h=np.asarray(topo.holding_cost, dtype=float),
+        alpha=alpha,
+        mu=mu,
+        station=station,
+        exit_prob=exit_prob,
+        r_ptr=r_ptr,
+        r_tgt=r_tgt,
+        r_prob=r_prob,
+        M=M,
+        Lambda=float(alpha.sum() + M.sum()),
+    )
+
+
+@dataclass
+class Solution:
+    """What :func:`solve` or :func:`evaluate` found.
+
+    ``cost``: the average holding cost per second (the midpoint of ``[lower, upper]``, the
+    bounds after the last sweep); ``iterations`` (sweeps), ``converged`` (the interval met the
+    tolerance), ``seconds`` (wall time); ``actions``: per state and station the class served
+    (``-1``: idle), shape ``(states, stations)``; ``values``: the relative value function
+    (``V(0) = 0``, cost units per ``Lambda`` event); ``policy``: ``optimal`` or the priority
+    evaluated.
+    """
+
+    model: ChainModel
+    policy: str
+    lower: float
+    upper: float
+    iterations: int
+    converged: bool
+    seconds: float
+    values: np.ndarray = field(repr=False)
+    actions: np.ndarray = field(repr=False)
+
+    @property
+    def cost(self) -> float:
+        return 0.5 * (self.lower + self.upper)
+
+    def action(self, x: Sequence[int]) -> tuple[int, ...]:
+        """The class each station serves in state ``x`` (``-1``: idle)."""
+        return tuple(int(a) for a in self.actions[self.model.state_index(x)])
+
+
+def _kernel() -> Callable[..., tuple[float, float]]:
+    """The compiled sweeps (built on first use, cached on disk)."""
+    global _SWEEPS
+    if _SWEEPS is None:
+        _SWEEPS = _build_kernel()
+    return _SWEEPS
+
+
+_SWEEPS: Callable[..., tuple[float, float]] | None = None
+
+
+def _build_kernel() -> Callable[..., tuple[float, float]]:
+    from numba import njit
+
+    @njit(cache=True)
+    def sweeps(
+        V: np.ndarray,
+        TV: np.ndarray,
+        act: np.ndarray,
+        n: int,
+        caps: np.ndarray,
+        strides: np.ndarray,
+        h: np.ndarray,
+        alpha: np.ndarray,
+        mu: np.ndarray,
+        station: np.ndarray,
+        exit_prob: np.ndarray,
+        r_ptr: np.ndarray,
+        r_tgt: np.ndarray,
+        r_prob: np.ndarray,
+        M: np.ndarray,
+        lam: float,
+        rank: np.ndarray,
+    ) -> tuple[float, float]:
+        """``n`` sweeps of relative value iteration (``rank[0] < 0``: optimize; else serve
+        the non-empty class of smallest rank); V holds the result; returns the bounds of
+        ``T V - V`` (per event) of the last sweep."""
+        K = caps.shape[0]
+        J = M.shape[0]
+        S = V.shape[0]
+        optimize = rank[0] < 0
+        best = np.zeros(J)
+        best_k = np.zeros(J, dtype=np.int64)
+        best_r = np.zeros(J, dtype=np.int64)
+        x = np.zeros(K, dtype=np.int64)
+        lo, hi = 0.0, 0.0
+        for _ in range(n):
+            lo, hi = np.inf, -np.inf
+            for k in range(K):
+                x[k] = 0
+            for s in range(S):
+                v = V[s]
+                total = 0.0
+                for k in range(K):
+                    total += h[k] * x[k]
+                    if alpha[k] > 0.0:
+                        total += alpha[k] * (V[s + strides[k]] if x[k] < caps[k] else v)
+                for j in range(J):
+                    best[j] = 0.0
+                    best_k[j] = -1
+                    best_r[j] = 1 << 60
+                for k in range(K):
+                    if x[k] == 0:
+                        continue
+                    down = s - strides[k]
+                    e = exit_prob[k] * V[down]
+                    for r in range(r_ptr[k], r_ptr[k + 1]):
+                        t = r_tgt[r]
+                        if t == k:
+                            e += r_prob[r] * v
+                        elif x[t] < caps[t]:
+                            e += r_prob[r] * V[down + strides[t]]
+                        else:
+                            e += r_prob[r] * v  # blocked: the job stays
+                    q = mu[k] * (e - v)
+                    j = station[k]
+                    if optimize:
+                        if best_k[j] < 0 or q < best[j]:
+                            best[j] = q
+                            best_k[j] = k
+                    elif rank[k] < best_r[j]:
+                        best_r[j] = rank[k]
+                        best[j] = q
+                        best_k[j] = k
+                for j in range(J):
+                    total += M[j] * v + best[j]
+                    act[s, j] = best_k[j]
+                tv = total / lam
+                TV[s] = tv
+                d = tv - v
+                if d < lo:
+                    lo = d
+                if d > hi:
+                    hi = d
+                # next state, C order
+                k = K - 1
+                while k >= 0:
+                    x[k] += 1
+                    if x[k] <= caps[k]:
+                        break
+                    x[k] = 0
+                    k -= 1
+            base = TV[0]
+            for s in range(S):
+                V[s] = TV[s] - base
+        return lo, hi
+
+    return sweeps  # type: ignore[no-any-return]
+
+
+def bellman_reference(
+    model: ChainModel, V: np.ndarray, rank: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``T V`` and the actions (per state and station) in numpy: the reference for the
+    compiled sweeps (``rank``: a priority's rank per class; ``None``: optimize)."""
+    caps = tuple(int(c) for c in model.caps)
+    K, J = len(caps), len(model.M)
+    Vg = V.reshape(tuple(c + 1 for c in caps))
+    grid = np.indices(Vg.shape)
+    total = np.tensordot(model.h, grid, axes=1).astype(float)
+    for k in range(K):
+        if model.alpha[k] > 0:
+            up = np.roll(Vg, -1, axis=k)
+            full = grid[k] == caps[k]
+            total += model.alpha[k] * np.where(full, Vg, up)
+    best = np.zeros((J, *Vg.shape))
+    best_k = np.full((J, *Vg.shape), -1, dtype=np.int64)
+    best_r = np.full((J, *Vg.shape), 1 << 60, dtype=np.int64)
+    for k in range(K):
+        busy = grid[k] > 0
+        down = np.roll(Vg, 1, axis=k)  # V(x - e_k) where x_k > 0
+        e = model.exit_prob[k] * down
+        for r in range(model.r_ptr[k], model.r_ptr[k + 1]):
+            t, p = int(model.r_tgt[r]), float(model.r_prob[r])
+            if t == k:
+                e = e + p * Vg
+                continue
+            moved = np.roll(down, -1, axis=t)
+            e = e + p * np.where(grid[t] < caps[t], moved, Vg)
+        q = model.mu[k] * (e - Vg)
+        j = int(model.station[k])
+        if rank is None:
+            better = busy & ((best_k[j] < 0) | (q < best[j]))
+        else:
+            better = busy & (rank[k] < best_r[j])
+            best_r[j] = np.where(better, rank[k], best_r[j])
+        best[j] = np.where(better, q, best[j])
+        best_k[j] = np.where(better, k, best_k[j])
+    for j in range(J):
+        total += model.M[j] * Vg + best[j]
+    TV = (total / model.Lambda).ravel()
+    actions = best_k.reshape(J, -1).T.copy()
+    return TV, actions
+
+
+STALL_SWEEPS = 8192
+"""The iteration gives up when the bounds' interval has not narrowed by 10% over this many
+sweeps (the policy's truncated chain has no single average cost: for instance an unstable
+priority pinned at the caps)."""
+
+
+def _iterate(
+    model: ChainModel,
+    rank: np.ndarray,
+    policy: str,
+    tol: float,
+    max_sweeps: int,
+    progress: Callable[[int], None] | None,
+    chunk: int = 64,
+) -> Solution:
+    sweeps = _kernel()
+    S, J = model.n_states, len(model.M)
+    V = np.zeros(S)
+    TV = np.zeros(S)
+    act = np.full((S, J), -1, dtype=np.int64)
+    started = time.perf_counter()
+    done = 0
+    lo = hi = 0.0
+    converged = False
+    widths: list[float] = []  # the interval's width after each chunk
+    back = STALL_SWEEPS // chunk
+    while done < max_sweeps:
+        n = min(chunk, max_sweeps - done)
+        lo, hi = sweeps(
+            V,
+            TV,
+            act,
+            n,
+            model.caps,
+            model.strides,
+            model.h,
+            model.alpha,
+            model.mu,
+            model.station,
+            model.exit_prob,
+            model.r_ptr,
+            model.r_tgt,
+            model.r_prob,
+            model.M,
+            model.Lambda,
+            rank,
+        )
+        done += n
+        if progress is not None:
+            progress(done)
+        lower, upper = lo * model.Lambda, hi * model.Lambda
+        if upper - lower <= tol * max(abs(lower), 1e-12):
+            converged = True
+            break
+        widths.append(upper - lower)
+        if len(widths) > back and widths[-1] > 0.9 * widths[-1 - back]:
+            break  # stalled
+    return Solution(
+        model=model,
+        policy=policy,
+        lower=lo * model.Lambda,
+        upper=hi * model.Lambda,
+        iterations=done,
+        converged=converged,
+        seconds=time.perf_counter() - started,
+        values=V,
+        actions=act,
+    )
+
+
+def solve(
+    net: NetworkSpec | ChainModel,
+    caps: Sequence[int] | int = 30,
+    *,
+    tol: float = 1e-4,
+    max_sweeps: int = 200_000,
+    progress: Callable[[int], None] | None = None,
+) -> Solution:
+    """The optimal average holding cost per second (among work-conserving policies) of
+    ``net`` truncated at ``caps``, with bounds and the optimal action per state; ``tol``:
+    relative width of the bounds' interval at which to stop (``converged``); the iteration
+    also stops after ``max_sweeps`` sweeps, or when the interval stalls; ``progress(sweeps)``
+    is called now and then."""
+    model = net if isinstance(net, ChainModel) else chain_model(net, caps)
+    _check_tol(tol, max_sweeps)
+    rank = np.full(len(model.classes), -1, dtype=np.int64)
+    return _iterate(model, rank, "optimal", tol, max_sweeps, progress)
+
+
+def evaluate(
+    net: NetworkSpec | ChainModel,
+    order: Sequence[str],
+    caps: Sequence[int] | int = 30,
+    *,
+    tol: float = 1e-4,
+    max_sweeps: int = 200_000,
+    progress: Callable[[int], None] | None = None,
+) -> Solution:
+    """The average holding cost per second of the static priority ``order`` (class names,
+    highest first; classes left out follow in index order), as :func:`solve` computes it."""
+    model = net if isinstance(net, ChainModel) else chain_model(net, caps)
+    _check_tol(tol, max_sweeps)
+    names = list(model.classes)
+    unknown = [c for c in order if c not in names]
+    if unknown:
+        raise SpecError(
+            "priority", f"unknown class {unknown[0]!r}", f"use classes {', '.join(names)}"
+        )
+    ranked = [names.index(c) for c in order] + [
+        k for k in range(len(names)) if names[k] not in order
+    ]
+    rank = np.empty(len(names), dtype=np.int64)
+    for r, k in enumerate(ranked):
+        rank[k] = r
+    spec = "priority:" + ">".join(names[k] for k in ranked)
+    return _iterate(model, rank, spec, tol, max_sweeps, progress)
+
+
+def priority_orders(model: ChainModel) -> list[list[str]]:
+    """Every static priority that differs at some station: the product over stations of the
+    orders of its classes (as full class orders, station by station)."""
+    per_station = [
+        [model.classes[k] for k in range(len(model.classes)) if model.station[k] == j]
+        for j in range(len(model.stations))
+    ]
+    orders = [list(itertools.permutations(cls)) for cls in per_station]
+    return [[c for part in combo for c in part] for combo in itertools.product(*orders)]
+
+
+def stationary(sol: Solution, tol: float = 1e-10, max_sweeps: int = 1_000_000) -> np.ndarray:
+    """The stationary distribution (over flat states) of the chain ``sol``'s actions drive,
+    by power iteration of the uniformized chain until the L1 change is below ``tol``."""
+    m = sol.model
+    P = transition_matrix(sol)
+    pi = np.zeros(m.n_states)
+    pi[0] = 1.0
+    PT = P.T.tocsr()
+    for _ in range(max_sweeps):
+        nxt = PT @ pi
+        if np.abs(nxt - pi).sum() < tol:
+            return nxt
+        pi = nxt
+    return pi
+
+
+def transition_matrix(sol: Solution) -> sparse.csr_matrix:
+    """The uniformized chain (one step per ``Lambda`` event) under ``sol``'s actions, as a
+    sparse row-stochastic matrix over flat states."""
+    m = sol.model
+    S, K = m.n_states, len(m.classes)
+    grid = np.indices(tuple(int(c) + 1 for c in m.caps)).reshape(K, -1)
+    s = np.arange(S)
+    rows, cols, vals = [], [], []
+    stay = np.full(S, m.Lambda)
+    for k in range(K):
+        if m.alpha[k] > 0:
+            ok = grid[k] < m.caps[k]
+            rows.append(s[ok])
+            cols.append(s[ok] + m.strides[k])
+            vals.append(np.full(ok.sum(), m.alpha[k]))
+            stay[ok] -= m.alpha[k]
+    for j in range(len(m.stations)):
+        served = sol.actions[:, j]
+        for k in np.flatnonzero(m.station == j):
+            on = served == k
+            src = s[on]
+            down = src - m.strides[k]
+            if m.exit_prob[k] > 0:
+                rows.append(src)
+                cols.append(down)
+                vals.append(np.full(src.size, m.mu[k] * m.exit_prob[k]))
+                stay[on] -= m.mu[k] * m.exit_prob[k]
+            for r in range(m.r_ptr[k], m.r_ptr[k + 1]):
+                t, p = int(m.r_tgt[r]), float(m.r_prob[r])
+                if t == k:
+                    continue
+                ok = grid[t][on] < m.caps[t]
+                rows.append(src[ok])
+                cols.append(down[ok] + m.strides[t])
+                vals.append(np.full(ok.sum(), m.mu[k] * p))
+                stay[src[ok]] -= m.mu[k] * p
+    rows.append(s)
+    cols.append(s)
+    vals.append(stay)
+    P = sparse.csr_matrix(
+        (np.concatenate(vals) / m.Lambda, (np.concatenate(rows), np.concatenate(cols))),
+        shape=(S, S),
+    )
+    return P
+
+
+def at_cap(model: ChainModel, pi: np.ndarray) -> float:
+    """The stationary probability that some class sits at its cap."""
+    K = len(model.classes)
+    grid = np.indices(tuple(int(c) + 1 for c in model.caps)).reshape(K, -1)
+    full = (grid == model.caps[:, None]).any(axis=0)
+    return float(pi[full].sum())
+
+
+def mean_cost(model: ChainModel, pi: np.ndarray) -> float:
+    """The average holding cost per second under the stationary distribution ``pi``."""
+    K = len(model.classes)
+    grid = np.indices(tuple(int(c) + 1 for c in model.caps)).reshape(K, -1)
+    return float(pi @ (model.h @ grid))
+
+
+def _check_tol(tol: float, max_sweeps: int) -> None:
+    if not (math.isfinite(tol) and tol > 0):
+        raise SpecError("--tol", f"{tol!r} is not > 0", "give a relative tolerance such as 1e-4")
+    if max_sweeps < 1:
+        raise SpecError("--max-sweeps", f"{max_sweeps} is not >= 1", "give a whole number >= 1")
+
+
+__all__ = [
+    "MAX_STATES",
+    "ChainModel",
+    "Solution",
+    "at_cap",
+    "bellman_reference",
+    "chain_model",
+    "evaluate",
+    "mean_cost",
+    "priority_orders",
+    "solve",
+    "stationary",
+    "transition_matrix",
+]
