@@ -4,8 +4,9 @@ networks, by value iteration on the truncated network (``docs/optimal.md``), aga
 static priority.
 
 Part 1 (value iteration): for each case (network, caps) the optimal cost with its bounds,
-every static priority, the gap ``priority / optimal - 1``, the stationary probability of
-sitting at a cap, sweeps and seconds. The criss-cross rows at growing caps show the truncated
+every static priority, maximum pressure and MaxWeight (re-deciding at every event), the gap
+``policy / optimal - 1``, the stationary probability of sitting at a cap, sweeps and
+seconds. The criss-cross rows at growing caps show the truncated
 optimum rising towards Dai and Gluzman's published 15.228 and the continuing priority towards
 its exact 18.
 
@@ -36,7 +37,7 @@ import numpy as np
 from policyopt.cli_optimal import solution_row
 from policyopt.jsonout import write_json
 from policyopt.model.networks_library import resolve_network
-from policyopt.optimal_policy import TablePolicy
+from policyopt.optimal_policy import TablePolicy, evaluate_policy
 from policyopt.report import fmt, format_markdown, format_table, write_csv
 from policyopt.sim.network_sim import NetworkSimulator
 from policyopt.sim.stats import t_interval
@@ -55,6 +56,8 @@ QUICK_CASES: list[tuple[str, list[int]]] = [
     ("criss-cross", [12, 12, 12]),
     ("lu-kumar", [6, 6, 6, 6]),
 ]
+DESIGNED = ("max-pressure", "max-weight")
+"""Designed policies evaluated exactly beside the priorities (re-deciding at every event)."""
 HORIZON = 10_000.0
 """Simulated seconds per run in part 2 (as in ``experiments/tune_networks.py``)."""
 TEST_SEEDS = (200, 201, 202, 203)
@@ -64,7 +67,8 @@ def solve_case(
     name: str, caps: list[int], tol: float, done: dict[str, dict[str, Any]], log: Path
 ) -> tuple[list[dict[str, Any]], mdp.Solution]:
     """The value-iteration rows of one case (kept in ``log`` as they finish)."""
-    model = mdp.chain_model(resolve_network(name), caps)
+    net = resolve_network(name)
+    model = mdp.chain_model(net, caps)
     key = f"{name}|{','.join(map(str, caps))}"
     table = log.parent / f"{key.replace('|', '_').replace(',', '-')}.npy"
     kept = done.get(f"{key}|optimal")
@@ -77,12 +81,17 @@ def solve_case(
         best = mdp.solve(model, tol=tol)
         np.save(table, best.actions)
     rows = []
-    for order in [None, *mdp.priority_orders(model)]:
-        policy = "optimal" if order is None else "priority:" + ">".join(order)
+    orders = ["priority:" + ">".join(order) for order in mdp.priority_orders(model)]
+    for policy in ["optimal", *orders, *DESIGNED]:
         if f"{key}|{policy}" in done:
             rows.append(done[f"{key}|{policy}"])
             continue
-        sol = best if order is None else mdp.evaluate(model, order, tol=tol)
+        if policy == "optimal":
+            sol = best
+        elif policy in DESIGNED:
+            sol = evaluate_policy(net, policy, caps, tol=tol)
+        else:
+            sol = mdp.evaluate(model, policy.split(":", 1)[1].split(">"), tol=tol)
         row = {"network": name, "caps": ",".join(map(str, caps)), "states": model.n_states}
         row |= solution_row(sol, best.cost)
         rows.append(row)
@@ -163,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             (r for r in vi_rows if r["network"] == name and r["caps"] == caps),
             key=lambda r: (not r["converged"], r["cost"]),
         )
-        prio = next(r["policy"] for r in ranked if r["policy"] != "optimal")
+        prio = next(r["policy"] for r in ranked if r["policy"].startswith("priority:"))
         sim_rows += simulate(name, table, prio, HORIZON / (20 if args.quick else 1))
     wall = time.monotonic() - started
     vi_headers = ["network", "caps", "states", "policy", "cost/s [bounds]", "vs optimal"]

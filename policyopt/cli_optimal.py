@@ -17,7 +17,9 @@ from policyopt.cli_learn import positive_arg
 from policyopt.cli_network import network_arg
 from policyopt.errors import SpecError
 from policyopt.jsonout import to_json, write_json
+from policyopt.optimal_policy import policy_table
 from policyopt.outdir import not_a_file
+from policyopt.policies import make_policy
 from policyopt.report import fmt, format_table, write_csv
 from policyopt.solvers import mdp
 
@@ -25,6 +27,7 @@ OPTIMAL_EPILOG = """\
 examples:
   policyopt optimal criss-cross
   policyopt optimal criss-cross --caps 60 --priorities
+  policyopt optimal criss-cross-bm --caps 30 --policies c-mu,max-pressure,max-pressure:dai-lin
   policyopt optimal lu-kumar --caps 25,25,25,25 --tol 1e-5 --out runs/lu-kumar-optimal
 
 The network must be made of one-server preemptive-resume stations with exponential service,
@@ -33,9 +36,10 @@ reentrant-L, extended-six-class-L). Class k holds at most caps[k] jobs: arrivals
 class are lost, a job moving into a full class stays where it is. Relative value iteration
 gives the optimal average holding cost per second among work-conserving policies of that
 truncated network, between two bounds; --priorities evaluates every static priority the same
-way. The cost grows with the caps towards the network's own: raise them until it stops
-changing (the at-cap column is the stationary probability of sitting at a cap). Writes
-optimal.json and optimal.csv.
+way, and --policies the named policies whose order is a function of the job counts
+(re-decided at every event of the network). The cost grows with the caps towards the
+network's own: raise them until it stops changing (the at-cap column is the stationary
+probability of sitting at a cap). Writes optimal.json and optimal.csv.
 """
 
 AT_CAP_WARNING = 1e-3
@@ -63,6 +67,12 @@ def add_optimal_parser(sub: Any, formatter: type) -> None:
     p.add_argument("--tol", default="1e-4", metavar="T", help="relative width of the bounds")
     p.add_argument("--max-sweeps", default="200000", metavar="N", help="sweeps at most (200000)")
     p.add_argument("--priorities", action="store_true", help="also evaluate every static priority")
+    p.add_argument(
+        "--policies",
+        metavar="P1,P2,...",
+        help="also evaluate these policies (functions of the job counts: c-mu, lbfs, "
+        "max-weight, max-pressure, max-pressure:dai-lin, weighted-pressure:..., linear:...)",
+    )
     p.add_argument("--out", metavar="DIR", help="output folder (policyopt-results/optimal-NET)")
     p.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -95,20 +105,28 @@ def cmd_optimal(args: argparse.Namespace) -> int:
             f"{len(orders)} static priorities are more than {MAX_PRIORITIES}",
             "leave --priorities out",
         )
+    names = [n.strip() for n in (args.policies or "").split(",") if n.strip()]
+    tables = {}
+    for name in names:
+        try:
+            tables[name] = policy_table(net, model, make_policy(name))
+        except SpecError as err:
+            raise SpecError("--policies", f"{name}: {err.problem}", err.fix) from None
     out = Path(args.out or f"policyopt-results/optimal-{net.name}")
     not_a_file(out, "--out")
     show = not args.no_progress and sys.stderr.isatty()
     rows: list[dict[str, Any]] = []
-    with tqdm(
-        total=1 + len(orders), desc="value iteration", unit="policy", disable=not show
-    ) as bar:
-        best = mdp.solve(model, tol=tol, max_sweeps=max_sweeps)
+    total = 1 + len(orders) + len(tables)
+    kw: dict[str, Any] = {"tol": tol, "max_sweeps": max_sweeps}
+    with tqdm(total=total, desc="value iteration", unit="policy", disable=not show) as bar:
+        best = mdp.solve(model, **kw)
         rows.append(solution_row(best, best.cost))
         bar.update()
         for order in orders:
-            rows.append(
-                solution_row(mdp.evaluate(model, order, tol=tol, max_sweeps=max_sweeps), best.cost)
-            )
+            rows.append(solution_row(mdp.evaluate(model, order, **kw), best.cost))
+            bar.update()
+        for name, actions in tables.items():
+            rows.append(solution_row(mdp.evaluate_table(model, actions, name, **kw), best.cost))
             bar.update()
     summary = {
         "network": net.name,

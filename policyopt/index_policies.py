@@ -67,6 +67,8 @@ class WeightedPressure(MaxPressure):
 class LinearIndex(Policy):
     """A linear index on the class's job count (``linear:a_1,b_1,...,a_K,b_K``)."""
 
+    state_feedback = True
+
     def __init__(self, coefficients: list[float]) -> None:
         if len(coefficients) % 2:
             raise SpecError(

@@ -291,6 +291,9 @@ class Policy:
     may_idle = False
     """The order may leave out classes that have work: an engine whose order serves nothing
     idles until its next decision (with :attr:`every_event`, the next event)."""
+    state_feedback = False
+    """The order is a deterministic function of the job counts ``view.jobs`` alone (and the
+    network), so it can be tabulated over states (``policyopt.optimal_policy``)."""
 
     def bind(self, net: NetworkSpec) -> None:
         """Prepare for ``net`` (called once before a run); raise SpecError if unusable."""
@@ -320,6 +323,8 @@ class FCFS(Policy):
 
 class StaticPriority(Policy):
     """Classes in a fixed order; ``exit`` / ``entry`` give the exit-first / entry-first orders."""
+
+    state_feedback = True
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
@@ -428,6 +433,7 @@ class MaxPressure(Policy):
     """
 
     name = "max-pressure"
+    state_feedback = True
 
     def __init__(self) -> None:
         self.successors: list[list[tuple[int, float]]] | None = None

@@ -257,14 +257,17 @@ def _build_kernel() -> Callable[..., tuple[float, float]]:
         M: np.ndarray,
         lam: float,
         rank: np.ndarray,
+        fixed: np.ndarray,
     ) -> tuple[float, float]:
-        """``n`` sweeps of relative value iteration (``rank[0] < 0``: optimize; else serve
-        the non-empty class of smallest rank); V holds the result; returns the bounds of
+        """``n`` sweeps of relative value iteration (``rank[0] == -1``: optimize; ``-2``:
+        serve ``fixed[s, j]`` at station ``j`` in state ``s``, ``-1`` idling; else serve the
+        non-empty class of smallest rank); V holds the result; returns the bounds of
         ``T V - V`` (per event) of the last sweep."""
         K = caps.shape[0]
         J = M.shape[0]
         S = V.shape[0]
-        optimize = rank[0] < 0
+        optimize = rank[0] == -1
+        table = rank[0] == -2
         best = np.zeros(J)
         best_k = np.zeros(J, dtype=np.int64)
         best_r = np.zeros(J, dtype=np.int64)
@@ -300,7 +303,11 @@ def _build_kernel() -> Callable[..., tuple[float, float]]:
                             e += r_prob[r] * v  # blocked: the job stays
                     q = mu[k] * (e - v)
                     j = station[k]
-                    if optimize:
+                    if table:
+                        if fixed[s, j] == k:
+                            best[j] = q
+                            best_k[j] = k
+                    elif optimize:
                         if best_k[j] < 0 or q < best[j]:
                             best[j] = q
                             best_k[j] = k
@@ -335,10 +342,14 @@ def _build_kernel() -> Callable[..., tuple[float, float]]:
 
 
 def bellman_reference(
-    model: ChainModel, V: np.ndarray, rank: Sequence[int] | None = None
+    model: ChainModel,
+    V: np.ndarray,
+    rank: Sequence[int] | None = None,
+    fixed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``T V`` and the actions (per state and station) in numpy: the reference for the
-    compiled sweeps (``rank``: a priority's rank per class; ``None``: optimize)."""
+    compiled sweeps (``rank``: a priority's rank per class; ``fixed``: an action table as in
+    :func:`evaluate_table`; neither: optimize)."""
     caps = tuple(int(c) for c in model.caps)
     K, J = len(caps), len(model.M)
     Vg = V.reshape(tuple(c + 1 for c in caps))
@@ -365,7 +376,9 @@ def bellman_reference(
             e = e + p * np.where(grid[t] < caps[t], moved, Vg)
         q = model.mu[k] * (e - Vg)
         j = int(model.station[k])
-        if rank is None:
+        if fixed is not None:
+            better = fixed[:, j].reshape(Vg.shape) == k
+        elif rank is None:
             better = busy & ((best_k[j] < 0) | (q < best[j]))
         else:
             better = busy & (rank[k] < best_r[j])
@@ -392,10 +405,13 @@ def _iterate(
     tol: float,
     max_sweeps: int,
     progress: Callable[[int], None] | None,
+    fixed: np.ndarray | None = None,
     chunk: int = 64,
 ) -> Solution:
     sweeps = _kernel()
     S, J = model.n_states, len(model.M)
+    if fixed is None:
+        fixed = np.zeros((1, J), dtype=np.int64)
     V = np.zeros(S)
     TV = np.zeros(S)
     act = np.full((S, J), -1, dtype=np.int64)
@@ -425,6 +441,7 @@ def _iterate(
             model.M,
             model.Lambda,
             rank,
+            fixed,
         )
         done += n
         if progress is not None:
@@ -495,6 +512,45 @@ def evaluate(
         rank[k] = r
     spec = "priority:" + ">".join(names[k] for k in ranked)
     return _iterate(model, rank, spec, tol, max_sweeps, progress)
+
+
+def evaluate_table(
+    net: NetworkSpec | ChainModel,
+    table: np.ndarray,
+    name: str,
+    caps: Sequence[int] | int = 30,
+    *,
+    tol: float = 1e-4,
+    max_sweeps: int = 200_000,
+    progress: Callable[[int], None] | None = None,
+) -> Solution:
+    """The average holding cost per second of the stationary policy ``table`` (per flat state
+    and station: the class served, ``-1`` idle; shape ``(states, stations)``), as
+    :func:`solve` computes it; ``name`` labels the solution. SpecError for a table that
+    serves an empty class or a class of another station."""
+    model = net if isinstance(net, ChainModel) else chain_model(net, caps)
+    _check_tol(tol, max_sweeps)
+    S, J, K = model.n_states, len(model.stations), len(model.classes)
+    table = np.asarray(table)
+    if table.shape != (S, J):
+        raise SpecError("table", f"has shape {table.shape}, not ({S}, {J})", "")
+    grid = np.indices(tuple(int(c) + 1 for c in model.caps)).reshape(K, -1)
+    for j in range(J):
+        a = table[:, j]
+        served = a >= 0
+        ok = np.ones(S, dtype=bool)
+        ok[served] = model.station[a[served]] == j
+        ok[served] &= grid[a[served], np.flatnonzero(served)] > 0
+        if not ok.all() or (a < -1).any() or (a >= K).any():
+            s = int(np.flatnonzero(~ok)[0]) if not ok.all() else 0
+            raise SpecError(
+                "table",
+                f"serves class {int(a[s])} at station {model.stations[j]} in state "
+                f"{tuple(int(v) for v in grid[:, s])}",
+                "serve a class of the station that has a job, or -1",
+            )
+    rank = np.full(K, -2, dtype=np.int64)
+    return _iterate(model, rank, name, tol, max_sweeps, progress, table.astype(np.int64))
 
 
 def priority_orders(model: ChainModel) -> list[list[str]]:
@@ -600,6 +656,7 @@ __all__ = [
     "bellman_reference",
     "chain_model",
     "evaluate",
+    "evaluate_table",
     "mean_cost",
     "priority_orders",
     "solve",
