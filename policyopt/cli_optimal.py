@@ -17,7 +17,7 @@ from policyopt.cli_learn import positive_arg
 from policyopt.cli_network import network_arg
 from policyopt.errors import SpecError
 from policyopt.jsonout import to_json, write_json
-from policyopt.optimal_policy import policy_table
+from policyopt.optimal_policy import ActionTable, policy_table
 from policyopt.outdir import not_a_file
 from policyopt.policies import make_policy
 from policyopt.report import fmt, format_table, write_csv
@@ -39,7 +39,9 @@ truncated network, between two bounds; --priorities evaluates every static prior
 way, and --policies the named policies whose order is a function of the job counts
 (re-decided at every event of the network). The cost grows with the caps towards the
 network's own: raise them until it stops changing (the at-cap column is the stationary
-probability of sitting at a cap). Writes optimal.json and optimal.csv.
+probability of sitting at a cap). Writes optimal.json, optimal.csv and optimal_table.npz, the
+optimal policy's actions: run it as the policy table:DIR/optimal_table.npz (simulate,
+compare, evaluate).
 """
 
 AT_CAP_WARNING = 1e-3
@@ -137,7 +139,11 @@ def cmd_optimal(args: argparse.Namespace) -> int:
         "policies": rows,
     }
     out.mkdir(parents=True, exist_ok=True)
-    written = [write_json(out / "optimal.json", summary), write_csv(out / "optimal.csv", rows)]
+    written = [
+        write_json(out / "optimal.json", summary),
+        write_csv(out / "optimal.csv", rows),
+        ActionTable.of(best).save(out / "optimal_table.npz"),
+    ]
     if args.json:
         print(to_json(summary))
     else:
@@ -150,6 +156,7 @@ def cmd_optimal(args: argparse.Namespace) -> int:
                 "the truncated optimum is not the network's (it may keep a class full so that "
                 "its arrivals are lost); raise the caps"
             )
+        print(f"run the optimal policy: --policy table:{out / 'optimal_table.npz'}")
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return 0

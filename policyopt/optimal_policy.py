@@ -3,7 +3,8 @@
 * :class:`TablePolicy`: a solution's action table (the optimal policy of
   :func:`policyopt.solvers.mdp.solve`) as a policy the simulator runs: it looks the current
   job counts up (counts above a cap are read at the cap), so the optimal policy can run on the
-  network itself and its mean cost be set against the solver's;
+  network itself and its mean cost be set against the solver's; :class:`ActionTable` saves a
+  table to a file, and ``table:FILE.npz`` is then a policy name like any other;
 * :func:`policy_table` and :func:`evaluate_policy`: a policy whose order depends on the job
   counts alone (:attr:`~policyopt.policies.Policy.state_feedback`: priorities, c-mu, LBFS,
   FBFS, MaxWeight, maximum pressure in either form, ``weighted-pressure:``, ``linear:``)
@@ -13,6 +14,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -22,31 +25,101 @@ from policyopt.policies import NetworkView, Policy, make_policy
 from policyopt.solvers.mdp import ChainModel, Solution, chain_model, evaluate_table
 
 
+@dataclass(frozen=True)
+class ActionTable:
+    """What a station serves in each state of a truncated network: ``actions[s, j]`` is the
+    class station ``j`` serves in flat state ``s`` (``-1``: idle) over job counts up to
+    ``caps`` (C order), for the network of ``classes`` and ``stations``; ``policy`` names
+    what it came from (``optimal``, a priority...). Saved as a ``.npz`` file."""
+
+    policy: str
+    classes: tuple[str, ...]
+    stations: tuple[str, ...]
+    caps: np.ndarray
+    actions: np.ndarray
+
+    @classmethod
+    def of(cls, solution: Solution) -> ActionTable:
+        """The action table of a solution of :mod:`policyopt.solvers.mdp`."""
+        m = solution.model
+        return cls(solution.policy, m.classes, m.stations, m.caps, solution.actions)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the table to ``path`` (``.npz``, compressed)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            np.savez_compressed(
+                f,
+                policy=np.array(self.policy),
+                classes=np.array(self.classes),
+                stations=np.array(self.stations),
+                caps=self.caps,
+                actions=self.actions,
+            )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ActionTable:
+        """A table written by :meth:`save`; SpecError naming the file when it is not one."""
+        path = Path(path)
+        fix = "give a table written by policyopt optimal (optimal_table.npz)"
+        if not path.is_file():
+            raise SpecError("policy", f"table:{path}: no such file", fix)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                table = cls(
+                    str(data["policy"]),
+                    tuple(str(c) for c in data["classes"]),
+                    tuple(str(c) for c in data["stations"]),
+                    np.asarray(data["caps"], dtype=np.int64),
+                    np.asarray(data["actions"], dtype=np.int64),
+                )
+        except (OSError, ValueError, KeyError, EOFError) as err:
+            raise SpecError("policy", f"table:{path}: not an action table ({err})", fix) from None
+        states = int(np.prod(table.caps + 1))
+        shape = (states, len(table.stations))
+        if table.caps.shape != (len(table.classes),) or table.actions.shape != shape:
+            raise SpecError("policy", f"table:{path}: its arrays do not fit together", fix)
+        return table
+
+
 class TablePolicy(Policy):
-    """Serve, at each station, the class the solution's action table names for the current
-    job counts (read at the caps when above them), then the station's other classes in index
-    order. The decision depends on the whole network's state, so every station re-decides
-    after every event (:attr:`every_event`); where the table says idle, the station idles
-    (:attr:`may_idle`)."""
+    """Serve, at each station, the class an action table names for the current job counts
+    (read at the caps when above them), then the station's other classes in index order
+    (``table:FILE.npz``, or ``TablePolicy(solution)``). The decision depends on the whole
+    network's state, so every station re-decides after every event (:attr:`every_event`);
+    where the table says idle, the station idles (:attr:`may_idle`)."""
 
     every_event = True
     may_idle = True
+    state_feedback = True
 
-    def __init__(self, solution: Solution) -> None:
-        self.solution = solution
-        self.name = f"table:{solution.policy}"
-        model = solution.model
-        self._caps = model.caps
-        self._strides = model.strides
-        self._actions = solution.actions
+    def __init__(self, table: Solution | ActionTable, name: str | None = None) -> None:
+        if isinstance(table, Solution):
+            table = ActionTable.of(table)
+        self.table = table
+        self.name = name or f"table:{table.policy}"
+        self._caps = table.caps
+        strides = np.ones(len(table.caps), dtype=np.int64)
+        for k in range(len(table.caps) - 2, -1, -1):
+            strides[k] = strides[k + 1] * (table.caps[k + 1] + 1)
+        self._strides = strides
+        self._actions = table.actions
+
+    @classmethod
+    def from_file(cls, path: str) -> TablePolicy:
+        """``table:PATH``: the table saved at ``PATH``."""
+        return cls(ActionTable.load(path), f"table:{path}")
 
     def bind(self, net: NetworkSpec) -> None:
-        """Check that ``net`` has the solved model's classes and stations."""
-        model = self.solution.model
-        if tuple(net.topology.classes) != model.classes or tuple(net.engines) != model.stations:
+        """Check that ``net`` has the table's classes and stations."""
+        t = self.table
+        if tuple(net.topology.classes) != t.classes or tuple(net.engines) != t.stations:
             raise SpecError(
                 "policy",
-                f"the table was solved for classes {', '.join(model.classes)}",
+                f"{self.name} was made for classes {', '.join(t.classes)} at stations "
+                f"{', '.join(t.stations)}",
                 "run it on the network it was solved for",
             )
 

@@ -814,5 +814,6 @@ register_policy(
     "weighted-pressure:", "policyopt.index_policies:WeightedPressure.from_arg", arg="W1,...,WK"
 )
 register_policy("linear:", "policyopt.index_policies:LinearIndex.from_arg", arg="A1,B1,...,AK,BK")
+register_policy("table:", "policyopt.optimal_policy:TablePolicy.from_file", arg="FILE.npz")
 register_policy("pr", "policyopt.proportional:ProportionallyRandomized")
 register_policy("pr:", "policyopt.proportional:ProportionallyRandomized.from_arg", arg="SEED")

@@ -18,7 +18,7 @@ from policyopt.errors import SpecError
 from policyopt.model.config import build
 from policyopt.model.network import NetworkSpec
 from policyopt.model.networks_library import resolve_network, single_station
-from policyopt.optimal_policy import TablePolicy, evaluate_policy, policy_table
+from policyopt.optimal_policy import ActionTable, TablePolicy, evaluate_policy, policy_table
 from policyopt.policies import MaxPressure
 from policyopt.sim.network_sim import NetworkSimulator
 from policyopt.solvers import mdp
@@ -303,6 +303,36 @@ def test_optimal_table_simulated_matches_the_solver() -> None:
     ]
     mean = float(np.mean([r.result().mean_jobs for r in runs]))
     assert mean == pytest.approx(sol.cost, rel=0.04)
+
+
+def test_saved_table_is_a_policy_name_that_replays_exactly(tmp_path) -> None:
+    """The optimal table saved by the command runs as ``table:FILE`` in the simulator and
+    gives the same run as the solution's own TablePolicy."""
+    net = resolve_network("criss-cross")
+    out = tmp_path / "opt"
+    assert main(["optimal", "criss-cross", "--caps", "10", "--out", str(out), "--no-progress"]) == 0
+    path = out / "optimal_table.npz"
+    sol = mdp.solve(net, 10)
+    direct = NetworkSimulator(net, TablePolicy(sol), horizon=2000.0, seed=5).run(keep_jobs=False)
+    named = NetworkSimulator(net, f"table:{path}", horizon=2000.0, seed=5).run(keep_jobs=False)
+    assert named.result().mean_jobs == direct.result().mean_jobs
+    assert named.policy.name == f"table:{path}"
+
+
+def test_bad_table_files(tmp_path, capsys) -> None:
+    """A missing file, a file that is not a table and a table of another network: one-line
+    errors naming the policy, exit code 2 from the command line."""
+    junk = tmp_path / "junk.npz"
+    junk.write_text("not a table")
+    for path, words in ((tmp_path / "none.npz", "no such file"), (junk, "not an action table")):
+        with pytest.raises(SpecError, match=words):
+            NetworkSimulator(resolve_network("criss-cross"), f"table:{path}", horizon=10.0)
+        code = main(["simulate", "criss-cross", "--policy", f"table:{path}", "--horizon", "10"])
+        err = capsys.readouterr().err
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+    ActionTable.of(mdp.solve(resolve_network("criss-cross"), 3, tol=1e-2)).save(tmp_path / "cc.npz")
+    with pytest.raises(SpecError, match="was made for classes c1, c2, c3"):
+        NetworkSimulator(resolve_network("lu-kumar"), f"table:{tmp_path / 'cc.npz'}", horizon=10.0)
 
 
 def test_table_refuses_another_network() -> None:
