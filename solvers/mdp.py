@@ -147,13 +147,14 @@ def chain_model(net: NetworkSpec, caps: Sequence[int] | int) -> ChainModel:
             else:
                 row.append((int(t), float(p)))
         rows.append(row)
+    given = caps if isinstance(caps, int) else list(caps)
     if isinstance(caps, int):
         caps = [caps] * K
     caps_arr = np.asarray(list(caps), dtype=np.int64)
     if caps_arr.shape != (K,) or (caps_arr < 1).any():
         raise SpecError(
             "--caps",
-            f"{list(caps)} is not {K} whole numbers >= 1",
+            f"{given} is not a whole number >= 1 or {K} of them",
             f"give one cap per class ({', '.join(topo.classes)}) or one for all",
         )
     n_states = int(np.prod(caps_arr.astype(float) + 1))
