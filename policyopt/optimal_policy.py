@@ -22,7 +22,13 @@ import numpy as np
 from policyopt.errors import SpecError
 from policyopt.model.network import NetworkSpec
 from policyopt.policies import NetworkView, Policy, make_policy
-from policyopt.solvers.mdp import ChainModel, Solution, chain_model, evaluate_table
+from policyopt.solvers.mdp import (
+    ChainModel,
+    Solution,
+    chain_model,
+    evaluate_table,
+    state_strides,
+)
 
 
 @dataclass(frozen=True)
@@ -101,10 +107,7 @@ class TablePolicy(Policy):
         self.table = table
         self.name = name or f"table:{table.policy}"
         self._caps = table.caps
-        strides = np.ones(len(table.caps), dtype=np.int64)
-        for k in range(len(table.caps) - 2, -1, -1):
-            strides[k] = strides[k + 1] * (table.caps[k + 1] + 1)
-        self._strides = strides
+        self._strides = state_strides(table.caps)
         self._actions = table.actions
 
     @classmethod

@@ -82,9 +82,23 @@ class ChainModel:
     def n_states(self) -> int:
         return int(np.prod(self.caps + 1))
 
+    def counts(self) -> np.ndarray:
+        """The job counts of every state: shape ``(classes, states)``, column ``s`` is the
+        state of flat index ``s``."""
+        return np.indices(tuple(int(c) + 1 for c in self.caps)).reshape(len(self.caps), -1)
+
     def state_index(self, x: Sequence[int]) -> int:
         """The flat index of the job counts ``x`` (each within its cap)."""
         return int(np.dot(np.asarray(x, dtype=np.int64), self.strides))
+
+
+def state_strides(caps: np.ndarray) -> np.ndarray:
+    """The strides of the flattened state (C order) over job counts ``0..caps[k]``: the flat
+    index of ``x`` is ``x . strides``."""
+    strides = np.ones(len(caps), dtype=np.int64)
+    for k in range(len(caps) - 2, -1, -1):
+        strides[k] = strides[k + 1] * (int(caps[k + 1]) + 1)
+    return strides
 
 
 def chain_model(net: NetworkSpec, caps: Sequence[int] | int) -> ChainModel:
@@ -164,9 +178,7 @@ def chain_model(net: NetworkSpec, caps: Sequence[int] | int) -> ChainModel:
             f"{n_states:,} states exceed the limit of {MAX_STATES:,}",
             "give smaller caps",
         )
-    strides = np.ones(K, dtype=np.int64)
-    for k in range(K - 2, -1, -1):
-        strides[k] = strides[k + 1] * (caps_arr[k + 1] + 1)
+    strides = state_strides(caps_arr)
     r_ptr = np.zeros(K + 1, dtype=np.int64)
     for k, row in enumerate(rows):
         r_ptr[k + 1] = r_ptr[k] + len(row)
@@ -535,7 +547,7 @@ def evaluate_table(
     table = np.asarray(table)
     if table.shape != (S, J):
         raise SpecError("table", f"has shape {table.shape}, not ({S}, {J})", "")
-    grid = np.indices(tuple(int(c) + 1 for c in model.caps)).reshape(K, -1)
+    grid = model.counts()
     for j in range(J):
         a = table[:, j]
         served = a >= 0
@@ -586,7 +598,7 @@ def transition_matrix(sol: Solution) -> sparse.csr_matrix:
     sparse row-stochastic matrix over flat states."""
     m = sol.model
     S, K = m.n_states, len(m.classes)
-    grid = np.indices(tuple(int(c) + 1 for c in m.caps)).reshape(K, -1)
+    grid = m.counts()
     s = np.arange(S)
     rows, cols, vals = [], [], []
     stay = np.full(S, m.Lambda)
@@ -629,16 +641,14 @@ def transition_matrix(sol: Solution) -> sparse.csr_matrix:
 
 def at_cap(model: ChainModel, pi: np.ndarray) -> float:
     """The stationary probability that some class sits at its cap."""
-    K = len(model.classes)
-    grid = np.indices(tuple(int(c) + 1 for c in model.caps)).reshape(K, -1)
+    grid = model.counts()
     full = (grid == model.caps[:, None]).any(axis=0)
     return float(pi[full].sum())
 
 
 def mean_cost(model: ChainModel, pi: np.ndarray) -> float:
     """The average holding cost per second under the stationary distribution ``pi``."""
-    K = len(model.classes)
-    grid = np.indices(tuple(int(c) + 1 for c in model.caps)).reshape(K, -1)
+    grid = model.counts()
     return float(pi @ (model.h @ grid))
 
 
@@ -661,6 +671,7 @@ __all__ = [
     "mean_cost",
     "priority_orders",
     "solve",
+    "state_strides",
     "stationary",
     "transition_matrix",
 ]
