@@ -119,23 +119,42 @@ def cmd_optimal(args: argparse.Namespace) -> int:
     show = not args.no_progress and sys.stderr.isatty()
     rows: list[dict[str, Any]] = []
     total = 1 + len(orders) + len(tables)
-    kw: dict[str, Any] = {"tol": tol, "max_sweeps": max_sweeps}
-    with tqdm(total=total, desc="value iteration", unit="policy", disable=not show) as bar:
-        best = mdp.solve(model, **kw)
+    bar = tqdm(total=total, desc="value iteration", unit="policy", disable=not show)
+
+    def kw(label: str) -> dict[str, Any]:
+        def progress(sweeps: int) -> None:
+            if show and sweeps % 1024 == 0:
+                bar.set_postfix_str(f"{label}: {sweeps} sweeps")
+
+        return {"tol": tol, "max_sweeps": max_sweeps, "progress": progress}
+
+    best: mdp.Solution | None = None
+    interrupted = False
+    try:
+        best = mdp.solve(model, **kw("optimal"))
         rows.append(solution_row(best, best.cost))
         bar.update()
         for order in orders:
-            rows.append(solution_row(mdp.evaluate(model, order, **kw), best.cost))
+            rows.append(solution_row(mdp.evaluate(model, order, **kw(">".join(order))), best.cost))
             bar.update()
         for name, actions in tables.items():
-            rows.append(solution_row(mdp.evaluate_table(model, actions, name, **kw), best.cost))
+            sol = mdp.evaluate_table(model, actions, name, **kw(name))
+            rows.append(solution_row(sol, best.cost))
             bar.update()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    if best is None:
+        print("interrupted before the optimal policy was found: nothing to write", file=sys.stderr)
+        return 130
     summary = {
         "network": net.name,
         "classes": list(model.classes),
         "caps": [int(c) for c in model.caps],
         "states": model.n_states,
         "events_per_s": model.Lambda,
+        "interrupted": interrupted,
         "policies": rows,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -159,6 +178,9 @@ def cmd_optimal(args: argparse.Namespace) -> int:
         print(f"run the optimal policy: --policy table:{out / 'optimal_table.npz'}")
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
+    if interrupted:
+        print("interrupted: the rows above are the policies evaluated so far", file=sys.stderr)
+        return 130
     return 0
 
 

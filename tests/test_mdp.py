@@ -420,3 +420,19 @@ def test_command_bad_input_exit_2(argv: list[str], field: str, capsys, tmp_path)
     assert code == 2
     assert field in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_command_interrupted_keeps_what_it_computed(tmp_path, monkeypatch, capsys) -> None:
+    """Ctrl-C during the priorities: the optimal row and its table are written, exit 130."""
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mdp, "evaluate", interrupt)
+    out = tmp_path / "opt"
+    code = main(["optimal", "criss-cross", "--caps", "8", "--priorities", "--out", str(out)])
+    assert code == 130
+    summary = json.loads((out / "optimal.json").read_text())
+    assert summary["interrupted"] and [r["policy"] for r in summary["policies"]] == ["optimal"]
+    assert (out / "optimal_table.npz").exists()
+    assert "interrupted" in capsys.readouterr().err
