@@ -20,7 +20,7 @@ Every finished row is appended to ``experiments/out/optimal_gap/rows.jsonl`` at 
 skipped on a rerun (interrupt and rerun to resume). Writes
 ``experiments/results/optimal_gap.md``, ``.csv`` and ``.json``.
 
-    python experiments/optimal_gap.py            # the recorded run (about an hour on 2 cores)
+    python experiments/optimal_gap.py            # the recorded run (about 45 minutes on 2 cores)
     python experiments/optimal_gap.py --quick    # small caps, short runs (a smoke run)
 """
 
@@ -48,8 +48,8 @@ CASES: list[tuple[str, list[int]]] = [
     ("criss-cross", [40, 40, 40]),
     ("criss-cross", [60, 60, 60]),
     ("criss-cross", [80, 80, 80]),
-    ("lu-kumar", [25, 25, 25, 25]),
-    ("classic-rybko-stolyar", [25, 25, 25, 25]),
+    ("lu-kumar", [20, 20, 20, 20]),
+    ("classic-rybko-stolyar", [20, 20, 20, 20]),
 ]
 """(network, caps); the cases of a network come by growing caps (part 2 uses the last)."""
 QUICK_CASES: list[tuple[str, list[int]]] = [
