@@ -5,8 +5,9 @@ A network qualifies when every engine is a one-server station serving its classe
 preemptive-resume, every class has exponential service times and one station, every workflow
 brings Poisson arrivals, and routing after a class is a next class, an exit or a random choice
 among them (no forks, no eligible sets). The state is then the vector ``x`` of jobs per class;
-the decision at each station is which of its non-empty classes gets the server (or none); the
-cost is the holding cost rate ``sum_k h_k x_k`` per second.
+the decision at each station with work is which of its non-empty classes gets the server
+(work-conserving: allowed to idle, the optimizer of a truncated network keeps a class full so
+that its arrivals are lost); the cost is the holding cost rate ``sum_k h_k x_k`` per second.
 
 The state space is truncated at ``caps``: class ``k`` holds at most ``caps[k]`` jobs. An
 exogenous arrival to a full class is lost; a completion whose next class is full is blocked
@@ -14,17 +15,19 @@ exogenous arrival to a full class is lost; a completion whose next class is full
 ``Lambda = sum_k alpha_k + sum_j max_{k at j} mu_k`` events per second, the Bellman operator is
 
     (T V)(x) = ( h.x + sum_k alpha_k V(x + e_k)
-                 + sum_j [ M_j V(x) + min(0, min_{k at j, x_k > 0} mu_k (E V(x after k) - V(x))) ]
+                 + sum_j [ M_j V(x) + min_{k at j, x_k > 0} mu_k (E V(x after k) - V(x)) ]
                ) / Lambda
 
-(``M_j``: the largest service rate at station ``j``; the ``0`` is idling). Relative value
-iteration ``V <- T V - (T V)(0)`` converges, and after every sweep
+(``M_j``: the largest service rate at station ``j``; a station without work adds
+``M_j V(x)`` alone). Relative value iteration ``V <- T V - (T V)(0)`` converges, and after
+every sweep
 
     Lambda min_x (T V - V)(x)  <=  optimal average cost  <=  Lambda max_x (T V - V)(x)
 
 (Odoni's bounds), so the answer comes with an interval; the iteration stops when its width is
 below ``tol`` times the lower end. A static priority is evaluated by the same iteration with
-the minimum replaced by its first non-empty class at each station. The optimal cost of the
+the minimum replaced by its first non-empty class at each station, and any stationary policy
+by its table of actions (:func:`evaluate_table`, which may idle). The optimal cost of the
 truncated process approaches that of the network as the caps grow; :func:`stationary` gives
 the stationary distribution of a solution's policy, and with it the probability of sitting at
 a cap (small when the caps are wide enough) and a second value of the average cost.
