@@ -58,7 +58,7 @@ QUICK_CASES: list[tuple[str, list[int]]] = [
 ]
 DESIGNED = ("max-pressure", "max-weight")
 """Designed policies evaluated exactly beside the priorities (re-deciding at every event)."""
-MAX_SWEEPS = 60_000
+MAX_SWEEPS = 30_000
 """Sweeps at most for a policy other than the optimal one (an unstable priority pinned at the
 caps narrows its bounds very slowly; it is reported as not converged)."""
 HORIZON = 10_000.0

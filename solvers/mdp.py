@@ -580,9 +580,11 @@ def priority_orders(model: ChainModel) -> list[list[str]]:
     return [[c for part in combo for c in part] for combo in itertools.product(*orders)]
 
 
-def stationary(sol: Solution, tol: float = 1e-10, max_sweeps: int = 1_000_000) -> np.ndarray:
+def stationary(sol: Solution, tol: float = 1e-10, max_sweeps: int = 50_000) -> np.ndarray:
     """The stationary distribution (over flat states) of the chain ``sol``'s actions drive,
-    by power iteration of the uniformized chain until the L1 change is below ``tol``."""
+    by power iteration of the uniformized chain from the empty state until the L1 change is
+    below ``tol``, or the last iterate after ``max_sweeps`` (a chain pinned at the caps mixes
+    slowly: its mass is then already at the caps)."""
     m = sol.model
     P = transition_matrix(sol)
     pi = np.zeros(m.n_states)
