@@ -38,6 +38,7 @@ numpy, the reference the tests compare it against.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -240,18 +241,9 @@ class Solution:
         return tuple(int(a) for a in self.actions[self.model.state_index(x)])
 
 
+@functools.cache
 def _kernel() -> Callable[..., tuple[float, float]]:
-    """The compiled sweeps (built on first use, cached on disk)."""
-    global _SWEEPS
-    if _SWEEPS is None:
-        _SWEEPS = _build_kernel()
-    return _SWEEPS
-
-
-_SWEEPS: Callable[..., tuple[float, float]] | None = None
-
-
-def _build_kernel() -> Callable[..., tuple[float, float]]:
+    """The compiled sweeps (built on first use; numba caches the machine code on disk)."""
     from numba import njit
 
     @njit(cache=True)
