@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from policyopt.cli_optimal import solution_row
+from policyopt.cli_optimal import ROW_HEADERS, row_cells, solution_row
 from policyopt.jsonout import write_json
 from policyopt.model.networks_library import resolve_network
 from policyopt.optimal_policy import TablePolicy, evaluate_policy
@@ -179,22 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         prio = next(r["policy"] for r in ranked if r["policy"].startswith("priority:"))
         sim_rows += simulate(name, table, prio, HORIZON / (20 if args.quick else 1))
     wall = time.monotonic() - started
-    vi_headers = ["network", "caps", "states", "policy", "cost/s [bounds]", "vs optimal"]
-    vi_headers += ["at a cap", "sweeps", "s"]
-    vi_cells = [
-        [
-            r["network"],
-            r["caps"],
-            f"{r['states']:,}",
-            r["policy"],
-            f"{fmt(r['cost'], 4)} [{fmt(r['lower'], 4)}, {fmt(r['upper'], 4)}]",
-            f"{100 * r['vs_optimal']:+.2f}%",
-            f"{r['at_cap']:.1e}",
-            f"{r['sweeps']}{'' if r['converged'] else ' (not converged)'}",
-            f"{r['seconds']:.0f}",
-        ]
-        for r in vi_rows
-    ]
+    vi_headers = ["network", "caps", "states", *ROW_HEADERS]
+    vi_cells = [[r["network"], r["caps"], f"{r['states']:,}", *row_cells(r)] for r in vi_rows]
     sim_headers = ["network", "policy", "cost/s [95% CI]", "vs priority [95% CI]", "vs priority"]
     sim_cells = [
         [

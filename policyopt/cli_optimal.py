@@ -82,13 +82,8 @@ def add_optimal_parser(sub: Any, formatter: type) -> None:
 
 
 def caps_arg(text: str) -> list[int] | int:
-    """``--caps``: one whole number, or one per class."""
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise SpecError(
-            "--caps", f"{text!r} is not whole numbers", "give e.g. 40 or 40,20,40"
-        ) from None
+    """``--caps``: one whole number, or one per class (each > 0)."""
+    values = [positive_arg(v, "--caps", int) for v in text.split(",")]
     return values[0] if len(values) == 1 else values
 
 
@@ -203,20 +198,23 @@ def solution_row(sol: mdp.Solution, optimal: float) -> dict[str, Any]:
     }
 
 
+ROW_HEADERS = ["policy", "cost/s [bounds]", "vs optimal", "at a cap", "sweeps", "s"]
+"""The headers of :func:`row_cells`."""
+
+
+def row_cells(r: dict[str, Any]) -> list[str]:
+    """The cells of one :func:`solution_row` in a table (headers :data:`ROW_HEADERS`)."""
+    return [
+        r["policy"],
+        f"{fmt(r['cost'], 4)} [{fmt(r['lower'], 4)}, {fmt(r['upper'], 4)}]",
+        f"{100 * r['vs_optimal']:+.2f}%",
+        f"{r['at_cap']:.1e}",
+        f"{r['sweeps']}{'' if r['converged'] else ' (not converged)'}",
+        f"{r['seconds']:.1f}",
+    ]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The report as a table (best policy first after the optimal one)."""
     first, rest = rows[:1], sorted(rows[1:], key=lambda r: r["cost"])
-    return format_table(
-        ["policy", "cost/s [bounds]", "vs optimal", "at a cap", "sweeps", "s"],
-        [
-            [
-                r["policy"],
-                f"{fmt(r['cost'], 4)} [{fmt(r['lower'], 4)}, {fmt(r['upper'], 4)}]",
-                f"{100 * r['vs_optimal']:+.2f}%",
-                f"{r['at_cap']:.1e}",
-                f"{r['sweeps']}{'' if r['converged'] else ' (not converged)'}",
-                f"{r['seconds']:.1f}",
-            ]
-            for r in first + rest
-        ],
-    )
+    return format_table(ROW_HEADERS, [row_cells(r) for r in first + rest])
