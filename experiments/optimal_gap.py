@@ -1,14 +1,14 @@
 """How much better than the best static priority can any policy be? The optimal cost of the
 criss-cross network (balanced heavy traffic), the Lu-Kumar and the classic Rybko-Stolyar
 networks, by value iteration on the truncated network (``docs/optimal.md``), against every
-static priority.
+static priority; and of the extended six-class network, whose caps cannot be made wide enough,
+with each lost arrival charged, against its best priority and the c-mu rule.
 
-Part 1 (value iteration): for each case (network, caps) the optimal cost with its bounds,
-every static priority, maximum pressure and MaxWeight (re-deciding at every event), the gap
-``policy / optimal - 1``, the stationary probability of sitting at a cap, sweeps and
-seconds. The criss-cross rows at growing caps show the truncated
-optimum rising towards Dai and Gluzman's published 15.228 and the continuing priority towards
-its exact 18.
+Part 1 (value iteration): for each case (network, caps, loss cost) the optimal cost with its
+bounds, the static priorities, maximum pressure and MaxWeight (re-deciding at every event),
+the gap ``policy / optimal - 1``, the stationary probability of sitting at a cap, sweeps and
+seconds. The criss-cross rows at growing caps show the truncated optimum rising towards Dai
+and Gluzman's published 15.228 and the continuing priority towards its exact 18.
 
 Part 2 (simulation, the network itself): the optimal table of the widest caps run as a policy
 (counts above a cap read at the cap) against the best priority of part 1 and maximum pressure
@@ -20,7 +20,7 @@ Every finished row is appended to ``experiments/out/optimal_gap/rows.jsonl`` at 
 skipped on a rerun (interrupt and rerun to resume). Writes
 ``experiments/results/optimal_gap.md``, ``.csv`` and ``.json``.
 
-    python experiments/optimal_gap.py            # the recorded run (about 45 minutes on 2 cores)
+    python experiments/optimal_gap.py            # the recorded run (about 90 minutes on 2 cores)
     python experiments/optimal_gap.py --quick    # small caps, short runs (a smoke run)
 """
 
@@ -30,7 +30,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -44,17 +44,43 @@ from policyopt.sim.stats import t_interval
 from policyopt.solvers import mdp
 
 HERE = Path(__file__).resolve().parent
-CASES: list[tuple[str, list[int]]] = [
-    ("criss-cross", [40, 40, 40]),
-    ("criss-cross", [60, 60, 60]),
-    ("criss-cross", [80, 80, 80]),
-    ("lu-kumar", [20, 20, 20, 20]),
-    ("classic-rybko-stolyar", [20, 20, 20, 20]),
+
+
+class Case(NamedTuple):
+    """One value-iteration case: the network truncated at ``caps``, each lost arrival charged
+    ``loss_cost``; ``priorities``: the static priorities evaluated (``None``: every one)."""
+
+    network: str
+    caps: list[int]
+    loss_cost: float = 0.0
+    priorities: list[str] | None = None
+
+    @property
+    def key(self) -> str:
+        """The case's key in the kept rows (the loss cost only when it is charged)."""
+        key = f"{self.network}|{','.join(map(str, self.caps))}"
+        return key + (f"|loss {self.loss_cost:g}" if self.loss_cost else "")
+
+
+SIX_CLASS_PRIORITIES = ["priority:c6>c2>c3>c5>c4>c1", "c-mu"]
+"""The six-class network's 36 static priorities are too many to solve at its caps: the best
+on the network itself (``experiments/results/tune_networks.md``) and the c-mu rule."""
+CASES: list[Case] = [
+    Case("criss-cross", [40, 40, 40]),
+    Case("criss-cross", [60, 60, 60]),
+    Case("criss-cross", [80, 80, 80]),
+    Case("lu-kumar", [20, 20, 20, 20]),
+    Case("classic-rybko-stolyar", [20, 20, 20, 20]),
+    Case("extended-six-class-2", [25, 3, 8, 25, 6, 3], 2000.0, SIX_CLASS_PRIORITIES),
 ]
-"""(network, caps); the cases of a network come by growing caps (part 2 uses the last)."""
-QUICK_CASES: list[tuple[str, list[int]]] = [
-    ("criss-cross", [12, 12, 12]),
-    ("lu-kumar", [6, 6, 6, 6]),
+"""The cases; those of a network come by growing caps (part 2 uses the last). The six-class
+network needs wide caps on every class, more than fit: at the caps that do, each lost arrival
+is charged 2,000 (about the extra holding cost an arrival brings at load 0.9), so that the
+optimizer does not keep a class full to lose its arrivals."""
+QUICK_CASES: list[Case] = [
+    Case("criss-cross", [12, 12, 12]),
+    Case("lu-kumar", [6, 6, 6, 6]),
+    Case("extended-six-class-2", [4, 2, 3, 4, 2, 2], 200.0, SIX_CLASS_PRIORITIES),
 ]
 DESIGNED = ("max-pressure", "max-weight")
 """Designed policies evaluated exactly beside the priorities (re-deciding at every event)."""
@@ -67,13 +93,14 @@ TEST_SEEDS = (200, 201, 202, 203)
 
 
 def solve_case(
-    name: str, caps: list[int], tol: float, done: dict[str, dict[str, Any]], log: Path
+    case: Case, tol: float, done: dict[str, dict[str, Any]], log: Path
 ) -> tuple[list[dict[str, Any]], mdp.Solution]:
     """The value-iteration rows of one case (kept in ``log`` as they finish)."""
+    name, caps = case.network, case.caps
     net = resolve_network(name)
-    model = mdp.chain_model(net, caps)
-    key = f"{name}|{','.join(map(str, caps))}"
-    table = log.parent / f"{key.replace('|', '_').replace(',', '-')}.npy"
+    model = mdp.chain_model(net, caps, case.loss_cost)
+    key = case.key
+    table = log.parent / f"{key.replace('|', '_').replace(',', '-').replace(' ', '-')}.npy"
     kept = done.get(f"{key}|optimal")
     if kept is not None and table.exists():  # resumed: the optimal actions were saved
         best = mdp.Solution(
@@ -84,20 +111,23 @@ def solve_case(
         best = mdp.solve(model, tol=tol)
         np.save(table, best.actions)
     rows = []
-    orders = ["priority:" + ">".join(order) for order in mdp.priority_orders(model)]
+    orders = case.priorities
+    if orders is None:
+        orders = ["priority:" + ">".join(order) for order in mdp.priority_orders(model)]
     for policy in ["optimal", *orders, *DESIGNED]:
         if f"{key}|{policy}" in done:
-            rows.append(done[f"{key}|{policy}"])
+            rows.append({**done[f"{key}|{policy}"], "loss_cost": case.loss_cost})
             continue
         if policy == "optimal":
             sol = best
-        elif policy in DESIGNED:
-            sol = evaluate_policy(net, policy, caps, tol=tol, max_sweeps=MAX_SWEEPS)
-        else:
+        elif policy.startswith("priority:"):
             order = policy.split(":", 1)[1].split(">")
             sol = mdp.evaluate(model, order, tol=tol, max_sweeps=MAX_SWEEPS)
+        else:
+            sol = evaluate_policy(net, policy, model, tol=tol, max_sweeps=MAX_SWEEPS)
         row = {"network": name, "caps": ",".join(map(str, caps)), "states": model.n_states}
         row |= solution_row(sol, best.cost)
+        row["loss_cost"] = case.loss_cost
         rows.append(row)
         with log.open("a") as f:
             f.write(json.dumps({"key": f"{key}|{policy}", "row": row}) + "\n")
@@ -165,10 +195,10 @@ def main(argv: list[str] | None = None) -> int:
                 done[rec["key"]] = rec["row"]
     vi_rows: list[dict[str, Any]] = []
     widest: dict[str, mdp.Solution] = {}
-    for name, caps in QUICK_CASES if args.quick else CASES:
-        rows, best = solve_case(name, caps, args.tol, done, log)
+    for case in QUICK_CASES if args.quick else CASES:
+        rows, best = solve_case(case, args.tol, done, log)
         vi_rows += rows
-        widest[name] = best  # the cases of a network come by growing caps
+        widest[case.network] = best  # the cases of a network come by growing caps
     sim_rows: list[dict[str, Any]] = []
     for name, table in widest.items():
         caps = ",".join(map(str, table.model.caps))
@@ -179,8 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         prio = next(r["policy"] for r in ranked if r["policy"].startswith("priority:"))
         sim_rows += simulate(name, table, prio, HORIZON / (20 if args.quick else 1))
     wall = time.monotonic() - started
-    vi_headers = ["network", "caps", "states", *ROW_HEADERS]
-    vi_cells = [[r["network"], r["caps"], f"{r['states']:,}", *row_cells(r)] for r in vi_rows]
+    vi_headers = ["network", "caps", "loss cost", "states", *ROW_HEADERS]
+    vi_cells = [
+        [r["network"], r["caps"], f"{r['loss_cost']:g}", f"{r['states']:,}", *row_cells(r)]
+        for r in vi_rows
+    ]
     sim_headers = ["network", "policy", "cost/s [95% CI]", "vs priority [95% CI]", "vs priority"]
     sim_cells = [
         [

@@ -196,7 +196,9 @@ def seeds_arg(text: str, field: str = "--seeds") -> list[int]:
         raise SpecError(field, f"in {text!r}: {err.problem}", "e.g. 0,1,2") from None
 
 
-def positive_arg(text: str | None, field: str, kind: type = float) -> Any:
+def positive_arg(text: str | None, field: str, kind: type = float, zero: bool = False) -> Any:
+    """``text`` read as a finite ``kind`` > 0 (``>= 0`` with ``zero``); ``None`` stays
+    ``None``; SpecError naming ``field`` otherwise."""
     if text is None:
         return None
     try:
@@ -204,8 +206,8 @@ def positive_arg(text: str | None, field: str, kind: type = float) -> Any:
     except ValueError:
         word = "a whole number" if kind is int else "a number"
         raise SpecError(field, f"{text!r} is not {word}", "") from None
-    if not (math.isfinite(value) and value > 0):
-        raise SpecError(field, f"must be > 0, got {text}", "")
+    if not (math.isfinite(value) and (value > 0 or (zero and value == 0))):
+        raise SpecError(field, f"must be {'>=' if zero else '>'} 0, got {text}", "")
     return value
 
 

@@ -29,13 +29,15 @@ examples:
   policyopt optimal criss-cross --caps 60 --priorities
   policyopt optimal criss-cross-bm --caps 30 --policies c-mu,max-pressure,max-pressure:dai-lin
   policyopt optimal lu-kumar --caps 25,25,25,25 --tol 1e-5 --out runs/lu-kumar-optimal
+  policyopt optimal extended-six-class-2 --caps 25,3,8,25,6,3 --loss-cost 2000
 
 The network must be made of one-server preemptive-resume stations with exponential service,
 Poisson arrivals and routing without forks (criss-cross, lu-kumar, classic-rybko-stolyar,
 reentrant-L, extended-six-class-L). Class k holds at most caps[k] jobs: arrivals to a full
-class are lost, a job moving into a full class stays where it is. Relative value iteration
-gives the optimal average holding cost per second among work-conserving policies of that
-truncated network, between two bounds; --priorities evaluates every static priority the same
+class are lost (each charged --loss-cost, 0 by default), a job moving into a full class stays
+where it is. Relative value iteration gives the optimal average cost per second (holding cost,
+plus the charges for lost arrivals) among work-conserving policies of that truncated network,
+between two bounds; --priorities evaluates every static priority the same
 way, and --policies the named policies whose order is a function of the job counts
 (re-decided at every event of the network). The cost grows with the caps towards the
 network's own: raise them until it stops changing (the at-cap column is the stationary
@@ -66,6 +68,12 @@ def add_optimal_parser(sub: Any, formatter: type) -> None:
     p.add_argument(
         "--caps", default="40", metavar="N[,N...]", help="jobs per class at most (40 for each)"
     )
+    p.add_argument(
+        "--loss-cost",
+        default="0",
+        metavar="C[,C...]",
+        help="cost charged per arrival lost at a full class, per class or one for all (0)",
+    )
     p.add_argument("--tol", default="1e-4", metavar="T", help="relative width of the bounds")
     p.add_argument("--max-sweeps", default="200000", metavar="N", help="sweeps at most (200000)")
     p.add_argument("--priorities", action="store_true", help="also evaluate every static priority")
@@ -87,6 +95,12 @@ def caps_arg(text: str) -> list[int] | int:
     return values[0] if len(values) == 1 else values
 
 
+def loss_cost_arg(text: str) -> list[float] | float:
+    """``--loss-cost``: one number, or one per class (each >= 0)."""
+    values = [positive_arg(v, "--loss-cost", zero=True) for v in text.split(",")]
+    return values[0] if len(values) == 1 else values
+
+
 def cmd_optimal(args: argparse.Namespace) -> int:
     """``policyopt optimal``."""
     net = network_arg(args.network)
@@ -94,7 +108,7 @@ def cmd_optimal(args: argparse.Namespace) -> int:
         raise SpecError("NETWORK", f"{args.network!r} is not a network", "see policyopt networks")
     tol = positive_arg(args.tol, "--tol")
     max_sweeps = positive_arg(args.max_sweeps, "--max-sweeps", int)
-    model = mdp.chain_model(net, caps_arg(args.caps))
+    model = mdp.chain_model(net, caps_arg(args.caps), loss_cost_arg(args.loss_cost))
     orders = mdp.priority_orders(model) if args.priorities else []
     if len(orders) > MAX_PRIORITIES:
         raise SpecError(
@@ -147,6 +161,7 @@ def cmd_optimal(args: argparse.Namespace) -> int:
         "network": net.name,
         "classes": list(model.classes),
         "caps": [int(c) for c in model.caps],
+        "loss_cost": [float(c) for c in model.loss_cost],
         "states": model.n_states,
         "events_per_s": model.Lambda,
         "interrupted": interrupted,
@@ -168,7 +183,7 @@ def cmd_optimal(args: argparse.Namespace) -> int:
             print(
                 f"note: the optimal policy sits at a cap with probability {rows[0]['at_cap']:.2g}: "
                 "the truncated optimum is not the network's (it may keep a class full so that "
-                "its arrivals are lost); raise the caps"
+                "its arrivals are lost); raise the caps, or charge lost arrivals (--loss-cost)"
             )
         print(f"run the optimal policy: --policy table:{out / 'optimal_table.npz'}")
     for path in written:

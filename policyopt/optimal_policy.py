@@ -168,16 +168,17 @@ def policy_table(net: NetworkSpec, model: ChainModel, policy: Policy | str) -> n
 def evaluate_policy(
     net: NetworkSpec,
     policy: Policy | str,
-    caps: Sequence[int] | int = 30,
+    caps: Sequence[int] | int | ChainModel = 30,
     *,
     tol: float = 1e-4,
     max_sweeps: int = 200_000,
     progress: Callable[[int], None] | None = None,
 ) -> Solution:
-    """The average holding cost per second of ``policy`` on ``net`` truncated at ``caps``,
-    by value iteration on its table (:func:`policy_table`). The table re-decides at every
-    event of the network, as a policy with ``every_event`` does in the simulator."""
-    model = chain_model(net, caps)
+    """The average holding cost per second of ``policy`` on ``net`` truncated at ``caps``
+    (or on the truncated model ``caps`` of ``net``, with its loss cost), by value iteration
+    on its table (:func:`policy_table`). The table re-decides at every event of the network,
+    as a policy with ``every_event`` does in the simulator."""
+    model = caps if isinstance(caps, ChainModel) else chain_model(net, caps)
     policy = make_policy(policy)
     table = policy_table(net, model, policy)
     return evaluate_table(

@@ -10,11 +10,12 @@ the decision at each station with work is which of its non-empty classes gets th
 that its arrivals are lost); the cost is the holding cost rate ``sum_k h_k x_k`` per second.
 
 The state space is truncated at ``caps``: class ``k`` holds at most ``caps[k]`` jobs. An
-exogenous arrival to a full class is lost; a completion whose next class is full is blocked
-(the job stays where it is, as if the service had not ended). Uniformized at
-``Lambda = sum_k alpha_k + sum_j max_{k at j} mu_k`` events per second, the Bellman operator is
+exogenous arrival to a full class is lost, and charged ``loss_cost[k]`` (zero unless given); a
+completion whose next class is full is blocked (the job stays where it is, as if the service
+had not ended). Uniformized at ``Lambda = sum_k alpha_k + sum_j max_{k at j} mu_k`` events per
+second, the Bellman operator is
 
-    (T V)(x) = ( h.x + sum_k alpha_k V(x + e_k)
+    (T V)(x) = ( h.x + sum_k alpha_k V(x + e_k)   [at x_k = caps[k]: V(x) + loss_cost[k]]
                  + sum_j [ M_j V(x) + min_{k at j, x_k > 0} mu_k (E V(x after k) - V(x)) ]
                ) / Lambda
 
@@ -64,7 +65,8 @@ class ChainModel:
     job-second), ``alpha`` (exogenous arrivals/s), ``mu`` (service completions/s while
     served), ``station`` (index), ``exit_prob`` (probability of leaving after service), the
     routing in CSR form (``r_ptr``, ``r_tgt``, ``r_prob``), ``M`` (largest rate per station)
-    and ``Lambda`` (the uniformization rate, events/s).
+    and ``Lambda`` (the uniformization rate, events/s); ``loss_cost``: the cost charged for
+    each arrival lost at a full class (cost units, as ``h_k`` times seconds).
     """
 
     classes: tuple[str, ...]
@@ -81,6 +83,7 @@ class ChainModel:
     r_prob: np.ndarray
     M: np.ndarray
     Lambda: float
+    loss_cost: np.ndarray
 
     @property
     def n_states(self) -> int:
@@ -105,9 +108,13 @@ def state_strides(caps: np.ndarray) -> np.ndarray:
     return strides
 
 
-def chain_model(net: NetworkSpec, caps: Sequence[int] | int) -> ChainModel:
+def chain_model(
+    net: NetworkSpec, caps: Sequence[int] | int, loss_cost: Sequence[float] | float = 0.0
+) -> ChainModel:
     """``net`` as a :class:`ChainModel` truncated at ``caps`` (one cap per class, or one for
-    all); SpecError naming what disqualifies the network or the caps."""
+    all), charging ``loss_cost`` (per class, or one for all; cost units, a holding cost times
+    seconds) for every arrival lost at a full class; SpecError naming what disqualifies the
+    network, the caps or the loss cost."""
     topo = net.topology
     K = topo.n_classes
     stations = list(net.engines)
@@ -182,6 +189,18 @@ def chain_model(net: NetworkSpec, caps: Sequence[int] | int) -> ChainModel:
             f"{n_states:,} states exceed the limit of {MAX_STATES:,}",
             "give smaller caps",
         )
+    try:
+        loss_arr = np.asarray(loss_cost, dtype=float)
+    except (TypeError, ValueError):
+        loss_arr = np.full(K, np.nan)
+    if loss_arr.ndim == 0:
+        loss_arr = np.full(K, float(loss_arr))
+    if loss_arr.shape != (K,) or not np.isfinite(loss_arr).all() or (loss_arr < 0).any():
+        raise SpecError(
+            "--loss-cost",
+            f"{loss_cost} is not a number >= 0 or {K} of them",
+            f"give one cost per class ({', '.join(topo.classes)}) or one for all, such as 200",
+        )
     strides = state_strides(caps_arr)
     r_ptr = np.zeros(K + 1, dtype=np.int64)
     for k, row in enumerate(rows):
@@ -207,6 +226,7 @@ def chain_model(net: NetworkSpec, caps: Sequence[int] | int) -> ChainModel:
         r_prob=r_prob,
         M=M,
         Lambda=float(alpha.sum() + M.sum()),
+        loss_cost=loss_arr,
     )
 
 
@@ -266,6 +286,7 @@ def _kernel() -> Callable[..., tuple[float, float]]:
         lam: float,
         rank: np.ndarray,
         fixed: np.ndarray,
+        loss: np.ndarray,
     ) -> tuple[float, float]:
         """``n`` sweeps of relative value iteration (``rank[0] == -1``: optimize; ``-2``:
         serve ``fixed[s, j]`` at station ``j`` in state ``s``, ``-1`` idling; else serve the
@@ -291,7 +312,10 @@ def _kernel() -> Callable[..., tuple[float, float]]:
                 for k in range(K):
                     total += h[k] * x[k]
                     if alpha[k] > 0.0:
-                        total += alpha[k] * (V[s + strides[k]] if x[k] < caps[k] else v)
+                        if x[k] < caps[k]:
+                            total += alpha[k] * V[s + strides[k]]
+                        else:
+                            total += alpha[k] * (v + loss[k])
                 for j in range(J):
                     best[j] = 0.0
                     best_k[j] = -1
@@ -367,7 +391,7 @@ def bellman_reference(
         if model.alpha[k] > 0:
             up = np.roll(Vg, -1, axis=k)
             full = grid[k] == caps[k]
-            total += model.alpha[k] * np.where(full, Vg, up)
+            total += model.alpha[k] * np.where(full, Vg + model.loss_cost[k], up)
     best = np.zeros((J, *Vg.shape))
     best_k = np.full((J, *Vg.shape), -1, dtype=np.int64)
     best_r = np.full((J, *Vg.shape), 1 << 60, dtype=np.int64)
@@ -406,6 +430,16 @@ sweeps (the policy's truncated chain has no single average cost: for instance an
 priority pinned at the caps)."""
 
 
+def kernel_args(model: ChainModel, rank: np.ndarray, fixed: np.ndarray) -> tuple[object, ...]:
+    """The arguments of the compiled sweeps after ``(V, TV, act, n)``: the model's arrays,
+    then ``rank`` and ``fixed`` (see :func:`_kernel`), then the cost per lost arrival."""
+    m = model
+    return (
+        m.caps, m.strides, m.h, m.alpha, m.mu, m.station, m.exit_prob, m.r_ptr, m.r_tgt,
+        m.r_prob, m.M, m.Lambda, rank, fixed, m.loss_cost,
+    )  # fmt: skip
+
+
 def _iterate(
     model: ChainModel,
     rank: np.ndarray,
@@ -431,26 +465,7 @@ def _iterate(
     back = STALL_SWEEPS // chunk
     while done < max_sweeps:
         n = min(chunk, max_sweeps - done)
-        lo, hi = sweeps(
-            V,
-            TV,
-            act,
-            n,
-            model.caps,
-            model.strides,
-            model.h,
-            model.alpha,
-            model.mu,
-            model.station,
-            model.exit_prob,
-            model.r_ptr,
-            model.r_tgt,
-            model.r_prob,
-            model.M,
-            model.Lambda,
-            rank,
-            fixed,
-        )
+        lo, hi = sweeps(V, TV, act, n, *kernel_args(model, rank, fixed))
         done += n
         if progress is not None:
             progress(done)
@@ -482,11 +497,11 @@ def solve(
     max_sweeps: int = 200_000,
     progress: Callable[[int], None] | None = None,
 ) -> Solution:
-    """The optimal average holding cost per second (among work-conserving policies) of
-    ``net`` truncated at ``caps``, with bounds and the optimal action per state; ``tol``:
-    relative width of the bounds' interval at which to stop (``converged``); the iteration
-    also stops after ``max_sweeps`` sweeps, or when the interval stalls; ``progress(sweeps)``
-    is called now and then."""
+    """The optimal average cost per second (holding cost, plus the model's charges for lost
+    arrivals; among work-conserving policies) of ``net`` truncated at ``caps``, with bounds
+    and the optimal action per state; ``tol``: relative width of the bounds' interval at
+    which to stop (``converged``); the iteration also stops after ``max_sweeps`` sweeps, or
+    when the interval stalls; ``progress(sweeps)`` is called now and then."""
     model = net if isinstance(net, ChainModel) else chain_model(net, caps)
     _check_tol(tol, max_sweeps)
     rank = np.full(len(model.classes), -1, dtype=np.int64)
@@ -644,9 +659,13 @@ def at_cap(model: ChainModel, pi: np.ndarray) -> float:
 
 
 def mean_cost(model: ChainModel, pi: np.ndarray) -> float:
-    """The average holding cost per second under the stationary distribution ``pi``."""
+    """The average cost per second under the stationary distribution ``pi``: the holding cost,
+    plus the model's ``loss_cost`` of the arrivals lost at full classes (if any)."""
     grid = model.counts()
-    return float(pi @ (model.h @ grid))
+    cost = float(pi @ (model.h @ grid))
+    for k in np.flatnonzero(model.loss_cost * model.alpha > 0):
+        cost += float(model.alpha[k] * model.loss_cost[k] * pi[grid[k] == model.caps[k]].sum())
+    return cost
 
 
 def _check_tol(tol: float, max_sweeps: int) -> None:

@@ -80,6 +80,34 @@ def test_mm1_mean_jobs() -> None:
     assert sol.cost == pytest.approx(1.0, rel=1e-6)
 
 
+@pytest.mark.parametrize(("cap", "loss"), [(3, 0.0), (3, 20.0), (8, 5.0)])
+def test_truncated_mm1_with_loss_cost(cap: int, loss: float) -> None:
+    """One class truncated at ``cap`` (M/M/1/cap at load 0.8), each lost arrival charged
+    ``loss``: the cost is ``E[x] + lambda * loss * P(x = cap)`` from the truncated geometric
+    distribution, and the stationary distribution gives it again."""
+    lam = 0.8
+    net = single_station({"a": (lam, exp(1.0))})
+    pi = lam ** np.arange(cap + 1)
+    pi /= pi.sum()
+    exact = float(pi @ np.arange(cap + 1)) + lam * loss * float(pi[-1])
+    sol = mdp.solve(mdp.chain_model(net, cap, loss), tol=1e-9)
+    assert sol.cost == pytest.approx(exact, rel=1e-7)
+    assert mdp.mean_cost(sol.model, mdp.stationary(sol, tol=1e-13)) == pytest.approx(exact)
+
+
+def test_loss_cost_stops_keeping_a_class_full() -> None:
+    """Without a charge for lost arrivals the truncated optimum of a tight truncation gains
+    by losing arrivals; charged for them, it loses fewer (it sits at a cap less) and its
+    cost counts the charges (the stationary cost agrees)."""
+    net = resolve_network("criss-cross")
+    free = mdp.solve(mdp.chain_model(net, 4), tol=1e-7)
+    charged = mdp.solve(mdp.chain_model(net, 4, 50.0), tol=1e-7)
+    pi_free, pi_charged = mdp.stationary(free), mdp.stationary(charged)
+    assert mdp.at_cap(charged.model, pi_charged) < mdp.at_cap(free.model, pi_free)
+    assert charged.cost > free.cost
+    assert mdp.mean_cost(charged.model, pi_charged) == pytest.approx(charged.cost, rel=1e-5)
+
+
 def test_priority_matches_preemptive_priority_formula() -> None:
     """A static priority at one exponential station: the preemptive-resume priority formula
     per class, summed."""
@@ -143,11 +171,9 @@ def test_compiled_sweep_matches_numpy_operator(name: str) -> None:
         tv = np.zeros_like(V)
         act = np.zeros((model.n_states, len(model.stations)), dtype=np.int64)
         r = np.full(len(model.classes), -1) if rank is None else np.asarray(rank)
-        lo, hi = mdp._kernel()(
-            got, tv, act, 1, model.caps, model.strides, model.h, model.alpha, model.mu,
-            model.station, model.exit_prob, model.r_ptr, model.r_tgt, model.r_prob, model.M,
-            model.Lambda, r.astype(np.int64), np.zeros((1, len(model.stations)), dtype=np.int64),
-        )  # fmt: skip
+        fixed = np.zeros((1, len(model.stations)), dtype=np.int64)
+        args = mdp.kernel_args(model, r.astype(np.int64), fixed)
+        lo, hi = mdp._kernel()(got, tv, act, 1, *args)
         np.testing.assert_allclose(tv, ref_tv, rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(act, ref_act)
         assert lo == pytest.approx((ref_tv - V).min()) and hi == pytest.approx((ref_tv - V).max())
@@ -158,20 +184,20 @@ def test_compiled_sweep_matches_numpy_operator(name: str) -> None:
     p_back=st.floats(0.0, 0.6),
     caps=st.lists(st.integers(1, 5), min_size=3, max_size=3),
     seed=st.integers(0, 1000),
+    loss=st.sampled_from([0.0, 3.5, 250.0]),
 )
-def test_random_routing_sweep_matches_numpy(p_back: float, caps: list[int], seed: int) -> None:
-    """Random routing (back to an earlier class, to itself, out), any caps: the compiled
-    sweep is the numpy operator."""
-    model = mdp.chain_model(routed(p_back), caps)
+def test_random_routing_sweep_matches_numpy(
+    p_back: float, caps: list[int], seed: int, loss: float
+) -> None:
+    """Random routing (back to an earlier class, to itself, out), any caps, with or without
+    a cost per lost arrival: the compiled sweep is the numpy operator."""
+    model = mdp.chain_model(routed(p_back), caps, loss)
     V = np.random.default_rng(seed).normal(size=model.n_states)
     ref_tv, ref_act = mdp.bellman_reference(model, V)
     tv = np.zeros_like(V)
     act = np.zeros((model.n_states, 2), dtype=np.int64)
-    mdp._kernel()(
-        V.copy(), tv, act, 1, model.caps, model.strides, model.h, model.alpha, model.mu,
-        model.station, model.exit_prob, model.r_ptr, model.r_tgt, model.r_prob, model.M,
-        model.Lambda, np.full(3, -1, dtype=np.int64), np.zeros((1, 2), dtype=np.int64),
-    )  # fmt: skip
+    args = mdp.kernel_args(model, np.full(3, -1, dtype=np.int64), np.zeros((1, 2), dtype=np.int64))
+    mdp._kernel()(V.copy(), tv, act, 1, *args)
     np.testing.assert_allclose(tv, ref_tv, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(act, ref_act)
 
@@ -214,10 +240,8 @@ def test_table_sweep_matches_numpy_operator(name: str) -> None:
     tv = np.zeros_like(V)
     act = np.zeros_like(table)
     mdp._kernel()(
-        V.copy(), tv, act, 1, model.caps, model.strides, model.h, model.alpha, model.mu,
-        model.station, model.exit_prob, model.r_ptr, model.r_tgt, model.r_prob, model.M,
-        model.Lambda, np.full(3, -2, dtype=np.int64), table,
-    )  # fmt: skip
+        V.copy(), tv, act, 1, *mdp.kernel_args(model, np.full(3, -2, dtype=np.int64), table)
+    )
     np.testing.assert_allclose(tv, ref_tv, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(act, ref_act)
     np.testing.assert_array_equal(act, table)
@@ -367,6 +391,9 @@ def test_bad_service_discipline_and_tolerance() -> None:
     two = single_station({"a": (0.5, exp(1.0))}, servers=2)
     with pytest.raises(SpecError, match=r"engines\.s"):
         mdp.chain_model(two, 5)
+    for loss in (-1.0, math.nan, [1.0, 2.0, 3.0]):
+        with pytest.raises(SpecError, match="--loss-cost"):
+            mdp.chain_model(two_class(), 5, loss)  # type: ignore[arg-type]
     for tol in (0.0, -1.0, math.nan):
         with pytest.raises(SpecError, match="--tol"):
             mdp.solve(two_class(), 5, tol=tol)
@@ -402,6 +429,23 @@ def test_command_writes_table_and_files(tmp_path, capsys) -> None:
     assert (out / "optimal.csv").read_text().count("\n") == 4
 
 
+def test_command_loss_cost(tmp_path, capsys) -> None:
+    """``--loss-cost`` charges lost arrivals: recorded in the summary, the optimum costs more
+    than without the charge and sits at a cap less, and the stationary cost agrees."""
+    costs = {}
+    for loss in ("0", "40"):
+        out = tmp_path / loss
+        argv = ["optimal", "criss-cross", "--caps", "5", "--loss-cost", loss, "--out", str(out)]
+        assert main([*argv, "--no-progress"]) == 0
+        summary = json.loads((out / "optimal.json").read_text())
+        assert summary["loss_cost"] == [float(loss)] * 3
+        row = summary["policies"][0]
+        assert row["stationary_cost"] == pytest.approx(row["cost"], rel=1e-3)
+        costs[loss] = (row["cost"], row["at_cap"])
+    capsys.readouterr()
+    assert costs["40"][0] > costs["0"][0] and costs["40"][1] < costs["0"][1]
+
+
 @pytest.mark.parametrize(
     ("argv", "field"),
     [
@@ -409,6 +453,9 @@ def test_command_writes_table_and_files(tmp_path, capsys) -> None:
         (["optimal", "criss-cross", "--caps", "x"], "--caps"),
         (["optimal", "criss-cross", "--caps", "3,3"], "--caps"),
         (["optimal", "criss-cross", "--tol", "0"], "--tol"),
+        (["optimal", "criss-cross", "--loss-cost", "-5"], "--loss-cost"),
+        (["optimal", "criss-cross", "--loss-cost", "1,2"], "--loss-cost"),
+        (["optimal", "criss-cross", "--loss-cost", "nan"], "--loss-cost"),
         (["optimal", "criss-cross", "--policies", "fcfs"], "--policies"),
         (["optimal", "criss-cross", "--policies", "nope"], "--policies"),
         (["optimal", "no-such-network"], "network"),
