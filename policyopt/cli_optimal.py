@@ -180,10 +180,11 @@ def cmd_optimal(args: argparse.Namespace) -> int:
         print(f"network {net.name}: {model.n_states:,} states (caps {caps})")
         print(table(rows))
         if rows[0]["at_cap"] > AT_CAP_WARNING:
+            charge = "raise the charge" if model.loss_cost.any() else "charge lost arrivals"
             print(
                 f"note: the optimal policy sits at a cap with probability {rows[0]['at_cap']:.2g}: "
                 "the truncated optimum is not the network's (it may keep a class full so that "
-                "its arrivals are lost); raise the caps, or charge lost arrivals (--loss-cost)"
+                f"its arrivals are lost); raise the caps, or {charge} (--loss-cost)"
             )
         print(f"run the optimal policy: --policy table:{out / 'optimal_table.npz'}")
     for path in written:
