@@ -76,6 +76,12 @@ def add_optimal_parser(sub: Any, formatter: type) -> None:
     )
     p.add_argument("--tol", default="1e-4", metavar="T", help="relative width of the bounds")
     p.add_argument("--max-sweeps", default="200000", metavar="N", help="sweeps at most (200000)")
+    p.add_argument(
+        "--threads",
+        default="1",
+        metavar="N",
+        help="threads of the compiled sweeps (1; at most the machine's cores)",
+    )
     p.add_argument("--priorities", action="store_true", help="also evaluate every static priority")
     p.add_argument(
         "--policies",
@@ -108,6 +114,7 @@ def cmd_optimal(args: argparse.Namespace) -> int:
         raise SpecError("NETWORK", f"{args.network!r} is not a network", "see policyopt networks")
     tol = positive_arg(args.tol, "--tol")
     max_sweeps = positive_arg(args.max_sweeps, "--max-sweeps", int)
+    threads = positive_arg(args.threads, "--threads", int)
     model = mdp.chain_model(net, caps_arg(args.caps), loss_cost_arg(args.loss_cost))
     orders = mdp.priority_orders(model) if args.priorities else []
     if len(orders) > MAX_PRIORITIES:
@@ -135,7 +142,7 @@ def cmd_optimal(args: argparse.Namespace) -> int:
             if show and sweeps % 1024 == 0:
                 bar.set_postfix_str(f"{label}: {sweeps} sweeps")
 
-        return {"tol": tol, "max_sweeps": max_sweeps, "progress": progress}
+        return {"tol": tol, "max_sweeps": max_sweeps, "progress": progress, "threads": threads}
 
     best: mdp.Solution | None = None
     interrupted = False

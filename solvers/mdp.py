@@ -39,12 +39,14 @@ numpy, the reference the tests compare it against.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -264,14 +266,15 @@ class Solution:
 @functools.cache
 def _kernel() -> Callable[..., tuple[float, float]]:
     """The compiled sweeps (built on first use; numba caches the machine code on disk)."""
-    from numba import njit
+    from numba import njit, prange
 
-    @njit(cache=True)
-    def sweeps(
+    @njit(cache=True, inline="always")
+    def sweep_range(
         V: np.ndarray,
         TV: np.ndarray,
         act: np.ndarray,
-        n: int,
+        first: int,
+        stop: int,
         caps: np.ndarray,
         strides: np.ndarray,
         h: np.ndarray,
@@ -288,89 +291,144 @@ def _kernel() -> Callable[..., tuple[float, float]]:
         fixed: np.ndarray,
         loss: np.ndarray,
     ) -> tuple[float, float]:
-        """``n`` sweeps of relative value iteration (``rank[0] == -1``: optimize; ``-2``:
-        serve ``fixed[s, j]`` at station ``j`` in state ``s``, ``-1`` idling; else serve the
-        non-empty class of smallest rank); V holds the result; returns the bounds of
-        ``T V - V`` (per event) of the last sweep."""
+        """``T V`` and the actions on the states ``first .. stop - 1`` (into ``TV`` and
+        ``act``; ``rank`` and ``fixed`` as in ``sweeps``); returns the least and the largest
+        ``(T V - V)(s)`` there."""
         K = caps.shape[0]
         J = M.shape[0]
-        S = V.shape[0]
         optimize = rank[0] == -1
         table = rank[0] == -2
         best = np.zeros(J)
         best_k = np.zeros(J, dtype=np.int64)
         best_r = np.zeros(J, dtype=np.int64)
         x = np.zeros(K, dtype=np.int64)
-        lo, hi = 0.0, 0.0
-        for _ in range(n):
-            lo, hi = np.inf, -np.inf
+        rest = first
+        for k in range(K - 1, -1, -1):  # the counts of the first state
+            x[k] = rest % (caps[k] + 1)
+            rest //= caps[k] + 1
+        lo, hi = np.inf, -np.inf
+        for s in range(first, stop):
+            v = V[s]
+            total = 0.0
             for k in range(K):
-                x[k] = 0
-            for s in range(S):
-                v = V[s]
-                total = 0.0
-                for k in range(K):
-                    total += h[k] * x[k]
-                    if alpha[k] > 0.0:
-                        if x[k] < caps[k]:
-                            total += alpha[k] * V[s + strides[k]]
-                        else:
-                            total += alpha[k] * (v + loss[k])
-                for j in range(J):
-                    best[j] = 0.0
-                    best_k[j] = -1
-                    best_r[j] = 1 << 60
-                for k in range(K):
-                    if x[k] == 0:
-                        continue
-                    down = s - strides[k]
-                    e = exit_prob[k] * V[down]
-                    for r in range(r_ptr[k], r_ptr[k + 1]):
-                        t = r_tgt[r]
-                        if t == k:
-                            e += r_prob[r] * v
-                        elif x[t] < caps[t]:
-                            e += r_prob[r] * V[down + strides[t]]
-                        else:
-                            e += r_prob[r] * v  # blocked: the job stays
-                    q = mu[k] * (e - v)
-                    j = station[k]
-                    if table:
-                        if fixed[s, j] == k:
-                            best[j] = q
-                            best_k[j] = k
-                    elif optimize:
-                        if best_k[j] < 0 or q < best[j]:
-                            best[j] = q
-                            best_k[j] = k
-                    elif rank[k] < best_r[j]:
-                        best_r[j] = rank[k]
+                total += h[k] * x[k]
+                if alpha[k] > 0.0:
+                    if x[k] < caps[k]:
+                        total += alpha[k] * V[s + strides[k]]
+                    else:
+                        total += alpha[k] * (v + loss[k])
+            for j in range(J):
+                best[j] = 0.0
+                best_k[j] = -1
+                best_r[j] = 1 << 60
+            for k in range(K):
+                if x[k] == 0:
+                    continue
+                down = s - strides[k]
+                e = exit_prob[k] * V[down]
+                for r in range(r_ptr[k], r_ptr[k + 1]):
+                    t = r_tgt[r]
+                    if t == k:
+                        e += r_prob[r] * v
+                    elif x[t] < caps[t]:
+                        e += r_prob[r] * V[down + strides[t]]
+                    else:
+                        e += r_prob[r] * v  # blocked: the job stays
+                q = mu[k] * (e - v)
+                j = station[k]
+                if table:
+                    if fixed[s, j] == k:
                         best[j] = q
                         best_k[j] = k
-                for j in range(J):
-                    total += M[j] * v + best[j]
-                    act[s, j] = best_k[j]
-                tv = total / lam
-                TV[s] = tv
-                d = tv - v
-                if d < lo:
-                    lo = d
-                if d > hi:
-                    hi = d
-                # next state, C order
-                k = K - 1
-                while k >= 0:
-                    x[k] += 1
-                    if x[k] <= caps[k]:
-                        break
-                    x[k] = 0
-                    k -= 1
-            base = TV[0]
-            for s in range(S):
-                V[s] = TV[s] - base
+                elif optimize:
+                    if best_k[j] < 0 or q < best[j]:
+                        best[j] = q
+                        best_k[j] = k
+                elif rank[k] < best_r[j]:
+                    best_r[j] = rank[k]
+                    best[j] = q
+                    best_k[j] = k
+            for j in range(J):
+                total += M[j] * v + best[j]
+                act[s, j] = best_k[j]
+            tv = total / lam
+            TV[s] = tv
+            d = tv - v
+            if d < lo:
+                lo = d
+            if d > hi:
+                hi = d
+            # next state, C order
+            k = K - 1
+            while k >= 0:
+                x[k] += 1
+                if x[k] <= caps[k]:
+                    break
+                x[k] = 0
+                k -= 1
         return lo, hi
 
-    return sweeps  # type: ignore[no-any-return]
+    @njit(cache=True)
+    def shift(V: np.ndarray, TV: np.ndarray, first: int, stop: int) -> None:
+        """``V = TV - TV[0]`` on the states ``first .. stop - 1``."""
+        base = TV[0]
+        for s in range(first, stop):
+            V[s] = TV[s] - base
+
+    @njit(cache=True)
+    def serial(
+        V, TV, act, n, chunks, caps, strides, h, alpha, mu, station, exit_prob, r_ptr, r_tgt,
+        r_prob, M, lam, rank, fixed, loss,
+    ):  # arguments as sweep_range  # fmt: skip
+        """``n`` sweeps over all states in one range (``chunks`` is ignored)."""
+        S = V.shape[0]
+        lo, hi = 0.0, 0.0
+        for _ in range(n):
+            lo, hi = sweep_range(
+                V, TV, act, 0, S, caps, strides, h, alpha, mu, station, exit_prob, r_ptr,
+                r_tgt, r_prob, M, lam, rank, fixed, loss,
+            )  # fmt: skip
+            shift(V, TV, 0, S)
+        return lo, hi
+
+    @njit(cache=True, parallel=True)
+    def parallel(
+        V, TV, act, n, chunks, caps, strides, h, alpha, mu, station, exit_prob, r_ptr, r_tgt,
+        r_prob, M, lam, rank, fixed, loss,
+    ):  # arguments as sweep_range  # fmt: skip
+        """``n`` sweeps, the states split into ``chunks`` ranges swept in parallel."""
+        S = V.shape[0]
+        los = np.empty(chunks)
+        his = np.empty(chunks)
+        lo, hi = 0.0, 0.0
+        for _ in range(n):
+            for c in prange(chunks):
+                bounds = sweep_range(
+                    V, TV, act, c * S // chunks, (c + 1) * S // chunks, caps, strides, h,
+                    alpha, mu, station, exit_prob, r_ptr, r_tgt, r_prob, M, lam, rank, fixed,
+                    loss,
+                )  # fmt: skip
+                los[c] = bounds[0]
+                his[c] = bounds[1]
+            lo, hi = los.min(), his.max()
+            for c in prange(chunks):
+                shift(V, TV, c * S // chunks, (c + 1) * S // chunks)
+        return lo, hi
+
+    def sweeps(
+        V: np.ndarray, TV: np.ndarray, act: np.ndarray, n: int, chunks: int, *model: Any
+    ) -> tuple[float, float]:
+        """``n`` sweeps of relative value iteration (``rank[0] == -1``: optimize; ``-2``:
+        serve ``fixed[s, j]`` at station ``j`` in state ``s``, ``-1`` idling; else serve the
+        non-empty class of smallest rank); V holds the result; returns the bounds of
+        ``T V - V`` (per event) of the last sweep. ``model``: the rest of
+        :func:`kernel_args`. With ``chunks > 1`` the states are split into that many ranges
+        swept in parallel: each state's new value reads only the old ``V``, so the result is
+        the same bit for bit."""
+        run = serial if chunks == 1 else parallel
+        return run(V, TV, act, n, chunks, *model)  # type: ignore[no-any-return]
+
+    return sweeps
 
 
 def bellman_reference(
@@ -430,14 +488,38 @@ sweeps (the policy's truncated chain has no single average cost: for instance an
 priority pinned at the caps)."""
 
 
-def kernel_args(model: ChainModel, rank: np.ndarray, fixed: np.ndarray) -> tuple[object, ...]:
-    """The arguments of the compiled sweeps after ``(V, TV, act, n)``: the model's arrays,
-    then ``rank`` and ``fixed`` (see :func:`_kernel`), then the cost per lost arrival."""
+def kernel_args(
+    model: ChainModel, rank: np.ndarray, fixed: np.ndarray, chunks: int = 1
+) -> tuple[object, ...]:
+    """The arguments of the compiled sweeps after ``(V, TV, act, n)``: the ranges of states
+    swept in parallel, the model's arrays, then ``rank`` and ``fixed`` (see :func:`_kernel`),
+    then the cost per lost arrival."""
     m = model
     return (
-        m.caps, m.strides, m.h, m.alpha, m.mu, m.station, m.exit_prob, m.r_ptr, m.r_tgt,
-        m.r_prob, m.M, m.Lambda, rank, fixed, m.loss_cost,
+        chunks, m.caps, m.strides, m.h, m.alpha, m.mu, m.station, m.exit_prob, m.r_ptr,
+        m.r_tgt, m.r_prob, m.M, m.Lambda, rank, fixed, m.loss_cost,
     )  # fmt: skip
+
+
+def max_threads() -> int:
+    """The most threads the compiled sweeps may use (numba's thread pool: the machine's
+    cores unless ``NUMBA_NUM_THREADS`` says otherwise)."""
+    from numba import config
+
+    return int(config.NUMBA_NUM_THREADS)
+
+
+@contextlib.contextmanager
+def _numba_threads(threads: int) -> Iterator[None]:
+    """Run the block with numba's parallel loops on ``threads`` threads, then restore."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def _iterate(
@@ -448,6 +530,7 @@ def _iterate(
     max_sweeps: int,
     progress: Callable[[int], None] | None,
     fixed: np.ndarray | None = None,
+    threads: int = 1,
     chunk: int = 64,
 ) -> Solution:
     sweeps = _kernel()
@@ -463,9 +546,11 @@ def _iterate(
     converged = False
     widths: list[float] = []  # the interval's width after each chunk
     back = STALL_SWEEPS // chunk
+    args = kernel_args(model, rank, fixed, threads)
     while done < max_sweeps:
         n = min(chunk, max_sweeps - done)
-        lo, hi = sweeps(V, TV, act, n, *kernel_args(model, rank, fixed))
+        with _numba_threads(threads):
+            lo, hi = sweeps(V, TV, act, n, *args)
         done += n
         if progress is not None:
             progress(done)
@@ -496,6 +581,7 @@ def solve(
     tol: float = 1e-4,
     max_sweeps: int = 200_000,
     progress: Callable[[int], None] | None = None,
+    threads: int = 1,
 ) -> Solution:
     """The optimal average cost per second (holding cost, plus the model's charges for lost
     arrivals; among work-conserving policies) of ``net`` truncated at ``caps``, with bounds
@@ -503,9 +589,9 @@ def solve(
     which to stop (``converged``); the iteration also stops after ``max_sweeps`` sweeps, or
     when the interval stalls; ``progress(sweeps)`` is called now and then."""
     model = net if isinstance(net, ChainModel) else chain_model(net, caps)
-    _check_tol(tol, max_sweeps)
+    _check_tol(tol, max_sweeps, threads)
     rank = np.full(len(model.classes), -1, dtype=np.int64)
-    return _iterate(model, rank, "optimal", tol, max_sweeps, progress)
+    return _iterate(model, rank, "optimal", tol, max_sweeps, progress, threads=threads)
 
 
 def evaluate(
@@ -516,11 +602,12 @@ def evaluate(
     tol: float = 1e-4,
     max_sweeps: int = 200_000,
     progress: Callable[[int], None] | None = None,
+    threads: int = 1,
 ) -> Solution:
     """The average holding cost per second of the static priority ``order`` (class names,
     highest first; classes left out follow in index order), as :func:`solve` computes it."""
     model = net if isinstance(net, ChainModel) else chain_model(net, caps)
-    _check_tol(tol, max_sweeps)
+    _check_tol(tol, max_sweeps, threads)
     names = list(model.classes)
     unknown = [c for c in order if c not in names]
     if unknown:
@@ -534,7 +621,7 @@ def evaluate(
     for r, k in enumerate(ranked):
         rank[k] = r
     spec = "priority:" + ">".join(names[k] for k in ranked)
-    return _iterate(model, rank, spec, tol, max_sweeps, progress)
+    return _iterate(model, rank, spec, tol, max_sweeps, progress, threads=threads)
 
 
 def evaluate_table(
@@ -546,13 +633,14 @@ def evaluate_table(
     tol: float = 1e-4,
     max_sweeps: int = 200_000,
     progress: Callable[[int], None] | None = None,
+    threads: int = 1,
 ) -> Solution:
     """The average holding cost per second of the stationary policy ``table`` (per flat state
     and station: the class served, ``-1`` idle; shape ``(states, stations)``), as
     :func:`solve` computes it; ``name`` labels the solution. SpecError for a table that
     serves an empty class or a class of another station."""
     model = net if isinstance(net, ChainModel) else chain_model(net, caps)
-    _check_tol(tol, max_sweeps)
+    _check_tol(tol, max_sweeps, threads)
     S, J, K = model.n_states, len(model.stations), len(model.classes)
     table = np.asarray(table)
     if table.shape != (S, J):
@@ -573,7 +661,8 @@ def evaluate_table(
                 "serve a class of the station that has a job, or -1",
             )
     rank = np.full(K, -2, dtype=np.int64)
-    return _iterate(model, rank, name, tol, max_sweeps, progress, table.astype(np.int64))
+    fixed = table.astype(np.int64)
+    return _iterate(model, rank, name, tol, max_sweeps, progress, fixed, threads)
 
 
 def priority_orders(model: ChainModel) -> list[list[str]]:
@@ -668,11 +757,17 @@ def mean_cost(model: ChainModel, pi: np.ndarray) -> float:
     return cost
 
 
-def _check_tol(tol: float, max_sweeps: int) -> None:
+def _check_tol(tol: float, max_sweeps: int, threads: int = 1) -> None:
     if not (math.isfinite(tol) and tol > 0):
         raise SpecError("--tol", f"{tol!r} is not > 0", "give a relative tolerance such as 1e-4")
     if max_sweeps < 1:
         raise SpecError("--max-sweeps", f"{max_sweeps} is not >= 1", "give a whole number >= 1")
+    if not (isinstance(threads, int) and 1 <= threads <= max_threads()):
+        raise SpecError(
+            "--threads",
+            f"{threads!r} is not a whole number from 1 to {max_threads()}",
+            f"give at most the {max_threads()} threads numba may use here",
+        )
 
 
 __all__ = [
@@ -684,6 +779,7 @@ __all__ = [
     "chain_model",
     "evaluate",
     "evaluate_table",
+    "max_threads",
     "mean_cost",
     "priority_orders",
     "solve",

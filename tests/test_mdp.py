@@ -179,6 +179,25 @@ def test_compiled_sweep_matches_numpy_operator(name: str) -> None:
         assert lo == pytest.approx((ref_tv - V).min()) and hi == pytest.approx((ref_tv - V).max())
 
 
+def test_parallel_sweeps_are_bit_identical() -> None:
+    """Two threads (the states split into two ranges) give the same bounds, values and
+    actions as one, bit for bit: for the optimum, a priority and a policy table."""
+    if mdp.max_threads() < 2:
+        pytest.skip("numba has one thread here")
+    net = resolve_network("lu-kumar")
+    model = mdp.chain_model(net, 7, 30.0)
+    table = policy_table(net, model, "max-pressure")
+    for run in (
+        lambda t: mdp.solve(model, tol=1e-6, threads=t),
+        lambda t: mdp.evaluate(model, ["c4", "c1", "c3", "c2"], tol=1e-6, threads=t),
+        lambda t: mdp.evaluate_table(model, table, "mp", tol=1e-6, threads=t),
+    ):
+        one, two = run(1), run(2)
+        assert (one.lower, one.upper, one.iterations) == (two.lower, two.upper, two.iterations)
+        np.testing.assert_array_equal(one.values, two.values)
+        np.testing.assert_array_equal(one.actions, two.actions)
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     p_back=st.floats(0.0, 0.6),
@@ -394,6 +413,9 @@ def test_bad_service_discipline_and_tolerance() -> None:
     for loss in (-1.0, math.nan, [1.0, 2.0, 3.0]):
         with pytest.raises(SpecError, match="--loss-cost"):
             mdp.chain_model(two_class(), 5, loss)  # type: ignore[arg-type]
+    for threads in (0, mdp.max_threads() + 1, 1.5):
+        with pytest.raises(SpecError, match="--threads"):
+            mdp.solve(two_class(), 5, threads=threads)  # type: ignore[arg-type]
     for tol in (0.0, -1.0, math.nan):
         with pytest.raises(SpecError, match="--tol"):
             mdp.solve(two_class(), 5, tol=tol)
@@ -456,6 +478,8 @@ def test_command_loss_cost(tmp_path, capsys) -> None:
         (["optimal", "criss-cross", "--loss-cost", "-5"], "--loss-cost"),
         (["optimal", "criss-cross", "--loss-cost", "1,2"], "--loss-cost"),
         (["optimal", "criss-cross", "--loss-cost", "nan"], "--loss-cost"),
+        (["optimal", "criss-cross", "--threads", "0"], "--threads"),
+        (["optimal", "criss-cross", "--threads", "999"], "--threads"),
         (["optimal", "criss-cross", "--policies", "fcfs"], "--policies"),
         (["optimal", "criss-cross", "--policies", "nope"], "--policies"),
         (["optimal", "no-such-network"], "network"),
