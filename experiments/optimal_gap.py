@@ -2,7 +2,7 @@
 criss-cross network (balanced heavy traffic), the Lu-Kumar and the classic Rybko-Stolyar
 networks, by value iteration on the truncated network (``docs/optimal.md``), against every
 static priority; and of the extended six-class network, whose caps cannot be made wide enough,
-with each lost arrival charged, against its best priority and the c-mu rule.
+with each lost arrival charged, against its best static priority.
 
 Part 1 (value iteration): for each case (network, caps, loss cost) the optimal cost with its
 bounds, the static priorities, maximum pressure and MaxWeight (re-deciding at every event),
@@ -20,7 +20,7 @@ Every finished row is appended to ``experiments/out/optimal_gap/rows.jsonl`` at 
 skipped on a rerun (interrupt and rerun to resume). Writes
 ``experiments/results/optimal_gap.md``, ``.csv`` and ``.json``.
 
-    python experiments/optimal_gap.py            # the recorded run (about 90 minutes on 2 cores)
+    python experiments/optimal_gap.py            # the recorded run (about 70 minutes on 2 cores)
     python experiments/optimal_gap.py --quick    # small caps, short runs (a smoke run)
 """
 

@@ -173,6 +173,7 @@ def evaluate_policy(
     tol: float = 1e-4,
     max_sweeps: int = 200_000,
     progress: Callable[[int], None] | None = None,
+    threads: int = 1,
 ) -> Solution:
     """The average holding cost per second of ``policy`` on ``net`` truncated at ``caps``
     (or on the truncated model ``caps`` of ``net``, with its loss cost), by value iteration
@@ -182,5 +183,11 @@ def evaluate_policy(
     policy = make_policy(policy)
     table = policy_table(net, model, policy)
     return evaluate_table(
-        model, table, policy.name, tol=tol, max_sweeps=max_sweeps, progress=progress
+        model,
+        table,
+        policy.name,
+        tol=tol,
+        max_sweeps=max_sweeps,
+        progress=progress,
+        threads=threads,
     )

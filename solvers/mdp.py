@@ -549,7 +549,7 @@ def _iterate(
     args = kernel_args(model, rank, fixed, threads)
     while done < max_sweeps:
         n = min(chunk, max_sweeps - done)
-        with _numba_threads(threads):
+        with _numba_threads(threads) if threads > 1 else contextlib.nullcontext():
             lo, hi = sweeps(V, TV, act, n, *args)
         done += n
         if progress is not None:
