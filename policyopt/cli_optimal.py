@@ -95,15 +95,10 @@ def add_optimal_parser(sub: Any, formatter: type) -> None:
     p.set_defaults(func=cmd_optimal)
 
 
-def caps_arg(text: str) -> list[int] | int:
-    """``--caps``: one whole number, or one per class (each > 0)."""
-    values = [positive_arg(v, "--caps", int) for v in text.split(",")]
-    return values[0] if len(values) == 1 else values
-
-
-def loss_cost_arg(text: str) -> list[float] | float:
-    """``--loss-cost``: one number, or one per class (each >= 0)."""
-    values = [positive_arg(v, "--loss-cost", zero=True) for v in text.split(",")]
+def per_class_arg(text: str, field: str, kind: type = float, zero: bool = False) -> Any:
+    """``--caps``, ``--loss-cost``: one number for every class, or one per class separated by
+    commas (each > 0, or >= 0 with ``zero``; whole numbers when ``kind`` is ``int``)."""
+    values = [positive_arg(v, field, kind, zero) for v in text.split(",")]
     return values[0] if len(values) == 1 else values
 
 
@@ -115,7 +110,8 @@ def cmd_optimal(args: argparse.Namespace) -> int:
     tol = positive_arg(args.tol, "--tol")
     max_sweeps = positive_arg(args.max_sweeps, "--max-sweeps", int)
     threads = positive_arg(args.threads, "--threads", int)
-    model = mdp.chain_model(net, caps_arg(args.caps), loss_cost_arg(args.loss_cost))
+    caps = per_class_arg(args.caps, "--caps", int)
+    model = mdp.chain_model(net, caps, per_class_arg(args.loss_cost, "--loss-cost", zero=True))
     orders = mdp.priority_orders(model) if args.priorities else []
     if len(orders) > MAX_PRIORITIES:
         raise SpecError(

@@ -589,7 +589,7 @@ def solve(
     which to stop (``converged``); the iteration also stops after ``max_sweeps`` sweeps, or
     when the interval stalls; ``progress(sweeps)`` is called now and then."""
     model = net if isinstance(net, ChainModel) else chain_model(net, caps)
-    _check_tol(tol, max_sweeps, threads)
+    _check_run_args(tol, max_sweeps, threads)
     rank = np.full(len(model.classes), -1, dtype=np.int64)
     return _iterate(model, rank, "optimal", tol, max_sweeps, progress, threads=threads)
 
@@ -607,7 +607,7 @@ def evaluate(
     """The average holding cost per second of the static priority ``order`` (class names,
     highest first; classes left out follow in index order), as :func:`solve` computes it."""
     model = net if isinstance(net, ChainModel) else chain_model(net, caps)
-    _check_tol(tol, max_sweeps, threads)
+    _check_run_args(tol, max_sweeps, threads)
     names = list(model.classes)
     unknown = [c for c in order if c not in names]
     if unknown:
@@ -640,7 +640,7 @@ def evaluate_table(
     :func:`solve` computes it; ``name`` labels the solution. SpecError for a table that
     serves an empty class or a class of another station."""
     model = net if isinstance(net, ChainModel) else chain_model(net, caps)
-    _check_tol(tol, max_sweeps, threads)
+    _check_run_args(tol, max_sweeps, threads)
     S, J, K = model.n_states, len(model.stations), len(model.classes)
     table = np.asarray(table)
     if table.shape != (S, J):
@@ -757,7 +757,7 @@ def mean_cost(model: ChainModel, pi: np.ndarray) -> float:
     return cost
 
 
-def _check_tol(tol: float, max_sweeps: int, threads: int = 1) -> None:
+def _check_run_args(tol: float, max_sweeps: int, threads: int = 1) -> None:
     if not (math.isfinite(tol) and tol > 0):
         raise SpecError("--tol", f"{tol!r} is not > 0", "give a relative tolerance such as 1e-4")
     if max_sweeps < 1:
