@@ -76,6 +76,7 @@ from policyopt.model.config import read_mapping, spec_error
 from policyopt.model.network import NetworkSpec, scenario_network
 from policyopt.model.validation import MAX_TOKEN_BUDGET
 from policyopt.outdir import REGION_FILES, compare_out, explicit_out, simulate_out
+from policyopt.policies import split_policy_names
 from policyopt.report import (
     TABLE_NOTES,
     CsvAppender,
@@ -195,11 +196,14 @@ _token_budget = _int_at_least(
 )
 
 
-def _list_of(item: Callable[[str], Any], what: str) -> Callable[[str], list[Any]]:
-    """argparse type: a comma-separated list of ``item``."""
+def _list_of(
+    item: Callable[[str], Any], what: str, split: Callable[[str], list[str]] | None = None
+) -> Callable[[str], list[Any]]:
+    """argparse type: a comma-separated list of ``item`` (``split``: how the text is cut into
+    items; by default at every comma)."""
 
     def parse(text: str) -> list[Any]:
-        parts = [p.strip() for p in text.split(",")]
+        parts = split(text) if split else [p.strip() for p in text.split(",")]
         if not parts or any(not p for p in parts):
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not a comma-separated list of {what} (e.g. {_EXAMPLES[what]})"
@@ -1054,7 +1058,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--policies",
-        type=_list_of(str, "policy names"),
+        type=_list_of(str, "policy names", split_policy_names),
         metavar="P1,P2,...",
         help=f"network policies (CONFIG a network; default {','.join(DEFAULT_POLICIES)})",
     )
@@ -1147,7 +1151,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_benchmark_arguments(
         p,
         {
-            "policies": _list_of(str, "policy names"),
+            "policies": _list_of(str, "policy names", split_policy_names),
             "positive_int": _positive_int,
             "nonnegative_int": _nonnegative_int,
             "positive_float": _positive_float,

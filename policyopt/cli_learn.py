@@ -309,13 +309,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         evaluate,
     )
     from policyopt.model.networks_library import resolve_network
+    from policyopt.policies import split_policy_names
 
     seeds = seeds_arg(args.seeds)
-    policies = (
-        _parse_list(args.policies, str, "--policies", "max-pressure,fluid")
-        if args.policies
-        else list(DEFAULT_EVAL_POLICIES)
-    )
+    policies = list(DEFAULT_EVAL_POLICIES)
+    if args.policies:
+        policies = split_policy_names(args.policies)
+        if not all(policies):
+            raise SpecError(
+                "--policies", f"{args.policies!r} is not a comma-separated list", "e.g. fcfs,pr"
+            )
     loads = _parse_list(args.loads, float, "--loads", "0.9") if args.loads else [None]
     for x in loads:
         if x is not None and not (math.isfinite(x) and x > 0):

@@ -19,7 +19,7 @@ from policyopt.errors import SpecError
 from policyopt.jsonout import to_json, write_json
 from policyopt.optimal_policy import ActionTable, policy_table
 from policyopt.outdir import not_a_file
-from policyopt.policies import make_policy
+from policyopt.policies import make_policy, split_policy_names
 from policyopt.report import fmt, format_table, write_csv
 from policyopt.solvers import mdp
 
@@ -119,7 +119,7 @@ def cmd_optimal(args: argparse.Namespace) -> int:
             f"{len(orders)} static priorities are more than {MAX_PRIORITIES}",
             "leave --priorities out",
         )
-    names = [n.strip() for n in (args.policies or "").split(",") if n.strip()]
+    names = [n for n in split_policy_names(args.policies or "") if n]
     tables = {}
     for name in names:
         try:

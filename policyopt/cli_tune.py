@@ -24,12 +24,15 @@ TUNE_EPILOG = """\
 examples:
   policyopt tune rybko-stolyar --family priority
   policyopt tune rybko-stolyar --family pressure --budget 60 --horizon 2000 --out runs/tune-rs
+  policyopt tune fork-join --family batch-cap
   policyopt tune fork-join --family linear --train-seeds 0,1,2 --val-seeds 10,11 \\
       --test-seeds 20,21,22,23
 
 Families: pressure (maximum pressure with a weight per class, weighted-pressure:W1,...,WK),
 linear (index a_k z_k + b_k per class, linear:A1,B1,...), priority (a static order of the
-classes, priority:A>B>..., by local search). Every candidate runs with the training seeds
+classes, priority:A>B>..., by local search), batch-cap (the c-mu order with smaller batches
+at LLM engines while few prompts wait, batch-cap:TOKENS,JOBS:c-mu, by local search on a
+grid; networks with LLM engines only). Every candidate runs with the training seeds
 (common random numbers); the best few are compared on the validation seeds; the winner, its
 start and fcfs / max-pressure are reported on the test seeds (95% intervals over the seeds,
 and the paired difference to max-pressure). The seed sets must not overlap. Each simulation

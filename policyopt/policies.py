@@ -280,11 +280,14 @@ class Policy:
 
     A policy that also splits the token budget between decode and prefill sets ``splits =
     True`` and implements ``decode_cap``; the simulator then asks it right after ``order`` at
-    each LLM batch (see :meth:`decode_cap`).
+    each LLM batch (see :meth:`decode_cap`). A policy that limits the tokens of a batch below
+    the engine's budget sets ``caps_tokens = True`` and implements :meth:`token_cap`.
     """
 
     name = "policy"
     splits = False
+    caps_tokens = False
+    """Ask :meth:`token_cap` before every batch of an LLM engine (single-class ones too)."""
     every_event = False
     """Ask this policy at every engine (single-class ones included) after every event of the
     network, not only at the engine's own decision epochs."""
@@ -308,6 +311,13 @@ class Policy:
         (``None``: the engine's own scheduler rule); only asked when ``splits`` is True, and
         only used at engines whose scheduler mixes prefill and decode. See
         :meth:`~policyopt.sim.network_sim.NetworkSimulator.decide`."""
+        return None
+
+    def token_cap(self, engine: int, view: NetworkView) -> int | None:
+        """The most tokens the batch being formed at LLM engine ``engine`` may hold (at least
+        1; ``None``: the engine's token budget); only asked when ``caps_tokens`` is True. A
+        cap below the budget makes the batch smaller than the engine could form: such batches
+        count as not work-conserving."""
         return None
 
 
@@ -778,6 +788,21 @@ def make_policy(spec: str | Policy) -> Policy:
     return entry.build(arg)
 
 
+def split_policy_names(text: str) -> list[str]:
+    """The policies of a comma-separated list, stripped. An item that does not start with a
+    letter continues the policy before it, so that policies whose arguments hold commas can be
+    listed: ``c-mu,weighted-pressure:1,2,3,batch-cap:256,20:c-mu`` is three policies. Empty
+    items stay (as ``""``) for the caller to refuse."""
+    names: list[str] = []
+    for part in text.split(","):
+        item = part.strip()
+        if names and names[-1] and item and not item[0].isalpha():
+            names[-1] += "," + item
+        else:
+            names.append(item)
+    return names
+
+
 def _fluid(every: str) -> FluidTracking:
     """``fluid:N``: re-solve every ``N`` decisions."""
     if not every.isdigit():
@@ -815,5 +840,6 @@ register_policy(
 )
 register_policy("linear:", "policyopt.index_policies:LinearIndex.from_arg", arg="A1,B1,...,AK,BK")
 register_policy("table:", "policyopt.optimal_policy:TablePolicy.from_file", arg="FILE.npz")
+register_policy("batch-cap:", "policyopt.batch_cap:BatchCap.from_arg", arg="TOKENS[,JOBS]:POLICY")
 register_policy("pr", "policyopt.proportional:ProportionallyRandomized")
 register_policy("pr:", "policyopt.proportional:ProportionallyRandomized.from_arg", arg="SEED")

@@ -1,17 +1,18 @@
 """Tune a parametric policy by simulation (``policyopt tune``, ``docs/policies.md``).
 
 A *family* maps a parameter vector to a policy spec (``weighted-pressure:...``,
-``linear:...``, ``priority:...``). The search minimizes the mean long-run holding cost per
-second over the *training* seeds; every candidate runs with the same seeds, so two candidates
-meet the same arrivals and job sizes (common random numbers) and their difference is not
-noise of the draws. The best candidates of the search are then compared on *validation*
-seeds, the winner chosen there, and the winner, its starting point and the designed
-baselines are reported on *test* seeds; the three seed sets never overlap, so the reported
+``linear:...``, ``priority:...``, ``batch-cap:...``). The search minimizes the mean long-run
+holding cost per second over the *training* seeds; every candidate runs with the same seeds,
+so two candidates meet the same arrivals and job sizes (common random numbers) and their
+difference is not noise of the draws. The best candidates of the search are then compared on
+*validation* seeds, the winner chosen there, and the winner, its starting point and the
+designed baselines are reported on *test* seeds; the three seed sets never overlap, so the reported
 numbers are not the ones the search or the selection fitted.
 
 Continuous families (``pressure``, ``linear``) are searched with SciPy's Nelder-Mead (derivative
 free; the objective is a simulation); ``priority`` by local search over class orders (swap two
-classes served at one engine; first improvement). Every evaluation (spec, seed, horizon,
+classes served at one engine; first improvement), ``batch-cap`` by the same local search over a
+grid of token caps and queue thresholds. Every evaluation (spec, seed, horizon,
 cost) is appended to ``evaluations.jsonl`` in the output folder as it finishes; a rerun with
 the same folder reads them back and runs only what is missing (resumable). The tuned spec is
 an ordinary policy name, usable wherever a policy is (``simulate``, ``compare``,
@@ -34,6 +35,7 @@ from scipy import optimize
 from policyopt.errors import SpecError
 from policyopt.index_policies import format_numbers
 from policyopt.model.network import NetworkSpec
+from policyopt.sim.batching import batch_time_table
 from policyopt.sim.network_sim import NetworkSimulator
 from policyopt.sim.stats import t_interval
 
@@ -128,6 +130,68 @@ class PriorityFamily(Family):
         return out
 
 
+class BatchCapFamily(Family):
+    """``batch-cap``: the c-mu order with smaller batches while an LLM engine's queue is short
+    (:class:`~policyopt.batch_cap.BatchCap`); two parameters, searched by local search over a
+    grid: the cap (an index into :meth:`caps`) and the threshold (an index into
+    :data:`THRESHOLDS`). Networks with an LLM engine only."""
+
+    name = "batch-cap"
+    continuous = False
+    BASE: ClassVar[str] = "c-mu"
+    THRESHOLDS: ClassVar[tuple[int | None, ...]] = (0, 1, 2, 5, 10, 20, 50, 100, 200, None)
+    """Prompts waiting at the engine up to which batches are capped (``None``: always)."""
+    LEVELS: ClassVar[int] = 8
+    """Caps searched at most."""
+
+    def __init__(self, net: NetworkSpec) -> None:
+        super().__init__(net)
+        llm = [e for e in net.engines.values() if e.kind == "llm"]
+        if not llm:
+            raise SpecError(
+                "--family",
+                f"batch-cap: network {net.name!r} has no LLM engine, so no batch to cap",
+                "use pressure, linear or priority",
+            )
+        widest = max(llm, key=lambda e: e.token_budget)
+        self.levels = self.caps(widest)
+
+    @classmethod
+    def caps(cls, engine: Any) -> list[int]:
+        """The caps searched for an engine (tokens, increasing, the budget last): the token
+        counts that end a step of its batch-time profile (one token more takes longer), at
+        most :data:`LEVELS` of them evenly spread; for a profile that also depends on the
+        batch's mix (affine), ``budget * i / LEVELS``."""
+        b = int(engine.token_budget)
+        table = batch_time_table(engine)
+        if table is None:
+            ends = sorted({max(1, round(b * i / cls.LEVELS)) for i in range(1, cls.LEVELS + 1)})
+        else:
+            ends = [n for n in range(1, b + 1) if n == b or table[n + 1] > table[n]]
+        if len(ends) > cls.LEVELS:
+            picks = np.linspace(0, len(ends) - 1, cls.LEVELS).round().astype(int)
+            ends = [ends[i] for i in sorted(set(picks.tolist()))]
+        return ends
+
+    def start(self) -> list[float]:
+        """The full budget (the c-mu rule itself), the threshold of 20 prompts ready for the
+        first smaller cap."""
+        return [len(self.levels) - 1, self.THRESHOLDS.index(20)]
+
+    def spec(self, x: Sequence[float]) -> str:
+        cap, jobs = self.levels[int(x[0])], self.THRESHOLDS[int(x[1])]
+        limit = str(cap) if jobs is None else f"{cap},{jobs}"
+        return f"batch-cap:{limit}:{self.BASE}"
+
+    def neighbours(self, x: Sequence[float]) -> list[list[float]]:
+        """One grid step in the cap (smaller first), then in the threshold."""
+        i, j = int(x[0]), int(x[1])
+        moves = [(i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)]
+        return [
+            [a, c] for a, c in moves if 0 <= a < len(self.levels) and 0 <= c < len(self.THRESHOLDS)
+        ]
+
+
 FAMILIES: dict[str, type[Family]] = {}
 """Families by name (:func:`register_family`)."""
 
@@ -140,6 +204,7 @@ def register_family(cls: type[Family]) -> None:
 register_family(PressureFamily)
 register_family(LinearFamily)
 register_family(PriorityFamily)
+register_family(BatchCapFamily)
 
 
 # ----------------------------------------------------------------------------- runs
@@ -316,9 +381,12 @@ class _Budget(Exception):
 
 
 def _local_search(
-    fam: PriorityFamily, x0: list[float], objective: Callable[[Sequence[float]], float]
+    fam: PriorityFamily | BatchCapFamily,
+    x0: list[float],
+    objective: Callable[[Sequence[float]], float],
 ) -> None:
-    """First-improvement local search over orders (one swap), from ``x0``."""
+    """First-improvement local search from ``x0`` over ``fam.neighbours`` (for orders: one
+    swap; for a grid: one step)."""
     current, value = x0, objective(x0)
     improved = True
     while improved:

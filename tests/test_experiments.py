@@ -184,18 +184,35 @@ def test_vertex_c_recorded_results_reproduce(tmp_path: Path) -> None:
 
 
 def test_tune_networks_smoke(tmp_path: Path) -> None:
-    """The tuning experiment end to end on one network with tiny budgets: every family's
-    winner and every designed policy is reported on the test seeds, and a tuned policy is
-    never worse than its family's start on the training seeds it was searched on."""
+    """The tuning experiment end to end on two networks with tiny budgets: every family's
+    winner and every designed policy is reported on the test seeds (batch-cap only where
+    there is an LLM engine), and the verdict compares the best policy found without an order
+    search with the best designed one, on the costs of the rows."""
     tune_networks = load_script("tune_networks")
-    args = ["--budget", "2", "--quick", "--networks", "criss-cross"]
+    args = ["--budget", "2", "--quick", "--networks", "criss-cross,rybko-stolyar"]
     args += ["--out", str(tmp_path / "ev"), "--results", str(tmp_path)]
     assert tune_networks.main(args) == 0
-    rows = json.loads((tmp_path / "tune_networks.json").read_text())
-    roles = {r["role"] for r in rows}
-    assert {"tuned pressure", "tuned linear", "tuned priority", "designed"} <= roles
-    assert {r["policy"] for r in rows} >= {"fcfs", "max-pressure", "fluid", "pr"}
-    assert all(r["low"] <= r["mean"] <= r["high"] for r in rows)
+    data = json.loads((tmp_path / "tune_networks.json").read_text())
+    rows, verdicts = data["rows"], data["verdicts"]
+    for name, families in (("criss-cross", set()), ("rybko-stolyar", {"tuned batch-cap"})):
+        net_rows = [r for r in rows if r["network"] == name]
+        roles = {r["role"] for r in net_rows}
+        assert {"tuned pressure", "tuned linear", "tuned priority", "designed"} | families == roles
+        assert {r["policy"] for r in net_rows} >= {"fcfs", "max-pressure", "fluid", "pr"}
+        assert all(r["low"] <= r["mean"] <= r["high"] for r in net_rows)
+        v = next(v for v in verdicts if v["network"] == name)
+        found = min(
+            (r for r in net_rows if r["role"] not in ("designed", "tuned priority")),
+            key=lambda r: r["mean"],
+        )
+        best = min(
+            (r for r in net_rows if r["role"] in ("designed", "tuned priority")),
+            key=lambda r: r["mean"],
+        )
+        assert (v["found"], v["designed"]) == (found["policy"], best["policy"])
+        assert v["diff"] == pytest.approx(found["mean"] - best["mean"], rel=1e-9, abs=1e-9)
+        assert v["diff_low"] <= v["diff"] <= v["diff_high"]
+    assert "found without a search" in (tmp_path / "tune_networks.md").read_text()
 
 
 def test_optimal_gap_smoke(tmp_path: Path) -> None:

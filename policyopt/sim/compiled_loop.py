@@ -102,6 +102,8 @@ def _llm_reason(sim: NetworkSimulator, eng: Any) -> str | None:
         return f"engine {name!r} has a scheduler of its own ({type(eng.sched).__name__})"
     if sim.policy_splits:
         return f"policy {sim.policy_name!r} splits the token budget"
+    if sim.policy_caps:
+        return f"policy {sim.policy_name!r} caps the tokens of a batch"
     if sim._every or sim._may_idle:
         return f"policy {sim.policy_name!r} re-decides or idles at LLM engines"
     if sim.record:

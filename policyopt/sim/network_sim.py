@@ -394,6 +394,7 @@ class NetworkSimulator:
         if self.policy is not None:
             self.policy.bind(net)
         self.policy_splits = self.policy is not None and self.policy.splits
+        self.policy_caps = self.policy is not None and self.policy.caps_tokens
         self.policy_name = "external" if self.policy is None else self.policy.name
         self.pending: int | None = None  # external mode: the engine whose decision is pending
         self._skip = False  # external mode: decisions with one class of work are taken
@@ -1027,6 +1028,18 @@ class NetworkSimulator:
                 if self.policy_splits:
                     self._sync_jobs()
                     decode_cap = self.policy.decode_cap(eng.index, self.view)  # type: ignore[union-attr]
+            limit = b  # tokens this batch may hold: the budget, or the policy's cap
+            if self.policy_caps:  # the policy may form a smaller batch than the budget
+                reusable = False
+                self._sync_jobs()
+                cap = self.policy.token_cap(eng.index, self.view)  # type: ignore[union-attr]
+                if cap is not None:
+                    if not (isinstance(cap, int) and cap >= 1):
+                        raise ValueError(
+                            f"policy {self.policy_name!r} capped a batch at {cap!r} tokens: "
+                            "a cap must be a whole number >= 1"
+                        )
+                    limit = min(b, cap)
             if mem is None:
                 available = D + eng.pre_backlog
             else:  # preempt to make room, then show the prompts that may be admitted
@@ -1037,7 +1050,7 @@ class NetworkSimulator:
                     return
                 available = D + eng.shown_tokens
                 reusable = False
-            plan = eng.sched.form(eng, order, b, kmax, decode_cap)
+            plan = eng.sched.form(eng, order, limit, kmax, decode_cap)
             n = plan.x + plan.m
             if n == 0:
                 if self._may_idle:  # the order serves no class with work: idle

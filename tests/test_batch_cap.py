@@ -1,0 +1,199 @@
+"""Smaller batches while an engine's queue is short (``batch-cap:TOKENS[,JOBS]:POLICY``): the
+cap is never exceeded, an always-on cap is the same run as a smaller token budget, a cap at
+the budget is the wrapped policy itself, capped batches count as not work-conserving, and the
+``batch-cap`` tuning family searches the caps that end a step of the batch-time profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policyopt.batch_cap import BatchCap
+from policyopt.cli import main
+from policyopt.errors import SpecError
+from policyopt.model.network import NetworkSpec
+from policyopt.model.networks_library import resolve_network
+from policyopt.policies import NetworkView, make_policy, split_policy_names
+from policyopt.sim.compiled_loop import why_not
+from policyopt.sim.network_sim import NetworkSimulator
+from policyopt.tune import BatchCapFamily, TuneSettings, tune
+
+
+def with_budget(name: str, budget: int) -> NetworkSpec:
+    """Library network ``name`` with every engine's token budget set to ``budget``."""
+    base = resolve_network(name)
+    data = base.model_dump()
+    for engine in data["engines"].values():
+        engine["token_budget"] = budget
+    return type(base).model_validate(data)
+
+
+def nwc(result: object) -> float:
+    """The largest share of batches that were not work-conserving, over the LLM engines."""
+    rows = result.engines.values()  # type: ignore[attr-defined]
+    return max(r["non_work_conserving_share"] for r in rows if "batches" in r)
+
+
+def run(net: NetworkSpec, policy: str, horizon: float = 200.0, seed: int = 3, **kw: object):
+    return NetworkSimulator(net, policy, horizon=horizon, seed=seed, **kw).run()
+
+
+@pytest.mark.parametrize("name", ["rybko-stolyar", "fork-join"])
+def test_an_always_on_cap_is_a_smaller_budget(name: str) -> None:
+    """``batch-cap:256:c-mu`` at engines of budget 512 forms the batches of the same network
+    with budget 256: the same jobs over time and the same completions, bit for bit; only the
+    capped batches count as not work-conserving (they could have been larger)."""
+    capped = run(resolve_network(name), "batch-cap:256:c-mu", record_batches=True)
+    small = run(with_budget(name, 256), "c-mu", record_batches=True)
+    a, b = capped.result(), small.result()
+    assert a.mean_jobs == b.mean_jobs and a.holding_cost == b.holding_cost
+    assert [(r.start, r.end, r.tokens) for r in capped.batches] == [
+        (r.start, r.end, r.tokens) for r in small.batches
+    ]
+    assert max(r.tokens for r in capped.batches) <= 256
+    assert nwc(b) == 0.0 < nwc(a)
+
+
+@pytest.mark.parametrize("spec", ["batch-cap:512:c-mu", "batch-cap:600,0:c-mu"])
+def test_a_cap_at_the_budget_is_the_wrapped_policy(spec: str) -> None:
+    net = resolve_network("rybko-stolyar")
+    a, b = run(net, spec).result(), run(net, "c-mu").result()
+    assert a.mean_jobs == b.mean_jobs and a.holding_cost == b.holding_cost
+    assert nwc(a) == 0.0
+
+
+def test_a_threshold_no_queue_reaches_is_no_threshold() -> None:
+    net = resolve_network("fork-join")
+    a = run(net, "batch-cap:256,1000000:c-mu").result()
+    b = run(net, "batch-cap:256:c-mu").result()
+    assert a.mean_jobs == b.mean_jobs
+
+
+class Logged(BatchCap):
+    """A batch cap that logs, at every batch, the prompts waiting and the cap it returned."""
+
+    def __init__(self, tokens: int, jobs: int | None) -> None:
+        super().__init__(tokens, jobs, "c-mu")
+        self.log: list[tuple[int, int, int | None]] = []
+
+    def token_cap(self, engine: int, view: NetworkView) -> int | None:
+        cap = super().token_cap(engine, view)
+        self.log.append((engine, view.engine_jobs(engine)[0], cap))
+        return cap
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    tokens=st.integers(1, 700),
+    jobs=st.one_of(st.none(), st.integers(0, 30)),
+    seed=st.integers(0, 50),
+    name=st.sampled_from(["rybko-stolyar", "fork-join"]),
+)
+def test_no_batch_exceeds_its_cap(tokens: int, jobs: int | None, seed: int, name: str) -> None:
+    """Every batch holds at most the cap returned for it (the budget, 512, when none), the cap
+    is returned exactly while at most ``jobs`` prompts wait, and the run conserves jobs: what
+    arrived is what left plus what is still in the network."""
+    policy = Logged(tokens, jobs)
+    sim = run(resolve_network(name), policy, horizon=60.0, seed=seed, record_batches=True)
+    assert len(policy.log) == len(sim.batches)  # one question per batch, in batch order
+    for (_, waiting, cap), batch in zip(policy.log, sim.batches, strict=True):
+        assert cap == (None if jobs is not None and waiting > jobs else tokens)
+        assert 1 <= batch.tokens <= min(512, cap or 512)
+    if tokens >= 512:
+        assert nwc(sim.result()) == 0.0
+
+
+def test_the_compiled_loop_leaves_a_cap_to_python() -> None:
+    sim = NetworkSimulator(resolve_network("rybko-stolyar"), "batch-cap:256,20:c-mu", horizon=1)
+    assert "caps the tokens of a batch" in (why_not(sim) or "")
+    assert make_policy("batch-cap:256,20:c-mu").name == "batch-cap:256,20:c-mu"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("batch-cap:256", "names no policy"),
+        ("batch-cap:256:", "names no policy"),
+        ("batch-cap:x:c-mu", "whole numbers"),
+        ("batch-cap:256,20,3:c-mu", "whole numbers"),
+        ("batch-cap:0:c-mu", "a cap of 0 tokens"),
+        ("batch-cap:256:nope", "unknown policy 'nope'"),
+        ("batch-cap:256:batch-cap:128:c-mu", "caps batches itself"),
+    ],
+)
+def test_bad_specs(spec: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        NetworkSimulator(resolve_network("rybko-stolyar"), spec, horizon=10.0)
+
+
+def test_command_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    """A station network has no batch to cap: one line naming the policy, exit code 2."""
+    assert main(["simulate", "criss-cross", "--policy", "batch-cap:256:c-mu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "policy" in err[0] and "no LLM engine" in err[0]
+    assert main(["tune", "criss-cross", "--family", "batch-cap", "--budget", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--family" in err[0]
+
+
+def test_the_family_searches_the_ends_of_the_staircase_steps() -> None:
+    """The default staircase has 128-token steps: 128, 256, 384 and 512 end one; an affine
+    profile gets eighths of the budget."""
+    rs = resolve_network("rybko-stolyar")
+    fam = BatchCapFamily(rs)
+    assert fam.levels == [128, 256, 384, 512]
+    assert fam.spec(fam.start()) == "batch-cap:512,20:c-mu"
+    data = rs.model_dump()
+    for engine in data["engines"].values():
+        engine["batch_time"] = {"kind": "affine", "c_ms": 10.0, "cp_ms": 0.2, "cd_ms": 0.3}
+    affine = BatchCapFamily(type(rs).model_validate(data))
+    assert affine.levels == [64, 128, 192, 256, 320, 384, 448, 512]
+
+
+def test_tuning_a_cap_on_rybko_stolyar_beats_its_start() -> None:
+    """A short search already finds a smaller cap than the budget that the training seeds
+    prefer, and the report has the start (c-mu at the full budget) on the same test seeds."""
+    settings_ = TuneSettings(horizon=400.0, train=(0,), val=(10,), test=(20, 21), budget=4)
+    res = tune(resolve_network("rybko-stolyar"), "batch-cap", settings_)
+    assert res.start == "batch-cap:512,20:c-mu"
+    costs = dict(res.trace)
+    assert min(costs.values()) < costs[res.start]
+    assert res.spec != res.start and res.start in res.test
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["fcfs", "c-mu", "max-pressure", "priority:A1>B1>A2>B2", "pr:3"]),
+            st.lists(st.integers(1, 9), min_size=1, max_size=4).map(
+                lambda w: "weighted-pressure:" + ",".join(map(str, w))
+            ),
+            st.tuples(st.integers(1, 512), st.integers(0, 50)).map(
+                lambda t: f"batch-cap:{t[0]},{t[1]}:c-mu"
+            ),
+            st.floats(-5, 5, allow_nan=False).map(lambda a: f"linear:{a!r},1,-{abs(a)!r},0"),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_a_policy_list_splits_back_into_its_policies(names: list[str]) -> None:
+    """Items that do not start with a letter continue the policy before them, so the
+    arguments' commas survive a comma-separated list."""
+    assert split_policy_names(",".join(names)) == names
+    assert split_policy_names(" , ".join(names)) == names
+
+
+def test_compare_takes_policies_whose_arguments_hold_commas(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    policies = "c-mu,batch-cap:256,20:c-mu,weighted-pressure:1,1,1,1"
+    args = ["compare", "rybko-stolyar", "--policies", policies, "--horizon", "60"]
+    assert main([*args, "--no-progress", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "batch-cap:256,20:c-mu" in out and "weighted-pressure:1.0,1.0,1.0,1.0" in out
+    assert main(["compare", "rybko-stolyar", "--policies", "c-mu,,fcfs"]) == 2
