@@ -155,13 +155,17 @@ def test_the_family_searches_the_ends_of_the_staircase_steps() -> None:
 
 def test_tuning_a_cap_on_rybko_stolyar_beats_its_start() -> None:
     """A short search already finds a smaller cap than the budget that the training seeds
-    prefer, and the report has the start (c-mu at the full budget) on the same test seeds."""
+    prefer, the report has the start (c-mu at the full budget) on the same test seeds, and
+    the tuned spec replays its validation number."""
     settings_ = TuneSettings(horizon=400.0, train=(0,), val=(10,), test=(20, 21), budget=4)
     res = tune(resolve_network("rybko-stolyar"), "batch-cap", settings_)
     assert res.start == "batch-cap:512,20:c-mu"
     costs = dict(res.trace)
     assert min(costs.values()) < costs[res.start]
     assert res.spec != res.start and res.start in res.test
+    # the tuned spec is an ordinary policy name: it replays its validation number exactly
+    again = run(resolve_network("rybko-stolyar"), res.spec, horizon=400.0, seed=10)
+    assert again.result().holding_cost == res.validation[res.spec]
 
 
 @settings(max_examples=50, deadline=None)
