@@ -16,6 +16,12 @@ full budget carries. With the threshold, a backlog always gets full batches, so 
 keeps the throughput of the budget (the capped batches are counted as not work-conserving
 in the results). Stations have no token budget: the cap does not apply there.
 
+``TOKENS`` may also be ``auto`` or ``auto=RHO`` (default ``RHO`` = :data:`AUTO_LOAD`): each
+engine gets its own cap, the smallest batch that ends a step of its batch-time profile
+(:func:`step_ends`) and still carries the engine's nominal token load (traffic equations) at
+a load of at most ``RHO``; an engine where no smaller batch does keeps its full budget. No
+tuning, and no cap where the load leaves no room for one.
+
 A cap pays when it ends a step of the batch-time profile: with a staircase of ``b0``-token
 steps (the default profile: 128), a batch of ``2 b0`` tokens takes two steps, one of
 ``2 b0 + 1`` three. Caps between steps serve fewer tokens in the same time (``docs/policies.md``).
@@ -23,24 +29,83 @@ steps (the default profile: 128), a batch of ``2 b0`` tokens takes two steps, on
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from policyopt.errors import SpecError
 from policyopt.model.network import NetworkSpec
 from policyopt.policies import NetworkView, Policy, make_policy
+from policyopt.sim.batching import batch_time_table
+
+AUTO_LOAD = 0.99
+"""The default ``RHO`` of ``batch-cap:auto``: the largest nominal load a capped engine may
+carry."""
+
+AFFINE_LEVELS = 8
+"""An affine batch-time profile has no steps: its candidate caps are ``b * i / 8``."""
+
+
+def step_ends(engine: Any) -> list[int]:
+    """The token counts (increasing, the budget last) that end a step of ``engine``'s batch
+    time: one token more takes longer. For a profile that also depends on the batch's mix
+    (affine), ``budget * i / 8``, ``i = 1..8``."""
+    b = int(engine.token_budget)
+    table = batch_time_table(engine)
+    if table is None:
+        return sorted({max(1, round(b * i / AFFINE_LEVELS)) for i in range(1, AFFINE_LEVELS + 1)})
+    return [n for n in range(1, b + 1) if n == b or table[n + 1] > table[n]]
+
+
+def auto_caps(net: NetworkSpec, load: float) -> list[int | None]:
+    """Per engine of ``net``: the smallest of its :func:`step_ends` whose token rate (tokens /
+    batch seconds, at the engine's nominal prefill share) carries the engine's nominal token
+    load at a load of at most ``load``; ``None`` (the full budget) where none below the budget
+    does, and at stations."""
+    from policyopt.solvers.traffic import traffic
+
+    tr = traffic(net)
+    offered = tr.offered @ tr.split  # tokens/s routed to each engine
+    caps: list[int | None] = []
+    for j, name in enumerate(net.topology.engines):
+        engine = net.engines[name]
+        if engine.kind != "llm":
+            caps.append(None)
+            continue
+        spec = engine.engine_spec()
+        share = float(tr.prefill_share[j])
+        cap = None
+        for n in step_ends(engine)[:-1]:
+            rate = n / float(spec.batch_seconds(n, share))
+            if offered[j] <= load * rate:
+                cap = n
+                break
+        caps.append(cap)
+    return caps
 
 
 class BatchCap(Policy):
     """``POLICY``'s order, with at most ``tokens`` tokens per batch at an LLM engine while at
-    most ``jobs`` prompts wait there (``jobs`` ``None``: always)."""
+    most ``jobs`` prompts wait there (``jobs`` ``None``: always); ``tokens`` ``None``: each
+    engine's :func:`auto_caps` at ``load``."""
 
     caps_tokens = True
 
-    def __init__(self, tokens: int, jobs: int | None, base: Policy | str) -> None:
-        if not (isinstance(tokens, int) and tokens >= 1):
+    def __init__(
+        self,
+        tokens: int | None,
+        jobs: int | None,
+        base: Policy | str,
+        load: float = AUTO_LOAD,
+    ) -> None:
+        if tokens is not None and not (isinstance(tokens, int) and tokens >= 1):
             raise SpecError("policy", f"batch-cap: a cap of {tokens!r} tokens", "give >= 1")
         if jobs is not None and not (isinstance(jobs, int) and jobs >= 0):
             raise SpecError("policy", f"batch-cap: a threshold of {jobs!r} jobs", "give >= 0")
+        if not (isinstance(load, (int, float)) and math.isfinite(load) and 0 < load <= 1):
+            raise SpecError("policy", f"batch-cap:auto={load!r}", "give a load in (0, 1]")
         self.tokens = tokens
         self.jobs = jobs
+        self.load = float(load)
         self.base = make_policy(base)
         if self.base.caps_tokens:
             raise SpecError(
@@ -49,24 +114,41 @@ class BatchCap(Policy):
         self.splits = self.base.splits
         self.every_event = self.base.every_event
         self.may_idle = self.base.may_idle
-        limit = str(tokens) if jobs is None else f"{tokens},{jobs}"
+        self.caps: list[int | None] = []  # per engine, set by bind
+        if tokens is not None:
+            cap = str(tokens)
+        else:
+            cap = "auto" if self.load == AUTO_LOAD else f"auto={self.load!r}"
+        limit = cap if jobs is None else f"{cap},{jobs}"
         self.name = f"batch-cap:{limit}:{self.base.name}"
 
     @classmethod
     def from_arg(cls, arg: str) -> BatchCap:
-        """``TOKENS[,JOBS]:POLICY``, as in ``batch-cap:256,20:c-mu``."""
+        """``TOKENS[,JOBS]:POLICY``, ``TOKENS`` a whole number, ``auto`` or ``auto=RHO``, as
+        in ``batch-cap:256,20:c-mu`` or ``batch-cap:auto,50:c-mu``."""
         head, colon, base = arg.partition(":")
-        usage = "write batch-cap:TOKENS[,JOBS]:POLICY, as in batch-cap:256,20:c-mu"
+        usage = (
+            "write batch-cap:TOKENS[,JOBS]:POLICY (TOKENS a whole number, auto or auto=RHO), "
+            "as in batch-cap:256,20:c-mu"
+        )
         if not colon or not base.strip():
             raise SpecError("policy", f"'batch-cap:{arg}' names no policy to cap", usage)
-        parts = head.split(",")
-        if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
-            raise SpecError(
-                "policy", f"'batch-cap:{arg}': TOKENS[,JOBS] must be whole numbers", usage
-            )
-        tokens = int(parts[0])
+        parts = [p.strip() for p in head.split(",")]
+        bad = SpecError("policy", f"'batch-cap:{arg}': TOKENS[,JOBS] must be whole numbers", usage)
+        if len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+            raise bad
         jobs = int(parts[1]) if len(parts) == 2 else None
-        return cls(tokens, jobs, base.strip())
+        cap, _, rho = parts[0].partition("=")
+        if cap == "auto":
+            try:
+                load = float(rho) if rho else AUTO_LOAD
+            except ValueError:
+                problem = f"'batch-cap:{arg}': RHO must be a number"
+                raise SpecError("policy", problem, usage) from None
+            return cls(None, jobs, base.strip(), load)
+        if not parts[0].isdigit():
+            raise bad
+        return cls(int(parts[0]), jobs, base.strip())
 
     def bind(self, net: NetworkSpec) -> None:
         if not any(e.kind == "llm" for e in net.engines.values()):
@@ -76,6 +158,11 @@ class BatchCap(Policy):
                 f"use {self.base.name} itself",
             )
         self.base.bind(net)
+        if self.tokens is None:
+            self.caps = auto_caps(net, self.load)
+        else:
+            llm = [net.engines[name].kind == "llm" for name in net.topology.engines]
+            self.caps = [self.tokens if is_llm else None for is_llm in llm]
 
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
         """The wrapped policy's order."""
@@ -86,10 +173,9 @@ class BatchCap(Policy):
         return self.base.decode_cap(engine, view)
 
     def token_cap(self, engine: int, view: NetworkView) -> int | None:
-        """``tokens`` while at most ``jobs`` prompts wait at ``engine``, else ``None`` (the
-        full budget); ``None`` at a station."""
-        if not view.engines[engine].llm:
+        """The engine's cap while at most ``jobs`` prompts wait at ``engine``, else ``None``
+        (the full budget); ``None`` at a station and where :func:`auto_caps` found none."""
+        cap = self.caps[engine]
+        if cap is None or (self.jobs is not None and view.engine_jobs(engine)[0] > self.jobs):
             return None
-        if self.jobs is not None and view.engine_jobs(engine)[0] > self.jobs:
-            return None
-        return self.tokens
+        return cap

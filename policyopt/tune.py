@@ -32,10 +32,10 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import optimize
 
+from policyopt.batch_cap import step_ends
 from policyopt.errors import SpecError
 from policyopt.index_policies import format_numbers
 from policyopt.model.network import NetworkSpec
-from policyopt.sim.batching import batch_time_table
 from policyopt.sim.network_sim import NetworkSimulator
 from policyopt.sim.stats import t_interval
 
@@ -158,16 +158,10 @@ class BatchCapFamily(Family):
 
     @classmethod
     def caps(cls, engine: Any) -> list[int]:
-        """The caps searched for an engine (tokens, increasing, the budget last): the token
-        counts that end a step of its batch-time profile (one token more takes longer), at
-        most :data:`LEVELS` of them evenly spread; for a profile that also depends on the
-        batch's mix (affine), ``budget * i / LEVELS``."""
-        b = int(engine.token_budget)
-        table = batch_time_table(engine)
-        if table is None:
-            ends = sorted({max(1, round(b * i / cls.LEVELS)) for i in range(1, cls.LEVELS + 1)})
-        else:
-            ends = [n for n in range(1, b + 1) if n == b or table[n + 1] > table[n]]
+        """The caps searched for an engine (tokens, increasing, the budget last): its
+        :func:`~policyopt.batch_cap.step_ends`, at most :data:`LEVELS` of them evenly
+        spread."""
+        ends = step_ends(engine)
         if len(ends) > cls.LEVELS:
             picks = np.linspace(0, len(ends) - 1, cls.LEVELS).round().astype(int)
             ends = [ends[i] for i in sorted(set(picks.tolist()))]

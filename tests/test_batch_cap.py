@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policyopt.batch_cap import BatchCap
+from policyopt.batch_cap import BatchCap, auto_caps, step_ends
 from policyopt.cli import main
 from policyopt.errors import SpecError
 from policyopt.model.network import NetworkSpec
@@ -19,6 +19,7 @@ from policyopt.model.networks_library import resolve_network
 from policyopt.policies import NetworkView, make_policy, split_policy_names
 from policyopt.sim.compiled_loop import why_not
 from policyopt.sim.network_sim import NetworkSimulator
+from policyopt.solvers.static_planning import static_plan
 from policyopt.tune import BatchCapFamily, TuneSettings, tune
 
 
@@ -201,3 +202,63 @@ def test_compare_takes_policies_whose_arguments_hold_commas(
     out = capsys.readouterr().out
     assert "batch-cap:256,20:c-mu" in out and "weighted-pressure:1.0,1.0,1.0,1.0" in out
     assert main(["compare", "rybko-stolyar", "--policies", "c-mu,,fcfs"]) == 2
+
+
+def scaled(name: str, load: float) -> NetworkSpec:
+    """Library network ``name`` at ``load`` of its static planning LP's capacity boundary."""
+    net = resolve_network(name)
+    return net.scaled(load * static_plan(net).theta)
+
+
+def test_auto_caps_keep_each_engine_under_its_load() -> None:
+    """Rybko-Stolyar's engines carry 0.9 x 3,343 = 3,009 tokens/s: 256-token batches (3,114
+    tokens/s) carry that at 0.966, 128-token ones (2,738) cannot; at 0.95 of the boundary only
+    384 tokens do (0.973), at 0.98 no batch below the budget does. Fork-join's tools engine
+    carries less (2,568 tokens/s) and gets 128."""
+    assert auto_caps(resolve_network("rybko-stolyar"), 0.99) == [256, 256]
+    assert auto_caps(scaled("rybko-stolyar", 0.95), 0.99) == [384, 384]
+    assert auto_caps(scaled("rybko-stolyar", 0.98), 0.99) == [None, None]
+    assert auto_caps(scaled("rybko-stolyar", 0.95), 0.97) == [None, None]
+    assert auto_caps(resolve_network("fork-join"), 0.99) == [256, 128]
+    for net in (resolve_network("rybko-stolyar"), resolve_network("fork-join")):
+        for j, cap in enumerate(auto_caps(net, 0.99)):
+            engine = net.engines[net.topology.engines[j]]
+            assert cap is None or cap in step_ends(engine)
+
+
+def test_auto_without_room_is_the_wrapped_policy_and_with_room_the_fixed_cap() -> None:
+    net = scaled("rybko-stolyar", 0.98)
+    a, b = run(net, "batch-cap:auto,50:c-mu").result(), run(net, "c-mu").result()
+    assert a.mean_jobs == b.mean_jobs and nwc(a) == 0.0
+    rs = resolve_network("rybko-stolyar")
+    a, b = run(rs, "batch-cap:auto,50:c-mu").result(), run(rs, "batch-cap:256,50:c-mu").result()
+    assert a.mean_jobs == b.mean_jobs
+
+
+@pytest.mark.parametrize(
+    ("spec", "name"),
+    [
+        ("batch-cap:auto:c-mu", "batch-cap:auto:c-mu"),
+        ("batch-cap:auto,50:c-mu", "batch-cap:auto,50:c-mu"),
+        ("batch-cap:auto=0.95,50:fcfs", "batch-cap:auto=0.95,50:fcfs"),
+        ("batch-cap:auto=0.99:c-mu", "batch-cap:auto:c-mu"),
+    ],
+)
+def test_auto_names(spec: str, name: str) -> None:
+    assert make_policy(spec).name == name
+    assert make_policy(name).name == name
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("batch-cap:auto=1.5:c-mu", r"load in \(0, 1\]"),
+        ("batch-cap:auto=0:c-mu", r"load in \(0, 1\]"),
+        ("batch-cap:auto=x:c-mu", "RHO must be a number"),
+        ("batch-cap:auto,x:c-mu", "whole numbers"),
+        ("batch-cap:automatic:c-mu", "whole numbers"),
+    ],
+)
+def test_bad_auto_specs(spec: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        make_policy(spec)
