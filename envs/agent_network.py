@@ -95,13 +95,23 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
     action. The level is ignored at stations and at engines that do not mix. An epoch is then
     also a step when one class has work but the engine holds both decoding and waiting jobs
     (the split can change the batch).
+
+    ``action="cap"`` (networks with an LLM engine): ``Discrete(K * L)`` with ``L`` the caps of
+    :func:`~policyopt.batch_cap.cap_levels` (the token counts that end a step of the batch-time
+    profile, at most 8, the budget last: 128, 256, 384, 512 for the default engine); action
+    ``a = k * L + l`` puts class ``k`` first and caps the batch at the ``l``-th of them (a
+    ``batch-cap`` policy's batch; a capped batch that could be larger is not
+    work-conserving). Level ``L - 1`` is the full budget (the native level). The level is
+    ignored at stations. An epoch is then also a step when one class has work and the engine
+    has prompts waiting or more decoding jobs than the smallest cap.
+
     :meth:`action_masks` marks the legal actions: the classes served at the deciding engine
     that have work there (waiting, prefilling or decoding; at a station, waiting or in
     service); if none has work, all of the engine's classes; if no engine decides (the episode
     ended before any decision), every class (with ``split``, every level of a legal class is
-    legal). An illegal action is replaced by the legal class of smallest index (at the
-    engine's native split level), and ``info["illegal_action"]`` is ``True`` (``info["action"]``
-    is the action actually applied).
+    legal; likewise with ``cap``). An illegal action is replaced by the legal class of
+    smallest index (at the engine's native level), and ``info["illegal_action"]`` is ``True``
+    (``info["action"]`` is the action actually applied).
 
     **Observation space** ``Box(0, 1, (3K + J + C,), float32)``, with ``x -> x / (x + c)``
     mapping counts into ``[0, 1)`` (``C``: the engines with a limited KV cache, usually 0):
@@ -141,7 +151,7 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
     ``reset`` option); ``init_jobs`` (default 20); ``reward_scale`` (default 1);
     ``skip_trivial`` (default ``True``: epochs where every action gives the same batch, at most
     one class having work at the engine, are taken automatically and are not steps);
-    ``action`` (``order`` or ``split``) and ``split_levels`` (see the action space).
+    ``action`` (``order``, ``split`` or ``cap``) and ``split_levels`` (see the action space).
 
     **Randomness**: all from ``self.np_random``; ``reset(seed=s)`` draws the simulator's seed
     (``info["sim_seed"]``) and the initial counts from it, so a seed fixes the episode given the
@@ -203,7 +213,14 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._scale = observation_scale(net)
         self.in_fork = np.array([bool(f) for f in topo.forks])
         self.action_mode = action
-        self.split_levels = L = int(split_levels) if action == "split" else 1
+        if action == "cap" and not any(e.kind == "llm" for e in net.engines.values()):
+            raise ValueError(
+                f"action='cap' needs an LLM engine (a batch to cap); {net.name} has none: use "
+                "action='order'"
+            )
+        # the action layout, shared with AgentPolicy; L levels (1 with action='order')
+        self.decoder = ActionDecoder(net, int(split_levels) if action == "split" else 1, action)
+        self.split_levels = L = self.decoder.split_levels
         if action == "split":
             mixing = [
                 name
@@ -218,7 +235,6 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.action_space = spaces.Discrete(K * L)
         C = sum(1 for e in net.engines.values() if getattr(e, "kv_cache", None) is not None)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(3 * K + J + C,), dtype=np.float32)
-        self.decoder = ActionDecoder(net, L)  # the action layout, shared with AgentPolicy
         self.sim: NetworkSimulator | None = None
         self.engine: int | None = None
         self._mask = np.ones(K, dtype=bool)  # legal classes (actions: repeated L times)
@@ -239,6 +255,7 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         random_init = bool(options.get("random_init", self.random_init))
         sim_seed = int(self.np_random.integers(2**63 - 1))
         self.sim = NetworkSimulator(self.net, None, horizon=self.horizon, warmup=0.0, seed=sim_seed)
+        self.sim.ask_single = self.action_mode == "cap"  # a cap is a decision at one class too
         if random_init:
             counts = self.np_random.integers(0, self.init_jobs + 1, size=self.n_classes)
             counts[self.in_fork] = 0
@@ -266,8 +283,10 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
             d = decoder.decode(a, self._mask, view, j)
             a, first, level, illegal = d.action, d.first, d.level, d.illegal
         if j is not None:
-            cap = None if L == 1 else decoder.decode_cap(view, j, level)
-            sim.decide(decoder.order(view, j, first), cap)
+            if L == 1:
+                sim.decide(decoder.order(view, j, first))
+            else:
+                sim.decide(decoder.order(view, j, first), *decoder.limits(view, j, level))
         self._steps += 1
         self._advance()
         seconds, cost = sim.cost_so_far(self._h)
@@ -287,13 +306,14 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         return self._mask.copy()
 
     def native_level(self, engine: int | None) -> int:
-        """The split level that reproduces ``engine``'s own scheduler rule: ``L - 1`` (decode
-        first) for a decode-first scheduler such as Sarathi-Serve, ``0`` (prefill first) for
-        one such as Orca; ``0`` when there is no split (``L = 1``) or no engine."""
-        if self.split_levels == 1 or engine is None:
+        """The level that reproduces ``engine``'s own rule: with ``action='split'``, ``L - 1``
+        (decode first) for a decode-first scheduler such as Sarathi-Serve, ``0`` (prefill
+        first) for one such as Orca, ``0`` without an engine; with ``action='cap'``, ``L - 1``
+        (the full budget); ``0`` with ``action='order'``."""
+        if self.split_levels == 1:
             return 0
-        assert self.sim is not None
-        return self.decoder.native_level(self.sim.view, engine)
+        view = None if self.sim is None else self.sim.view
+        return self.decoder.native_level(view, engine)  # type: ignore[arg-type]
 
     def decode_cap(self, engine: int, level: int) -> int | None:
         """Decode tokens served before prefill at split ``level``: ``round(level / (L - 1) *

@@ -56,6 +56,29 @@ def step_ends(engine: Any) -> list[int]:
     return [n for n in range(1, b + 1) if n == b or table[n + 1] > table[n]]
 
 
+CAP_LEVELS = 8
+"""Caps offered at most by :func:`cap_levels`."""
+
+
+def cap_levels(net: NetworkSpec) -> list[int]:
+    """The caps (tokens, increasing, the budget last) the ``batch-cap`` tuning family
+    searches and the environment's ``cap`` action offers: the :func:`step_ends` of the LLM
+    engine with the largest budget, at most :data:`CAP_LEVELS` of them evenly spread.
+    SpecError (naming ``--family``) for a network without an LLM engine."""
+    llm = [e for e in net.engines.values() if e.kind == "llm"]
+    if not llm:
+        raise SpecError(
+            "--family",
+            f"batch-cap: network {net.name!r} has no LLM engine, so no batch to cap",
+            "use pressure, linear or priority",
+        )
+    ends = step_ends(max(llm, key=lambda e: e.token_budget))
+    if len(ends) > CAP_LEVELS:
+        picks = {round(i * (len(ends) - 1) / (CAP_LEVELS - 1)) for i in range(CAP_LEVELS)}
+        ends = [ends[i] for i in sorted(picks)]
+    return ends
+
+
 def auto_caps(net: NetworkSpec, load: float) -> list[int | None]:
     """Per engine of ``net``: the smallest of its :func:`step_ends` whose token rate (tokens /
     batch seconds, at the engine's nominal prefill share) carries the engine's nominal token

@@ -123,8 +123,9 @@ def add_learn_parsers(sub: Any, formatter: type) -> None:
     p.add_argument("--horizon", metavar="S", help="simulated seconds per episode (env.horizon)")
     p.add_argument(
         "--action",
-        choices=("order", "split"),
-        help="order: the class served first; split: and a decode/prefill budget split (env.action)",
+        choices=("order", "split", "cap"),
+        help="order: the class served first; split: and a decode/prefill budget split; cap: and "
+        "a cap on the batch's tokens (env.action)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import optimize
 
-from policyopt.batch_cap import step_ends
+from policyopt.batch_cap import cap_levels
 from policyopt.errors import SpecError
 from policyopt.index_policies import format_numbers
 from policyopt.model.network import NetworkSpec
@@ -133,39 +133,18 @@ class PriorityFamily(Family):
 class BatchCapFamily(Family):
     """``batch-cap``: the c-mu order with smaller batches while an LLM engine's queue is short
     (:class:`~policyopt.batch_cap.BatchCap`); two parameters, searched by local search over a
-    grid: the cap (an index into :meth:`caps`) and the threshold (an index into
-    :data:`THRESHOLDS`). Networks with an LLM engine only."""
+    grid: the cap (an index into :func:`~policyopt.batch_cap.cap_levels`) and the threshold
+    (an index into :data:`THRESHOLDS`). Networks with an LLM engine only."""
 
     name = "batch-cap"
     continuous = False
     BASE: ClassVar[str] = "c-mu"
     THRESHOLDS: ClassVar[tuple[int | None, ...]] = (0, 1, 2, 5, 10, 20, 50, 100, 200, None)
     """Prompts waiting at the engine up to which batches are capped (``None``: always)."""
-    LEVELS: ClassVar[int] = 8
-    """Caps searched at most."""
 
     def __init__(self, net: NetworkSpec) -> None:
         super().__init__(net)
-        llm = [e for e in net.engines.values() if e.kind == "llm"]
-        if not llm:
-            raise SpecError(
-                "--family",
-                f"batch-cap: network {net.name!r} has no LLM engine, so no batch to cap",
-                "use pressure, linear or priority",
-            )
-        widest = max(llm, key=lambda e: e.token_budget)
-        self.levels = self.caps(widest)
-
-    @classmethod
-    def caps(cls, engine: Any) -> list[int]:
-        """The caps searched for an engine (tokens, increasing, the budget last): its
-        :func:`~policyopt.batch_cap.step_ends`, at most :data:`LEVELS` of them evenly
-        spread."""
-        ends = step_ends(engine)
-        if len(ends) > cls.LEVELS:
-            picks = np.linspace(0, len(ends) - 1, cls.LEVELS).round().astype(int)
-            ends = [ends[i] for i in sorted(set(picks.tolist()))]
-        return ends
+        self.levels = cap_levels(net)  # SpecError without an LLM engine
 
     def start(self) -> list[float]:
         """The full budget (the c-mu rule itself), the threshold of 20 prompts ready for the

@@ -736,7 +736,7 @@ LEARN_CASES: dict[str, Case] = {
     "hyper_env_n_envs_true": hyper("env: {n_envs: true}\n", "env.n_envs", "true is not"),
     "hyper_env_horizon_negative": hyper("env: {horizon: -5}\n", "env.horizon", LARGER),
     "hyper_env_action_unknown": hyper(
-        "env: {action: fifo}\n", "env.action", "'order' or 'split'", "'fifo'"
+        "env: {action: fifo}\n", "env.action", "'order', 'split' or 'cap'", "'fifo'"
     ),
     "hyper_env_vec_env_unknown": hyper("env: {vec_env: threads}\n", "env.vec_env", "'subproc'"),
     "hyper_eval_freq_negative": hyper("eval: {eval_freq: -5}\n", "eval.eval_freq", "(got -5)"),

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from policyopt.batch_cap import BatchCap, auto_caps, step_ends
 from policyopt.cli import main
+from policyopt.envs import AgentNetworkEnv
 from policyopt.errors import SpecError
 from policyopt.model.network import NetworkSpec
 from policyopt.model.networks_library import resolve_network
@@ -262,3 +263,41 @@ def test_auto_names(spec: str, name: str) -> None:
 def test_bad_auto_specs(spec: str, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         make_policy(spec)
+
+
+@pytest.mark.parametrize(
+    ("name", "base", "jobs"), [("rybko-stolyar", "c-mu", 20), ("fork-join", "max-pressure", 5)]
+)
+def test_the_envs_cap_action_replays_a_batch_cap_policy(name: str, base: str, jobs: int) -> None:
+    """Driven with ``base``'s class first and the 256-token cap while at most ``jobs`` prompts
+    wait (the full budget otherwise), the environment's ``cap`` action reproduces the
+    policy-mode run of ``batch-cap:256,JOBS:BASE`` on the same seed, and the episode's
+    rewards add up to minus its holding cost. (The env orders the classes after the first by
+    maximum pressure: with three classes at an engine, only maximum pressure's own order is
+    reproduced.)"""
+    env = AgentNetworkEnv(name, horizon=150.0, action="cap")
+    assert env.decoder.caps == [128, 256, 384, 512]
+    assert env.action_space.n == 4 * env.n_classes  # type: ignore[attr-defined]
+    ranked = make_policy(base)
+    ranked.bind(env.net)
+    _, info = env.reset(seed=7)
+    truncated, total = False, 0.0
+    while not truncated:
+        j, view = env.engine, env.sim.view  # type: ignore[union-attr]
+        legal = env.class_mask()
+        first = next(k for k in ranked.order(j, view) if legal[k]) if j is not None else 0
+        waiting = view.engine_jobs(j)[0] if j is not None else 0
+        action = env.encode_action(first, 1 if waiting <= jobs else 3)
+        _, reward, _, truncated, info = env.step(action)
+        total += float(reward)
+        assert not info["illegal_action"]
+    sim = NetworkSimulator(
+        env.net, f"batch-cap:256,{jobs}:{base}", horizon=150.0, warmup=0.0, seed=info["sim_seed"]
+    ).run()
+    assert info["mean_jobs"] == pytest.approx(sim.result().mean_jobs, rel=1e-12)
+    assert total == pytest.approx(-150.0 * sim.result().holding_cost, rel=1e-9)
+
+
+def test_the_envs_cap_action_needs_an_llm_engine() -> None:
+    with pytest.raises(ValueError, match="action='cap' needs an LLM engine"):
+        AgentNetworkEnv("criss-cross", action="cap")

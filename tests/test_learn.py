@@ -303,6 +303,76 @@ def test_budget_split_agent_trains_and_replays(tmp_path: Path) -> None:
         make_policy(f"ppo:{out}").bind(get_network("rybko-stolyar"))
 
 
+def test_cap_agent_clones_a_batch_cap_rule_and_replays(tmp_path: Path) -> None:
+    """``--action cap`` on LLMEngine-v0 (one engine, caps 128 to 512): PPO warm-started from
+    ``batch-cap:256,20:c-mu``, whose cap levels the clone imitates; then the agent as a
+    policy plays the env episode exactly, asking the model at the same epochs (the
+    one-class epochs where a cap matters included)."""
+    hp = {**TINY, "env": {**TINY["env"], "action": "cap"}}
+    out = tmp_path / "cap"
+    rule = "batch-cap:256,20:c-mu"
+    res = train("policyopt/LLMEngine-v0", "ppo", 1024, 0, out, hp, bc_policy=rule)
+    assert res.bc["samples"] == 1000 and res.bc["accuracy"] > 0.5
+    model = algo_class("ppo").load(str(out / "model.zip"), device="cpu")
+    assert model.action_space.n == 8  # 2 classes x 4 caps
+    env = make_env("policyopt/LLMEngine-v0", {"horizon": 40.0, "action": "cap"})
+    obs, info = env.reset(seed=5)
+    truncated, steps, levels = False, 0, set()
+    while not truncated:
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, _, truncated, info = env.step(action)
+        levels.add(int(info["action"]) % 4)
+        steps += 1
+    ref = env.unwrapped.result()
+    agent = make_policy(f"ppo:{out}")
+    assert isinstance(agent, AgentPolicy) and agent.caps_tokens and not agent.splits
+    res2 = simulate_network(
+        env.unwrapped.net, agent, horizon=40.0, warmup=0.0, seed=info["sim_seed"]
+    )
+    assert agent.calls == steps
+    assert res2.mean_jobs == ref.mean_jobs and res2.holding_cost == ref.holding_cost
+    assert levels  # the episode took decisions
+    with pytest.raises(SpecError, match="8 actions"):
+        make_policy(f"ppo:{out}").bind(get_network("rybko-stolyar"))
+
+
+ONE_CLASS_LLM = (
+    "name: one-class-llm\n"
+    "engines: {llm: {kind: llm}}\n"
+    "classes:\n"
+    "  chat:\n"
+    "    engine: llm\n"
+    "    prompt: {kind: constant, value: 128}\n"
+    "    output: {kind: constant, value: 64}\n"
+    "workflows:\n"
+    "  - {name: w, arrival: {kind: poisson, rate: 15.0}, entry: chat, after: {chat: exit}}\n"
+)
+"""One LLM engine, one class at load 0.86: no class to choose, only the batch's cap."""
+
+
+def test_cap_agent_on_a_one_class_engine_replays(tmp_path: Path) -> None:
+    """At an engine with one class the simulator asks a policy no order, only the token cap:
+    the agent takes the decision there, at the same epochs as in the env."""
+    path = tmp_path / "one.yaml"
+    path.write_text(ONE_CLASS_LLM)
+    hp = {**TINY, "env": {**TINY["env"], "action": "cap", "horizon": 30.0}}
+    out = tmp_path / "cap1"
+    train(str(path), "ppo", 1024, 0, out, hp, bc_policy="batch-cap:256,5:c-mu")
+    model = algo_class("ppo").load(str(out / "model.zip"), device="cpu")
+    env = make_env(str(path), {"horizon": 30.0, "action": "cap"})
+    obs, info = env.reset(seed=2)
+    truncated, steps = False, 0
+    while not truncated:
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, _, truncated, info = env.step(action)
+        steps += 1
+    agent = make_policy(f"ppo:{out}")
+    net = env.unwrapped.net
+    res = simulate_network(net, agent, horizon=30.0, warmup=0.0, seed=info["sim_seed"])
+    assert steps > 0 and agent.calls == steps
+    assert res.mean_jobs == env.unwrapped.result().mean_jobs
+
+
 def test_ppo_with_warm_start(ppo_dir: Path) -> None:
     cfg = json.loads((ppo_dir / "config.json").read_text())
     assert cfg["bc_policy"] == "max-pressure" and cfg["bc"]["samples"] == 1000

@@ -10,8 +10,9 @@ logit; legal actions only for MaskablePPO), and lets the environment's own
 the engine's other classes in maximum-pressure order; an illegal choice of PPO / A2C replaced
 by the legal class of smallest index) and, for a model trained with the budget-split action
 (``env.action: split`` in its ``config.json``), the batch's decode cap
-(:meth:`AgentPolicy.decode_cap`). Decisions the environment skips (every action gives the same
-batch) take the maximum-pressure order without asking the model.
+(:meth:`AgentPolicy.decode_cap`), or with the cap action (``env.action: cap``), the batch's
+token cap (:meth:`AgentPolicy.token_cap`). Decisions the environment skips (every action gives
+the same batch) take the maximum-pressure order without asking the model.
 
 ``policyopt.learn`` registers the names ``ppo:DIR``, ``a2c:DIR`` and ``maskable-ppo:DIR`` with
 :func:`policyopt.policies.make_policy`; this module (and torch) is imported only when one is
@@ -167,18 +168,23 @@ class AgentPolicy(Policy):
         self.scale: list[float] | None = None
         self.calls = 0  # decisions the model took
         env_kwargs = self.config.get("env_kwargs") or {}
-        self.split_levels = (
-            int(env_kwargs.get("split_levels", 5)) if env_kwargs.get("action") == "split" else 1
-        )
-        self.splits = self.split_levels > 1
-        self._cap: int | None = None  # the decode cap of the decision just taken
+        self.mode = str(env_kwargs.get("action", "order"))
+        self.split_levels = int(env_kwargs.get("split_levels", 5)) if self.mode == "split" else 1
+        self.splits = self.mode == "split"
+        self.caps_tokens = self.mode == "cap"
+        # the engine, decode cap and token cap of the decision order() just took
+        self._taken: tuple[int, int | None, int | None] | None = None
 
     def bind(self, net: NetworkSpec) -> None:
         """Check that the model fits ``net`` (observation ``3K + J``, ``K * L`` actions, ``L``
-        the split levels, 1 without a budget split)."""
+        the split or cap levels, 1 with the ``order`` action)."""
         topo = net.topology
         K, J = topo.n_classes, topo.n_engines
-        L = self.split_levels
+        try:
+            decoder = ActionDecoder(net, self.split_levels, self.mode)
+        except (SpecError, ValueError) as err:
+            raise SpecError("policy", f"{self.name} cannot act on {net.name}: {err}", "") from None
+        L = decoder.split_levels
         if (self.obs_size, self.n_actions) != (3 * K + J, K * L):
             trained_on = self.config.get("network", "another network")
             raise SpecError(
@@ -196,7 +202,7 @@ class AgentPolicy(Policy):
                 f"{', '.join(topo.classes)}",
                 "evaluate it on the network it was trained for",
             )
-        self.decoder = ActionDecoder(net, L)
+        self.decoder = decoder
         self.scale = observation_scale(net)
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
@@ -226,22 +232,37 @@ class AgentPolicy(Policy):
         """The class order at ``engine``: the model's class first (decoded as the
         environment does), the others in maximum-pressure order; the maximum-pressure order
         alone where the environment would not ask. Needs a simulator's view."""
-        self._cap = None
+        order, decode_cap, token_cap = self._decide(engine, view)
+        self._taken = (engine, decode_cap, token_cap)
+        return order
+
+    def decode_cap(self, engine: int, view: NetworkView) -> int | None:
+        """The decode cap (tokens) of the decision :meth:`order` just took (``None`` without a
+        budget split, or when the model was not asked)."""
+        taken, self._taken = self._taken, None
+        return taken[1] if taken is not None and taken[0] == engine else None
+
+    def token_cap(self, engine: int, view: NetworkView) -> int | None:
+        """The batch's token cap, for a model trained with the ``cap`` action: that of the
+        decision :meth:`order` just took at ``engine``, or, at an engine with one class (where
+        the simulator asks no order), of the decision the model takes now; ``None`` (the full
+        budget) where the environment would not ask."""
+        taken, self._taken = self._taken, None
+        if taken is not None and taken[0] == engine:
+            return taken[2]
+        return self._decide(engine, view)[2]
+
+    def _decide(self, engine: int, view: NetworkView) -> tuple[list[int], int | None, int | None]:
+        """``(order, decode cap, token cap)`` at ``engine``, as the environment applies the
+        model's action (maximum pressure and no caps where it would not ask)."""
         decoder, scale = self.decoder, self.scale
         assert decoder is not None and scale is not None, "bind() first"
         legal = view.classes_with_work(engine)
         if not decoder.asks(view, engine, legal):
             # every action gives the same batch (the env does not ask here)
-            return decoder.max_pressure.order(engine, view) or []
+            return decoder.max_pressure.order(engine, view) or [], None, None
         classes = decoder.class_mask(view, engine, legal)
         action = self.act(observation(view, engine, scale), decoder.action_mask(classes))
         d = decoder.decode(action, classes, view, engine)
-        self._cap = decoder.decode_cap(view, engine, d.level)
         self.calls += 1
-        return decoder.order(view, engine, d.first)
-
-    def decode_cap(self, engine: int, view: NetworkView) -> int | None:
-        """The decode cap (tokens) of the decision :meth:`order` just took (``None`` without a
-        budget split, or when the model was not asked)."""
-        cap, self._cap = self._cap, None
-        return cap
+        return decoder.order(view, engine, d.first), *decoder.limits(view, engine, d.level)

@@ -10,7 +10,9 @@ the stable-baselines3 policy to those actions by cross-entropy (plain torch on
 the environment fills the rest of the order by maximum pressure, so the clone of a static
 priority is close to, not exactly, that priority (exactly, at engines with two classes). With
 a budget-split action (``action="split"``) the heuristic's class is imitated at the engine's
-own split level (:meth:`~policyopt.envs.agent_network.AgentNetworkEnv.native_level`).
+own split level (:meth:`~policyopt.envs.agent_network.AgentNetworkEnv.native_level`); with the
+cap action (``action="cap"``), at the full budget, or, for a heuristic that caps batches
+(``batch-cap:...``), at the largest of the action's caps not above the heuristic's.
 """
 
 from __future__ import annotations
@@ -65,7 +67,10 @@ def collect(
                 if order is None:  # FCFS: the class of the oldest job here
                     order = view.fcfs_order(j)
                 first = next((k for k in order if legal[k]), first)
-            action = base.encode_action(first)  # with a budget split: the engine's own rule
+            level = None  # with a budget split or a cap: the engine's own rule
+            if j is not None and base.action_mode == "cap" and heuristic.caps_tokens:
+                level = _cap_level(base.decoder.caps, heuristic.token_cap(j, view))
+            action = base.encode_action(first, level)
             obs_l.append(np.asarray(obs, dtype=np.float32))
             mask_l.append(base.action_masks())
             act_l.append(action)
@@ -77,6 +82,15 @@ def collect(
     return Demonstrations(
         np.stack(obs_l), np.stack(mask_l), np.asarray(act_l, dtype=np.int64), str(policy), episodes
     )
+
+
+def _cap_level(caps: list[int], cap: int | None) -> int:
+    """The level of the largest of ``caps`` (the cap action's, the budget last) not above
+    ``cap`` (the smallest if all are; the last, the full budget, for ``None``)."""
+    if cap is None:
+        return len(caps) - 1
+    below = [i for i, c in enumerate(caps) if c <= cap]
+    return below[-1] if below else 0
 
 
 def clone(

@@ -31,7 +31,7 @@ DEFAULT_HYPERPARAMS: dict[str, Any] = {
         "random_init": False,
         "init_jobs": 20,
         "reward_scale": 1.0,
-        "action": "order",  # order: the class first; split: and a decode/prefill budget split
+        "action": "order",  # order: the class first; split: and a decode/prefill split; cap: a cap
         "split_levels": 5,  # budget-split levels with action: split
         "n_envs": 4,  # parallel environments
         "vec_env": "dummy",  # dummy (one process), subproc (one per env), sharded (workers)

@@ -109,7 +109,7 @@ class EnvHyper(StrictSpec):
     random_init: bool
     init_jobs: NonNegativeInt
     reward_scale: PositiveFloat
-    action: Literal["order", "split"]
+    action: Literal["order", "split", "cap"]
     split_levels: Annotated[int, Field(ge=2)]
     n_envs: Annotated[int, Field(ge=1, le=MAX_N_ENVS)]
     vec_env: Literal["dummy", "subproc", "sharded"]

@@ -398,6 +398,9 @@ class NetworkSimulator:
         self.policy_name = "external" if self.policy is None else self.policy.name
         self.pending: int | None = None  # external mode: the engine whose decision is pending
         self._skip = False  # external mode: decisions with one class of work are taken
+        self.ask_single = False
+        """External mode: stop at the batches of LLM engines with one class too (where the only
+        decision is a token cap, ``decide(..., token_cap=...)``)."""
         self.finished = False  # the end-of-run bookkeeping is done
         self.decisions = 0  # decisions with a choice: policy.order calls, or decide() calls
         self.horizon = float(horizon)
@@ -1000,7 +1003,11 @@ class NetworkSimulator:
         return sorted(eng.classes, key=oldest)
 
     def _form_batch(
-        self, eng: _Engine, order: Sequence[int] | None = None, decode_cap: int | None = None
+        self,
+        eng: _Engine,
+        order: Sequence[int] | None = None,
+        decode_cap: int | None = None,
+        token_cap: int | None = None,
     ) -> None:
         D, Q = eng.n_dec, eng.n_wait
         mem = eng.mem
@@ -1028,7 +1035,8 @@ class NetworkSimulator:
                 if self.policy_splits:
                     self._sync_jobs()
                     decode_cap = self.policy.decode_cap(eng.index, self.view)  # type: ignore[union-attr]
-            limit = b  # tokens this batch may hold: the budget, or the policy's cap
+            # tokens this batch may hold: the budget, or the external decision's or policy's cap
+            limit = b if token_cap is None else min(b, token_cap)
             if self.policy_caps:  # the policy may form a smaller batch than the budget
                 reusable = False
                 self._sync_jobs()
@@ -1807,11 +1815,12 @@ class NetworkSimulator:
                     seen = True
         return True
 
-    @staticmethod
-    def _needs_decision(eng: _Engine) -> bool:
-        """Would policy mode call ``policy.order`` for ``eng`` now (at its decision epoch)?"""
+    def _needs_decision(self, eng: _Engine) -> bool:
+        """Would policy mode call ``policy.order`` for ``eng`` now (at its decision epoch)?
+        With :attr:`ask_single`, an LLM engine with one class and work asks too (a batch cap
+        is a decision there)."""
         if eng.single:
-            return False
+            return self.ask_single and eng.llm and (eng.n_dec > 0 or eng.n_wait > 0)
         return not eng.llm or eng.n_dec > 0 or eng.n_wait > 0
 
     def advance(self, skip_trivial: bool = False) -> int | None:
@@ -1838,7 +1847,12 @@ class NetworkSimulator:
             self._finish()
         return j
 
-    def decide(self, order: Sequence[int] | None, decode_cap: int | None = None) -> None:
+    def decide(
+        self,
+        order: Sequence[int] | None,
+        decode_cap: int | None = None,
+        token_cap: int | None = None,
+    ) -> None:
         """External mode: apply ``order`` (class indices, first served first) at the pending
         engine: form its batch (LLM) or pick the job it serves (station), as policy mode does.
 
@@ -1849,6 +1863,8 @@ class NetworkSimulator:
         decoding job, classes in ``order``), then prefill fills the budget, then decoding fills
         what prefill left, so the batch stays work-conserving. ``0`` is prefill first,
         ``>= budget`` decode first (Sarathi-Serve's own rule); ``None`` keeps the scheduler's.
+        ``token_cap`` (tokens, LLM engines; ignored at stations) caps the batch below the token
+        budget (``None``: the budget), as a ``batch-cap`` policy does in policy mode.
         Raises ``RuntimeError`` when no decision is pending and ``ValueError`` for a class the
         engine does not serve or a negative cap.
         """
@@ -1866,10 +1882,12 @@ class NetworkSimulator:
             )
         if decode_cap is not None and decode_cap < 0:
             raise ValueError(f"decode_cap must be >= 0 tokens, got {decode_cap}")
+        if token_cap is not None and token_cap < 1:
+            raise ValueError(f"token_cap must be >= 1 token, got {token_cap}")
         self.pending = None
         self.decisions += 1
         if eng.llm:
-            self._form_batch(eng, order, decode_cap)
+            self._form_batch(eng, order, decode_cap, token_cap)
         else:
             self._station_decide(eng, order)
 
