@@ -270,6 +270,18 @@ def test_agent_policy_replays_the_env_episode(maskable_dir: Path) -> None:
     assert res.mean_jobs == ref.mean_jobs and res.holding_cost == ref.holding_cost
 
 
+def play(model: Any, env: Any, seed: int) -> tuple[dict[str, Any], list[int]]:
+    """One episode of ``env`` (reset with ``seed``) under ``model``'s deterministic actions:
+    the last step's info and the actions applied."""
+    obs, info = env.reset(seed=seed)
+    truncated, applied = False, []
+    while not truncated:
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, _, truncated, info = env.step(action)
+        applied.append(int(info["action"]))
+    return info, applied
+
+
 def test_budget_split_agent_trains_and_replays(tmp_path: Path) -> None:
     """``--action split`` on LLMEngine-v0: PPO (no mask, so illegal picks are replaced as the
     env does) with a warm start, then the agent as a policy plays the env episode exactly."""
@@ -282,12 +294,8 @@ def test_budget_split_agent_trains_and_replays(tmp_path: Path) -> None:
     env = make_env(
         "policyopt/LLMEngine-v0", {"horizon": 40.0, "action": "split", "split_levels": 3}
     )
-    obs, info = env.reset(seed=5)
-    truncated, steps = False, 0
-    while not truncated:
-        action, _ = model.predict(obs, deterministic=True)
-        obs, _, _, truncated, info = env.step(action)
-        steps += 1
+    info, applied = play(model, env, 5)
+    steps = len(applied)
     ref = env.unwrapped.result()
     agent = make_policy(f"ppo:{out}")
     assert isinstance(agent, AgentPolicy) and agent.splits and agent.split_levels == 3
@@ -316,13 +324,8 @@ def test_cap_agent_clones_a_batch_cap_rule_and_replays(tmp_path: Path) -> None:
     model = algo_class("ppo").load(str(out / "model.zip"), device="cpu")
     assert model.action_space.n == 8  # 2 classes x 4 caps
     env = make_env("policyopt/LLMEngine-v0", {"horizon": 40.0, "action": "cap"})
-    obs, info = env.reset(seed=5)
-    truncated, steps, levels = False, 0, set()
-    while not truncated:
-        action, _ = model.predict(obs, deterministic=True)
-        obs, _, _, truncated, info = env.step(action)
-        levels.add(int(info["action"]) % 4)
-        steps += 1
+    info, applied = play(model, env, 5)
+    steps = len(applied)
     ref = env.unwrapped.result()
     agent = make_policy(f"ppo:{out}")
     assert isinstance(agent, AgentPolicy) and agent.caps_tokens and not agent.splits
@@ -331,7 +334,7 @@ def test_cap_agent_clones_a_batch_cap_rule_and_replays(tmp_path: Path) -> None:
     )
     assert agent.calls == steps
     assert res2.mean_jobs == ref.mean_jobs and res2.holding_cost == ref.holding_cost
-    assert levels  # the episode took decisions
+    assert steps > 0  # the episode took decisions
     with pytest.raises(SpecError, match="8 actions"):
         make_policy(f"ppo:{out}").bind(get_network("rybko-stolyar"))
 
@@ -360,12 +363,8 @@ def test_cap_agent_on_a_one_class_engine_replays(tmp_path: Path) -> None:
     train(str(path), "ppo", 1024, 0, out, hp, bc_policy="batch-cap:256,5:c-mu")
     model = algo_class("ppo").load(str(out / "model.zip"), device="cpu")
     env = make_env(str(path), {"horizon": 30.0, "action": "cap"})
-    obs, info = env.reset(seed=2)
-    truncated, steps = False, 0
-    while not truncated:
-        action, _ = model.predict(obs, deterministic=True)
-        obs, _, _, truncated, info = env.step(action)
-        steps += 1
+    info, applied = play(model, env, 2)
+    steps = len(applied)
     agent = make_policy(f"ppo:{out}")
     net = env.unwrapped.net
     res = simulate_network(net, agent, horizon=30.0, warmup=0.0, seed=info["sim_seed"])
