@@ -334,7 +334,7 @@ def test_cap_agent_clones_a_batch_cap_rule_and_replays(tmp_path: Path) -> None:
     )
     assert agent.calls == steps
     assert res2.mean_jobs == ref.mean_jobs and res2.holding_cost == ref.holding_cost
-    assert steps > 0  # the episode took decisions
+    assert any(a % 4 < 3 for a in applied)  # the clone caps batches below the budget
     with pytest.raises(SpecError, match="8 actions"):
         make_policy(f"ppo:{out}").bind(get_network("rybko-stolyar"))
 
