@@ -64,14 +64,10 @@ def cap_levels(net: NetworkSpec) -> list[int]:
     """The caps (tokens, increasing, the budget last) the ``batch-cap`` tuning family
     searches and the environment's ``cap`` action offers: the :func:`step_ends` of the LLM
     engine with the largest budget, at most :data:`CAP_LEVELS` of them evenly spread.
-    SpecError (naming ``--family``) for a network without an LLM engine."""
+    ``ValueError`` for a network without an LLM engine (no batch to cap)."""
     llm = [e for e in net.engines.values() if e.kind == "llm"]
     if not llm:
-        raise SpecError(
-            "--family",
-            f"batch-cap: network {net.name!r} has no LLM engine, so no batch to cap",
-            "use pressure, linear or priority",
-        )
+        raise ValueError(f"network {net.name!r} has no LLM engine, so no batch to cap")
     ends = step_ends(max(llm, key=lambda e: e.token_budget))
     if len(ends) > CAP_LEVELS:
         picks = {round(i * (len(ends) - 1) / (CAP_LEVELS - 1)) for i in range(CAP_LEVELS)}

@@ -144,7 +144,13 @@ class BatchCapFamily(Family):
 
     def __init__(self, net: NetworkSpec) -> None:
         super().__init__(net)
-        self.levels = cap_levels(net)  # SpecError without an LLM engine
+        if not any(e.kind == "llm" for e in net.engines.values()):
+            raise SpecError(
+                "--family",
+                f"batch-cap: network {net.name!r} has no LLM engine, so no batch to cap",
+                "use pressure, linear or priority",
+            )
+        self.levels = cap_levels(net)
 
     def start(self) -> list[float]:
         """The full budget (the c-mu rule itself), the threshold of 20 prompts ready for the
