@@ -30,6 +30,7 @@ steps (the default profile: 128), a batch of ``2 b0`` tokens takes two steps, on
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from policyopt.errors import SpecError
@@ -75,31 +76,69 @@ def cap_levels(net: NetworkSpec) -> list[int]:
     return ends
 
 
-def auto_caps(net: NetworkSpec, load: float) -> list[int | None]:
-    """Per engine of ``net``: the smallest of its :func:`step_ends` whose token rate (tokens /
-    batch seconds, at the engine's nominal prefill share) carries the engine's nominal token
-    load at a load of at most ``load``; ``None`` (the full budget) where none below the budget
-    does, and at stations."""
+@dataclass(frozen=True)
+class CapChoice:
+    """The smallest batch of one LLM engine that carries its nominal token load: ``cap``
+    tokens (``None``: no batch below the budget does), whose batch takes ``batch_s`` seconds,
+    at a load of ``load`` (the nominal token load over the capped token rate; at the budget
+    when ``cap`` is ``None``)."""
+
+    engine: str
+    cap: int | None
+    batch_s: float
+    load: float
+
+
+def smallest_caps(net: NetworkSpec, load: float = AUTO_LOAD) -> list[CapChoice | None]:
+    """Per engine of ``net`` (``None`` at a station): the smallest of its :func:`step_ends`
+    whose token rate (tokens / batch seconds, at the engine's nominal prefill share) carries
+    the engine's nominal token load (traffic equations) at a load of at most ``load``."""
     from policyopt.solvers.traffic import traffic
 
     tr = traffic(net)
     offered = tr.offered @ tr.split  # tokens/s routed to each engine
-    caps: list[int | None] = []
+    out: list[CapChoice | None] = []
     for j, name in enumerate(net.topology.engines):
         engine = net.engines[name]
         if engine.kind != "llm":
-            caps.append(None)
+            out.append(None)
             continue
         spec = engine.engine_spec()
         share = float(tr.prefill_share[j])
-        cap = None
-        for n in step_ends(engine)[:-1]:
-            rate = n / float(spec.batch_seconds(n, share))
-            if offered[j] <= load * rate:
-                cap = n
+        ends = step_ends(engine)
+        for n in ends:
+            seconds = float(spec.batch_seconds(n, share))
+            rho = float(offered[j]) * seconds / n
+            if rho <= load or n == ends[-1]:
+                out.append(CapChoice(name, n if n < ends[-1] else None, seconds, rho))
                 break
-        caps.append(cap)
-    return caps
+    return out
+
+
+def caps_table(choices: list[CapChoice], load: float = AUTO_LOAD) -> str:
+    """:func:`smallest_caps` as the text ``policyopt capacity NETWORK`` prints."""
+    from policyopt.report import format_table
+
+    cells = [
+        [
+            c.engine,
+            "none below the budget" if c.cap is None else f"{c.cap:d}",
+            f"{1000 * c.batch_s:.1f}",
+            f"{c.load:.4f}",
+        ]
+        for c in choices
+    ]
+    head = (
+        f"smallest batches that carry the nominal load at a load of at most {load:g} "
+        "(policy batch-cap:auto; docs/policies.md):"
+    )
+    return head + "\n" + format_table(["engine", "cap tokens", "batch ms", "load"], cells)
+
+
+def auto_caps(net: NetworkSpec, load: float) -> list[int | None]:
+    """Per engine of ``net``: the cap of :func:`smallest_caps` (``None``: the full budget, and
+    at stations)."""
+    return [None if c is None else c.cap for c in smallest_caps(net, load)]
 
 
 class BatchCap(Policy):

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from policyopt.batch_cap import caps_table, smallest_caps
 from policyopt.errors import SpecError
 from policyopt.jsonout import to_json
 from policyopt.model.config import read_mapping
@@ -81,6 +82,9 @@ def network_capacity(net: NetworkSpec, args: argparse.Namespace) -> int:
     flow = traffic(net)
     plan = static_plan(net)
     peaks = peak_overloads(net)
+    # the smallest batches that carry the load; none outside the capacity region (no room)
+    room = plan.theta >= 1
+    caps = {c.engine: c for c in smallest_caps(net) if c is not None} if room else {}
     if args.json:
         print(
             to_json(
@@ -91,7 +95,13 @@ def network_capacity(net: NetworkSpec, args: argparse.Namespace) -> int:
                         for k, c in enumerate(flow.classes)
                     },
                     "engines": {
-                        e: {"mu": flow.mu[j], "nominal_load": flow.loads[j]}
+                        e: {
+                            "mu": flow.mu[j],
+                            "nominal_load": flow.loads[j],
+                            **(
+                                {"smallest_batch": dataclasses.asdict(caps[e])} if e in caps else {}
+                            ),
+                        }
                         for j, e in enumerate(flow.engines)
                     },
                     "theta": plan.theta,
@@ -111,6 +121,9 @@ def network_capacity(net: NetworkSpec, args: argparse.Namespace) -> int:
     print(plan.table())
     for peak in peaks:
         print(peak.text())
+    if caps:
+        print()
+        print(caps_table(list(caps.values())))
     if not plan.kv_capacity:
         print(
             f"\nthe arrival rates can grow by a factor {plan.theta:.4g} before some engine "

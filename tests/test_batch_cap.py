@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policyopt.batch_cap import BatchCap, auto_caps, step_ends
+from policyopt.batch_cap import BatchCap, auto_caps, caps_table, smallest_caps, step_ends
 from policyopt.cli import main
 from policyopt.envs import AgentNetworkEnv
 from policyopt.errors import SpecError
@@ -301,3 +301,12 @@ def test_the_envs_cap_action_replays_a_batch_cap_policy(name: str, base: str, jo
 def test_the_envs_cap_action_needs_an_llm_engine() -> None:
     with pytest.raises(ValueError, match="action='cap' needs an LLM engine"):
         AgentNetworkEnv("criss-cross", action="cap")
+
+
+def test_smallest_batch_where_none_fits() -> None:
+    """At 0.98 of the boundary no batch below the budget carries the load at 0.99: the choice
+    is the budget itself, at the engine's nominal load."""
+    choices = [c for c in smallest_caps(scaled("rybko-stolyar", 0.98)) if c is not None]
+    assert [c.cap for c in choices] == [None, None]
+    assert all(c.load == pytest.approx(0.98) for c in choices)
+    assert "none below the budget" in caps_table(choices)

@@ -38,6 +38,30 @@ def test_capacity_of_a_library_network() -> None:
     assert data["theta"] == pytest.approx(1 / 0.9, rel=1e-6)
     assert sorted(data["bottlenecks"]) == ["e1", "e2"]
     assert all(e["nominal_load"] == pytest.approx(0.9) for e in data["engines"].values())
+    # the smallest batch that carries 3,009 tokens/s: 256 tokens in 82.22 ms (3,114 tokens/s)
+    small = data["engines"]["e1"]["smallest_batch"]
+    assert small["cap"] == 256 and small["batch_s"] == pytest.approx(0.08222)
+    assert small["load"] == pytest.approx(0.9 * 3342.9094 / (256 / 0.08222), rel=1e-6)
+    text = run("capacity", "rybko-stolyar").stdout
+    assert "smallest batches that carry the nominal load" in text and "82.2" in text
+    # a station network has no batch
+    assert "smallest batches" not in run("capacity", "criss-cross").stdout
+
+
+def test_no_smaller_batch_outside_the_capacity_region(tmp_path: Path) -> None:
+    """replicated-2 with a 30,000-token KV cache at e1 is outside its capacity region (theta*
+    0.9546): no engine has room for a smaller batch, so none is shown."""
+    import yaml
+
+    from policyopt.model.networks_library import get_network
+
+    data = get_network("replicated-2").model_dump(mode="json", exclude_none=True)
+    data["engines"]["e1"]["kv_cache"] = {"tokens": 30000}
+    path = tmp_path / "rep2.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = run("capacity", str(path))
+    assert out.returncode == 0, out.stderr
+    assert "0.9546" in out.stdout and "smallest batches" not in out.stdout
 
 
 def test_simulate_and_compare_a_network_file(tmp_path: Path) -> None:
