@@ -297,6 +297,22 @@ def _classes_network(scen: Scenario, args: argparse.Namespace) -> NetworkSpec:
     return scenario_network(scen)
 
 
+def _check_one_workload_policies(flag: str, names: list[str]) -> None:
+    """On a scenario with one workload a policy has no classes to order, only a batch to cap:
+    the policies run on the scenario's one-engine, one-class network when one of them caps
+    the tokens of a batch (``batch-cap:...``; the others are then its uncapped baselines).
+    Otherwise refuse them, naming ``flag``."""
+    from policyopt.policies import make_policy
+
+    if not any(make_policy(name).caps_tokens for name in names):
+        raise SpecError(
+            flag,
+            "a policy orders request classes, and this scenario has one workload",
+            "declare classes in the scenario (docs/model.md), give a network, or cap batches "
+            "(batch-cap:TOKENS[,JOBS]:fcfs)",
+        )
+
+
 def _with_budget(engine: EngineSpec, budget: int | None) -> EngineSpec:
     """``engine`` with the token budget of ``--budget`` (validated again), if given."""
     if budget is None:
@@ -641,11 +657,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if scen.network_form:
         return network_simulate(_classes_network(scen, args), args)
     if args.policy is not None:
-        raise SpecError(
-            "--policy",
-            "a policy orders request classes, and this scenario has one workload",
-            "declare classes in the scenario (docs/model.md), or give a network",
-        )
+        _check_one_workload_policies("--policy", [args.policy])
+        if args.rate is not None:  # the network path takes --load only
+            scen = scenario_for(scen, scen.scheduler, args.rate)
+            args.rate = None
+        return network_simulate(_classes_network(scen, args), args)
     if args.rate is not None:
         scen = scenario_for(scen, scen.scheduler, args.rate)
     elif args.load is not None:
@@ -715,11 +731,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
             )
         return network_compare(_classes_network(base, args), args)
     if args.policies:
-        raise SpecError(
-            "--policies",
-            "a policy orders request classes, and this scenario has one workload",
-            "declare classes in the scenario (docs/model.md), give a network, or use --schedulers",
-        )
+        _check_one_workload_policies("--policies", args.policies)
+        if args.schedulers:
+            raise SpecError(
+                "--schedulers",
+                "policies are compared on the scenario's scheduler",
+                "set scheduler in the file and use --policies (or one simulate per scheduler)",
+            )
+        return network_compare(_classes_network(base, args), args)
     schedulers = args.schedulers or list(DEFAULT_SCHEDULERS)
     loads = args.loads or list(DEFAULT_LOADS)
     _, plan = plan_sweep(base, schedulers, loads)  # every spec error before anything runs
@@ -1014,7 +1033,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="policy that orders the classes (CONFIG a network, or a scenario with request "
         "classes): fcfs, priority:exit, priority:A>B, c-mu, lbfs, fbfs, max-weight, "
-        "max-pressure, max-pressure:dai-lin, fluid; default fcfs",
+        "max-pressure, max-pressure:dai-lin, fluid; default fcfs; batch-cap:TOKENS,JOBS:P "
+        "(or batch-cap:auto,JOBS:P) also on one workload",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--rate", type=_finite_float, metavar="R", help="arrival rate, requests/s")
@@ -1060,7 +1080,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--policies",
         type=_list_of(str, "policy names", split_policy_names),
         metavar="P1,P2,...",
-        help=f"network policies (CONFIG a network; default {','.join(DEFAULT_POLICIES)})",
+        help=f"network policies (CONFIG a network; default {','.join(DEFAULT_POLICIES)}); on "
+        "one workload, with a batch-cap:... among them",
     )
     p.add_argument(
         "--loads",

@@ -5,6 +5,7 @@ the budget is the wrapped policy itself, capped batches count as not work-conser
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -310,3 +311,26 @@ def test_smallest_batch_where_none_fits() -> None:
     assert [c.cap for c in choices] == [None, None]
     assert all(c.load == pytest.approx(0.98) for c in choices)
     assert "none below the budget" in caps_table(choices)
+
+
+def test_a_one_workload_scenario_takes_batch_caps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default engine and workload (one workload): ``simulate --policy batch-cap:...``
+    and ``compare --policies fcfs,batch-cap:...`` run it as its one-engine, one-class network
+    (``--load`` as a fraction of lambda*, which is theta* there; ``--rate`` applied first);
+    ``fcfs`` is the uncapped baseline, identical to the cap at the full budget. A list with
+    no cap is still refused, naming the flag."""
+    args = ["simulate", "--policy", "batch-cap:auto,50:fcfs", "--load", "0.9", "--horizon", "60"]
+    assert main([*args, "--json", "--out", str(tmp_path / "s")]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["policy"] == "batch-cap:auto,50:fcfs" and data["mean_jobs"] > 0
+    args = ["compare", "--policies", "fcfs,batch-cap:512:fcfs,batch-cap:256,50:fcfs"]
+    args += ["--loads", "0.9", "--horizon", "60", "--json", "--out", str(tmp_path / "c")]
+    assert main(args) == 0
+    rows = {r["policy"]: r for r in json.loads(capsys.readouterr().out)["runs"]}
+    assert rows["fcfs"]["mean_jobs"] == rows["batch-cap:512:fcfs"]["mean_jobs"]
+    assert rows["batch-cap:256,50:fcfs"]["mean_jobs"] != rows["fcfs"]["mean_jobs"]
+    assert main(["compare", "--policies", "fcfs,c-mu", "--horizon", "60"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--policies" in err[0] and "batch-cap" in err[0]
