@@ -20,6 +20,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from policyopt.batch_cap import has_llm_engine
 from policyopt.envs.actions import ACTION_MODES, ActionDecoder
 from policyopt.model.config import build
 from policyopt.model.network import NetworkSpec
@@ -209,7 +210,7 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._scale = observation_scale(net)
         self.in_fork = np.array([bool(f) for f in topo.forks])
         self.action_mode = action
-        if action == "cap" and not any(e.kind == "llm" for e in net.engines.values()):
+        if action == "cap" and not has_llm_engine(net):
             raise ValueError(
                 f"action='cap' needs an LLM engine (a batch to cap); {net.name} has none: use "
                 "action='order'"

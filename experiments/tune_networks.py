@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from policyopt.batch_cap import has_llm_engine
 from policyopt.errors import SpecError
 from policyopt.jsonout import write_json
 from policyopt.model.networks_library import resolve_network
@@ -76,7 +77,7 @@ def run_network(
             continue
         winners[res.spec] = f"tuned {family}"
     ev = Evaluations(net, horizon, folder / "evaluations.jsonl")
-    rules = [CAP_RULE] if any(e.kind == "llm" for e in net.engines.values()) else []
+    rules = [CAP_RULE] if has_llm_engine(net) else []
     table = report(ev, [*winners, *DESIGNED, *rules], settings.test)
     wall = time.monotonic() - started
     for spec, r in table.items():

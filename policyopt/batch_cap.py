@@ -46,6 +46,11 @@ AFFINE_LEVELS = 8
 """An affine batch-time profile has no steps: its candidate caps are ``b * i / 8``."""
 
 
+def has_llm_engine(net: NetworkSpec) -> bool:
+    """Does ``net`` have an LLM engine, so a batch to cap?"""
+    return any(e.kind == "llm" for e in net.engines.values())
+
+
 def step_ends(engine: Any) -> list[int]:
     """The token counts (increasing, the budget last) that end a step of ``engine``'s batch
     time: one token more takes longer. For a profile that also depends on the batch's mix
@@ -66,9 +71,9 @@ def cap_levels(net: NetworkSpec) -> list[int]:
     searches and the environment's ``cap`` action offers: the :func:`step_ends` of the LLM
     engine with the largest budget, at most :data:`CAP_LEVELS` of them evenly spread.
     ``ValueError`` for a network without an LLM engine (no batch to cap)."""
-    llm = [e for e in net.engines.values() if e.kind == "llm"]
-    if not llm:
+    if not has_llm_engine(net):
         raise ValueError(f"network {net.name!r} has no LLM engine, so no batch to cap")
+    llm = [e for e in net.engines.values() if e.kind == "llm"]
     ends = step_ends(max(llm, key=lambda e: e.token_budget))
     if len(ends) > CAP_LEVELS:
         picks = {round(i * (len(ends) - 1) / (CAP_LEVELS - 1)) for i in range(CAP_LEVELS)}
@@ -209,7 +214,7 @@ class BatchCap(Policy):
         return cls(int(parts[0]), jobs, base.strip())
 
     def bind(self, net: NetworkSpec) -> None:
-        if not any(e.kind == "llm" for e in net.engines.values()):
+        if not has_llm_engine(net):
             raise SpecError(
                 "policy",
                 f"{self.name}: network {net.name!r} has no LLM engine, so no batch to cap",

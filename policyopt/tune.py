@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import optimize
 
-from policyopt.batch_cap import cap_levels
+from policyopt.batch_cap import cap_levels, has_llm_engine
 from policyopt.errors import SpecError
 from policyopt.index_policies import format_numbers
 from policyopt.model.network import NetworkSpec
@@ -144,7 +144,7 @@ class BatchCapFamily(Family):
 
     def __init__(self, net: NetworkSpec) -> None:
         super().__init__(net)
-        if not any(e.kind == "llm" for e in net.engines.values()):
+        if not has_llm_engine(net):
             raise SpecError(
                 "--family",
                 f"batch-cap: network {net.name!r} has no LLM engine, so no batch to cap",
