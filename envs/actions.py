@@ -181,10 +181,4 @@ class ActionDecoder:
     def order(self, view: NetworkView, engine: int, first: int) -> list[int]:
         """The class order applied at ``engine``: ``first``, then the engine's other classes
         in maximum-pressure order."""
-        classes = view.classes_at[engine]
-        if len(classes) == 2:  # the other class follows: no need to rank
-            return [first, classes[1] if classes[0] == first else classes[0]]
-        order = self.max_pressure.order(engine, view) or []
-        order.remove(first)
-        order.insert(0, first)
-        return order
+        return self.max_pressure.order_after(first, engine, view)

@@ -26,6 +26,7 @@ from policyopt.model.config import build
 from policyopt.model.network import NetworkSpec
 from policyopt.model.networks_library import resolve_network
 from policyopt.policies import NetworkView
+from policyopt.sim.compiled_loop import LOOPS, numba_available, why_not
 from policyopt.sim.network_sim import NetworkResult, NetworkSimulator
 from policyopt.solvers.static_planning import static_plan
 
@@ -174,6 +175,7 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         render_mode: str | None = None,
         action: str = "order",
         split_levels: int = 5,
+        loop: str = "auto",
     ) -> None:
         if action not in ACTION_MODES:
             raise ValueError(f"action must be one of {', '.join(ACTION_MODES)}, got {action!r}")
@@ -230,6 +232,7 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
                     f"in one batch (sarathi or orca); {net.name} has none: use action='order'"
                 )
         self.action_space = spaces.Discrete(K * L)
+        self.loop = self._choose_loop(loop)
         C = sum(1 for e in net.engines.values() if getattr(e, "kv_cache", None) is not None)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(3 * K + J + C,), dtype=np.float32)
         self.sim: NetworkSimulator | None = None
@@ -251,8 +254,13 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         options = options or {}
         random_init = bool(options.get("random_init", self.random_init))
         sim_seed = int(self.np_random.integers(2**63 - 1))
-        self.sim = NetworkSimulator(self.net, None, horizon=self.horizon, warmup=0.0, seed=sim_seed)
+        self.sim = NetworkSimulator(
+            self.net, None, horizon=self.horizon, warmup=0.0, seed=sim_seed, loop=self.loop
+        )
         self.sim.ask_single = self.action_mode == "cap"  # a cap is a decision at one class too
+        self._watched: tuple[np.ndarray, np.ndarray] | None = None
+        if self.loop == "compiled":  # the kernel computes the observation and the costs
+            self.sim.watch(self._scale, self._h)
         if random_init:
             counts = self.np_random.integers(0, self.init_jobs + 1, size=self.n_classes)
             counts[self.in_fork] = 0
@@ -261,8 +269,8 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._steps = 0
         self._over = False
         self._advance()
-        seconds, cost = self.sim.cost_so_far(self._h)
-        return self._obs(), self._info(-1, False, seconds, cost)
+        obs, numbers = self._observe()
+        return obs, self._info(-1, False, *numbers)
 
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict]:
         """Apply ``action`` at the deciding engine and run to the next decision or the horizon."""
@@ -281,17 +289,18 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
             a, first, level, illegal = d.action, d.first, d.level, d.illegal
         if j is not None:
             if L == 1:
-                sim.decide(decoder.order(view, j, first))
+                sim.decide_first(first)
             else:
                 sim.decide(decoder.order(view, j, first), *decoder.limits(view, j, level))
         self._steps += 1
         self._advance()
-        seconds, cost = sim.cost_so_far(self._h)
+        obs, numbers = self._observe()
+        cost = numbers[1]
         reward = -self.reward_scale * (cost - self._last_cost)
         self._last_cost = cost
         truncated = self.engine is None
         self._over = truncated
-        return self._obs(), reward, False, truncated, self._info(a, illegal, seconds, cost)
+        return obs, reward, False, truncated, self._info(a, illegal, *numbers)
 
     def action_masks(self) -> np.ndarray:
         """Legal actions (bool, shape ``(K * L,)``, ``L = 1`` unless ``action='split'``; never
@@ -333,6 +342,26 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         return self.sim.result()
 
     # ------------------------------------------------------------------ internals
+    def _choose_loop(self, loop: str) -> str:
+        """The simulator's event loop for ``loop`` (``auto``, ``python``, ``compiled``):
+        ``compiled`` where the network may run in it and the actions are orders only (a
+        budget split or a cap is applied in the Python loop), else ``python``; ``compiled``
+        asked where impossible is a ``ValueError`` naming the reason."""
+        if loop not in LOOPS:
+            raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
+        if loop == "python":
+            return loop
+        if self.action_mode != "order":
+            reason: str | None = f"action={self.action_mode!r} is applied in the Python loop"
+        else:
+            probe = NetworkSimulator(self.net, None, horizon=1.0)
+            reason = why_not(probe) or (None if numba_available() else "numba is not installed")
+        if reason is None:
+            return "compiled"
+        if loop == "compiled":
+            raise ValueError(f"loop: compiled is not possible here: {reason}; use loop='python'")
+        return "python"
+
     def _advance(self) -> None:
         """Run to the next decision an agent takes (or the horizon); update the mask."""
         sim = self.sim
@@ -343,6 +372,7 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         # without a budget split, the simulator itself takes the epochs where at most one class
         # has work (as the loop below would)
         fast = skip and self.split_levels == 1
+        legal: list[int] | None = None
         while True:
             j = sim.advance(fast)
             if j is None:
@@ -350,32 +380,53 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
                 self._mask = decoder.class_mask(view, None)
                 self._legal = [True] * self.n_classes
                 return
+            if fast:  # (the simulator asks only where two classes or more have work)
+                break
             legal = sim.classes_with_work(j)
             if not skip or len(legal) >= 2 or decoder.asks(view, j, legal):
                 break
             sim.decide(classes_at[j])  # every order gives the same batch
         self.engine = j
-        key = (j, tuple(legal))
+        # the legal classes: the kernel's bit mask (compiled loop) or the simulator's list
+        watched = self._watched
+        if watched is None and self.loop == "compiled":
+            watched = self._watched = sim.watched  # (the kernel starts at the first advance)
+        if watched is not None:
+            key: tuple[int, object] = (j, watched[1][4].item())
+        else:
+            legal = sim.classes_with_work(j) if legal is None else legal
+            key = (j, tuple(legal))
         masks = self._masks.get(key)
         if masks is None:  # the arrays are never written: a mask is shared by its steps
+            legal = sim.classes_with_work(j) if legal is None else legal
             mask = decoder.class_mask(view, j, legal)
             masks = self._masks[key] = (mask, mask.tolist())
         self._mask, self._legal = masks
 
-    def _obs(self) -> np.ndarray:
-        """The observation now (:func:`observation`)."""
-        assert self.sim is not None
-        return observation(self.sim.view, self.engine, self._scale)
+    def _observe(self) -> tuple[np.ndarray, list[float]]:
+        """The observation now (:func:`observation`) and ``[job-seconds, holding cost
+        integral, jobs, holding cost rate]`` now (the compiled loop computes both at a
+        decision: :meth:`NetworkSimulator.watch`)."""
+        sim = self.sim
+        assert sim is not None
+        watched = self._watched
+        if watched is not None and self.engine is not None:
+            return watched[0].copy(), watched[1].tolist()[:4]
+        seconds, cost = sim.cost_so_far(self._h)
+        counts = sim.jobs.tolist()
+        rate = sum([h * n for h, n in zip(self._h, counts, strict=True)])
+        numbers = [seconds, cost, sum(counts), rate]
+        return observation(sim.view, self.engine, self._scale), numbers
 
-    def _info(self, action: int, illegal: bool, seconds: float, cost: float) -> dict[str, Any]:
+    def _info(
+        self, action: int, illegal: bool, seconds: float, cost: float, jobs: float, rate: float
+    ) -> dict[str, Any]:
         """Metrics so far; ``seconds``: job-seconds up to now (all classes), ``cost``: the
-        holding cost integral up to now."""
+        holding cost integral up to now, ``jobs`` and ``rate``: the jobs in the network and
+        the holding cost rate now."""
         sim = self.sim
         assert sim is not None
         now = sim.now if sim.now < self.horizon else self.horizon
-        counts = sim.jobs.tolist()
-        jobs = sum(counts)
-        rate = sum([h * n for h, n in zip(self._h, counts, strict=True)])
         return {
             "time": now,
             "engine": -1 if self.engine is None else self.engine,

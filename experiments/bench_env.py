@@ -1,21 +1,24 @@
 """Benchmark: Gymnasium env steps per wall second against the policy-only simulator.
 
 For each network, the same simulated run (same horizon, same random streams, warmup 0) is
-timed twice:
+timed several ways:
 
-* **simulator**: ``NetworkSimulator(net, "max-pressure").run()``; its rate is decisions per
-  wall second, a decision being a ``policy.order`` call (an engine with two classes or more at
-  a decision epoch);
+* **simulator**: ``NetworkSimulator(net, "max-pressure").run()`` in the Python event loop
+  (``sim s``) and, where the network may take it, in the compiled loop (``compiled s``); its
+  rate is decisions per wall second, a decision being a ``policy.order`` call;
 * **env**: ``AgentNetworkEnv`` stepped to truncation with the max-pressure action (the first
-  class of ``MaxPressure().order``), so it reproduces the simulator's run exactly; its rate is
-  env steps per wall second (epochs where at most one class has work are taken automatically
-  and are not steps, so there are fewer steps than simulator decisions).
+  class of ``MaxPressure().order``), so it reproduces the simulator's run exactly: on the
+  Python loop (``env py s``) and on the loop the env takes by default (``env s``: the compiled
+  loop where the network and the action mode allow it), the agent's ``MaxPressure().order``
+  call included; and ``replay s``, the default env replaying the actions recorded from that
+  run (the env alone, without the agent's computation). Its rate is env steps per wall second
+  (epochs where at most one class has work are taken automatically and are not steps).
 
-``overhead`` is the env's wall time over the simulator's for the same simulated run, both in
-the Python event loop (the env drives that loop; the target is at most 1.5x); ``vs compiled``
-the same over the compiled loop the policy-only run takes by default where it may
-(``docs/compiled.md``); ``rate ratio`` is decisions/s over steps/s. Best of ``--repeat`` runs
-of each, the env and simulator runs alternating so that both meet the same machine load.
+``overhead`` is ``replay s / sim s`` (the env's cost over the policy-only simulator's for the
+same run; the target is at most 1.5x); ``driven`` the same with the agent's max-pressure call
+counted; ``python env`` the env on the Python loop, driven, over ``sim s``; ``vs compiled``
+``replay s`` over the compiled policy-only run. Best of ``--repeat`` runs of each, the runs
+alternating so that all meet the same machine load.
 
 A second table gives the throughput a trainer sees: ``rybko-stolyar`` episodes stepped with
 seeded random actions (made legal by the env's replacement rule) through one env, through
@@ -59,24 +62,30 @@ def time_simulator(
     return best, decisions, mean_jobs
 
 
-def time_env(env: AgentNetworkEnv, repeat: int) -> tuple[float, int, float, int]:
-    """Best wall seconds, steps and mean jobs of a max-pressure-driven episode; its sim seed."""
+def time_env(env: AgentNetworkEnv) -> tuple[float, list[np.int64], float, int]:
+    """Wall seconds, actions and mean jobs of a max-pressure-driven episode; its sim seed."""
     mp = MaxPressure()
     mp.bind(env.net)
-    best, steps, mean_jobs, seed = float("inf"), 0, 0.0, 0
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        _, info = env.reset(seed=0)
-        n = 0
-        truncated = False
-        while not truncated:
-            j = env.engine
-            action = mp.order(j, env.sim.view)[0] if j is not None else 0  # type: ignore[index,union-attr]
-            _, _, _, truncated, info = env.step(np.int64(action))
-            n += 1
-        best = min(best, time.perf_counter() - t0)
-        steps, mean_jobs, seed = n, info["mean_jobs"], info["sim_seed"]
-    return best, steps, mean_jobs, seed
+    actions: list[np.int64] = []
+    t0 = time.perf_counter()
+    _, info = env.reset(seed=0)
+    truncated = False
+    while not truncated:
+        j = env.engine
+        action = np.int64(mp.order(j, env.sim.view)[0] if j is not None else 0)  # type: ignore[index,union-attr]
+        _, _, _, truncated, info = env.step(action)
+        actions.append(action)
+    return time.perf_counter() - t0, actions, info["mean_jobs"], info["sim_seed"]
+
+
+def time_replay(env: AgentNetworkEnv, actions: list[np.int64]) -> tuple[float, float]:
+    """Wall seconds and mean jobs of an episode stepped through ``actions``."""
+    t0 = time.perf_counter()
+    env.reset(seed=0)
+    step = env.step
+    for action in actions:
+        info = step(action)[4]
+    return time.perf_counter() - t0, info["mean_jobs"]
 
 
 def time_vectorized(
@@ -136,26 +145,36 @@ def main() -> None:
     parser.add_argument("--vec-steps", type=int, default=20000, help="steps per vectorized row")
     args = parser.parse_args()
     print(
-        f"{'network':<15} {'horizon s':>9} {'env steps':>9} {'steps/s':>9} {'decisions':>9} "
-        f"{'decisions/s':>11} {'rate ratio':>10} {'overhead':>8} {'vs compiled':>11}  same run"
+        f"{'network':<15} {'horizon s':>9} {'env loop':>8} {'steps':>6} {'sim s':>6} "
+        f"{'compiled s':>10} {'env py s':>8} {'env s':>6} {'replay s':>8} {'overhead':>8} "
+        f"{'driven':>7} {'python env':>10} {'vs compiled':>11}  same run"
     )
     for name, horizon in CASES:
         env = AgentNetworkEnv(name, horizon=horizon)
+        env_py = AgentNetworkEnv(name, horizon=horizon, loop="python")
         compiled = why_not(NetworkSimulator(env.net, "max-pressure", horizon=1.0)) is None
-        env_s = sim_s = jit_s = float("inf")
+        best: dict[str, float] = {}
+        same = True
         for _ in range(args.repeat):  # alternate, so all see the same (shared) machine
-            e_s, steps, env_jobs, seed = time_env(env, 1)
-            s_s, decisions, sim_jobs = time_simulator(env, seed, 1)
-            env_s, sim_s = min(env_s, e_s), min(sim_s, s_s)
+            e_s, actions, env_jobs, seed = time_env(env)
+            p_s, _, py_jobs, _ = time_env(env_py)
+            r_s, replay_jobs = time_replay(env, actions)
+            s_s, _, sim_jobs = time_simulator(env, seed, 1)
+            times = {"env": e_s, "env_py": p_s, "replay": r_s, "sim": s_s}
+            same = same and env_jobs == py_jobs == replay_jobs == sim_jobs
             if compiled:
-                j_s, _, jit_jobs = time_simulator(env, seed, 1, "compiled")
-                jit_s = min(jit_s, j_s)
-                sim_jobs = sim_jobs if jit_jobs == sim_jobs else float("nan")
-        vs_jit = f"{env_s / jit_s:>10.1f}x" if compiled else f"{'-':>11}"
+                times["jit"], _, jit_jobs = time_simulator(env, seed, 1, "compiled")
+                same = same and jit_jobs == sim_jobs
+            for key, value in times.items():
+                best[key] = min(best.get(key, float("inf")), value)
+        sim_s, replay_s = best["sim"], best["replay"]
+        jit = f"{best['jit']:>10.3f}" if compiled else f"{'-':>10}"
+        vs_jit = f"{replay_s / best['jit']:>10.1f}x" if compiled else f"{'-':>11}"
         print(
-            f"{name:<15} {horizon:>9.0f} {steps:>9d} {steps / env_s:>9.0f} {decisions:>9d} "
-            f"{decisions / sim_s:>11.0f} {decisions / sim_s / (steps / env_s):>9.2f}x "
-            f"{env_s / sim_s:>7.2f}x {vs_jit}  {'yes' if env_jobs == sim_jobs else 'NO'}"
+            f"{name:<15} {horizon:>9.0f} {env.loop:>8} {len(actions):>6d} {sim_s:>6.3f} {jit} "
+            f"{best['env_py']:>8.3f} {best['env']:>6.3f} {replay_s:>8.3f} "
+            f"{replay_s / sim_s:>7.2f}x {best['env'] / sim_s:>6.2f}x "
+            f"{best['env_py'] / sim_s:>9.2f}x {vs_jit}  {'yes' if same else 'NO'}"
         )
     print()
     print(f"{'rybko-stolyar, random actions':<32} {'copies':>6} {'steps/s':>9} {'vs single':>9}")

@@ -94,22 +94,12 @@ class EngineInfo:
         )
 
 
-class _EngineState(Protocol):
-    """The running state of one engine that a view reads (jobs waiting and decoding)."""
-
-    n_wait: int
-    n_dec: int
-
-
 class SimulatorState(Protocol):
     """What :class:`NetworkView` reads from the simulator that owns it (all public, read-only
-    uses): the clock, the horizon, per-engine job counts and three queries."""
+    uses): the clock, the horizon and the live queries."""
 
     now: float
     horizon: float
-
-    @property
-    def engines(self) -> Sequence[_EngineState]: ...
 
     def classes_with_work(self, j: int) -> list[int]: ...
 
@@ -120,6 +110,8 @@ class SimulatorState(Protocol):
     def fcfs_order(self, j: int) -> list[int]: ...
 
     def memory_free(self) -> list[float]: ...
+
+    def engine_jobs(self, j: int) -> tuple[int, int]: ...
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
@@ -271,8 +263,7 @@ class NetworkView:
     def engine_jobs(self, engine: int) -> tuple[int, int]:
         """``(waiting, decoding)`` at ``engine`` now: jobs whose prefill (at a station, their
         service) has not finished, and decoding jobs (0 at a station)."""
-        eng = self._state().engines[engine]
-        return eng.n_wait, eng.n_dec
+        return self._state().engine_jobs(engine)
 
 
 class Policy:
@@ -506,6 +497,14 @@ class MaxPressure(Policy):
     def order(self, engine: int, view: NetworkView) -> list[int] | None:
         """The engine's classes by pressure, largest first (ties by class index)."""
         return [k for _, k in self.ranked(engine, view)]
+
+    def order_after(self, first: int, engine: int, view: NetworkView) -> list[int]:
+        """``first``, then the engine's other classes by pressure, largest first (ties by
+        class index): the order an agent's choice of one class stands for."""
+        classes = view.classes_at[engine]
+        if len(classes) == 2:  # the other class follows: no need to rank
+            return [first, classes[1] if classes[0] == first else classes[0]]
+        return [first] + [k for _, k in self.ranked(engine, view) if k != first]
 
 
 class DaiLinMaxPressure(MaxPressure):

@@ -63,8 +63,6 @@ LOOPS = ("auto", "python", "compiled")
 
 def why_not(sim: NetworkSimulator) -> str | None:
     """Why ``sim`` may not run in the compiled loop (``None``: it may)."""
-    if sim.external:
-        return "external mode decides in Python"
     if sim.trace is not None:
         return "a trace is recorded in the Python loop"
     if sim.sources:
@@ -84,6 +82,8 @@ def why_not(sim: NetworkSimulator) -> str | None:
             return f"class {topo.classes[k]!r} routes to a join"
     if not sim._route_block:
         return "routing draws are interleaved with engine choices"
+    if sim.external:
+        return _external_reason(sim)
     if (
         _pressure_form(sim) is None
         and _linear_form(sim) is None
@@ -108,6 +108,17 @@ def _llm_reason(sim: NetworkSimulator, eng: Any) -> str | None:
         return f"policy {sim.policy_name!r} re-decides or idles at LLM engines"
     if sim.record:
         return "batch records are kept in the Python loop"
+    return None
+
+
+def _external_reason(sim: NetworkSimulator) -> str | None:
+    """Why external-mode ``sim`` may not run in the compiled loop (``None``: it may)."""
+    if sim.ask_single:
+        return "one-class engines are asked (ask_single): a batch cap is decided in Python"
+    for eng in sim.engines:
+        if eng.mem is not None:
+            name = sim.topo.engines[eng.index]
+            return f"engine {name!r} has a limited KV cache: external mode decides in Python"
     return None
 
 
@@ -152,8 +163,8 @@ def choose(sim: NetworkSimulator, loop: str) -> bool:
     ``ValueError`` naming the reason when ``compiled`` is asked and impossible."""
     if loop not in LOOPS:
         raise ValueError(f"loop: unknown value {loop!r}; use one of {', '.join(LOOPS)}")
-    if loop == "python":
-        return False
+    if loop == "python" or (loop == "auto" and sim.external):
+        return False  # external mode takes the compiled loop when asked (see the module)
     reason = why_not(sim)
     if reason is None and not numba_available():
         reason = "numba is not installed"
@@ -180,6 +191,7 @@ class LoopState:
         iv, fv = self.iv, self.fv
         iv[sk.I_SEQ], iv[sk.I_NEXT_ID], iv[sk.I_CREATED] = sim.seq, sim.next_id, sim.jobs_created
         iv[sk.I_FIN_A] = -1  # no LLM batch's end in progress
+        iv[sk.I_PENDING] = -1  # external mode: no decision asked
         self.base_decisions = sim.decisions
         fv[sk.F_NOW], fv[sk.F_T_CHECK] = sim.now, _check_without_samples(sim)
         fv[sk.F_T_SAMPLE], iv[sk.I_NSAMPLE] = sim.t_next_sample, sim.next_sample
@@ -323,6 +335,8 @@ class LoopState:
         for e in sim.engines:
             if e.single:
                 mode, order = sk.SINGLE, e.classes
+            elif sim.external:  # Python gives the order (see station_kernel._ask)
+                mode, order = sk.EXTERNAL, e.classes
             elif e.fixed is not None:
                 mode, order = sk.FIXED, e.fixed
             elif sim._fcfs:
@@ -339,9 +353,12 @@ class LoopState:
         # the pressure form: -r_k (the policy's own numbers) and the successors of each class
         self.p_neg = np.zeros(K, dtype=f64)
         succ: list[list[tuple[int, float]]] = [[] for _ in range(K)]
-        if positive is not None:
-            policy = sim.policy
+        if positive is not None or sim.external:
+            # (external mode: maximum pressure orders the classes after a given first one)
+            policy = sim.policy if positive is not None else MaxPressure()
             assert isinstance(policy, MaxPressure)
+            if sim.external:
+                policy.bind(sim.net)
             for e in sim.engines:
                 for k, neg, pairs in policy.pressure_terms(e.index, sim.view):
                     self.p_neg[k] = neg
@@ -544,110 +561,10 @@ class LoopState:
         pos[i] = arr.shape[1] - n
 
     def args(self, progress_every: int) -> tuple[object, ...]:
-        """The kernel's arguments, in its order."""
-        return (
-            self.iv,
-            self.fv,
-            self.ht,
-            self.hk,
-            self.hs,
-            self.ha,
-            self.hj,
-            self.dq,
-            self.e_current,
-            self.e_started,
-            self.e_version,
-            self.e_backlog,
-            self.e_done,
-            self.e_arrived,
-            self.e_batches,
-            self.e_pending,
-            self.e_busy,
-            self.e_preempts,
-            self.e_single,
-            self.e_multi,
-            self.e_servers,
-            self.e_serving,
-            self.e_nserv,
-            self.e_mode,
-            self.e_order,
-            self.e_norder,
-            self.e_hasrank,
-            self.e_rank,
-            self.j_cls,
-            self.j_arr,
-            self.j_fid,
-            self.j_ft0,
-            self.j_fw,
-            self.j_left,
-            self.j_id,
-            self.j_since,
-            self.j_ver,
-            self.mark,
-            self.free,
-            self.q,
-            self.q_head,
-            self.q_len,
-            self.work_left,
-            self.last,
-            self.area,
-            self.jobs,
-            self.done_class,
-            self.next_of,
-            self.r_ptr,
-            self.r_tgt,
-            self.r_prob,
-            self.entries,
-            self.engine_of,
-            self.a_gap,
-            self.a_buf,
-            self.a_pos,
-            self.w_buf,
-            self.w_pos,
-            self.u_buf,
-            self.l_code,
-            self.l_val,
-            self.f_w,
-            self.f_t0,
-            self.f_left,
-            self.p_neg,
-            self.p_ptr,
-            self.p_succ,
-            self.p_prob,
-            self.p_positive,
-            self.lin_a,
-            self.lin_b,
-            self.o_buf,
-            self.o_key,
-            self.c_buf,
-            self.s_buf,
-            self.e_llm,
-            self.e_li,
-            self.e_lf,
-            self.e_table,
-            self.e_fin,
-            self.e_cls,
-            self.e_ncls,
-            self.j_tok,
-            self.d,
-            self.d_head,
-            self.d_len,
-            self.wp_buf,
-            self.wd_buf,
-            self.pl,
-            self.pn,
-            self.r_buf,
-            self.iv_log,
-            self.sh,
-            self.qb,
-            self.e_pc,
-            self.sample_t,
-            self.sample_jobs,
-            self.sample_backlog,
-            self.sample_mem,
-            self.every,
-            progress_every,
-        )
+        """The kernel's arguments, in its order (its parameters are named as these arrays)."""
+        from policyopt.sim.kernel_state import FIELDS
+
+        return (*[getattr(self, name) for name in FIELDS], progress_every)
 
     # ------------------------------------------------------------------ kernel stops
     def refill(self, sim: NetworkSimulator) -> None:
@@ -925,6 +842,52 @@ def _csr(rows: list[list[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray, n
     return ptr, idx, val
 
 
+def serve_stop(
+    state: LoopState,
+    sim: NetworkSimulator,
+    code: int,
+    progress: Callable[[float], None] | None = None,
+) -> bool:
+    """Do what the kernel stopped for (``code``: a ``STOP_*`` other than the end, or, in
+    external mode, a decision); returns whether ``state`` replaced arrays (it grew): the
+    kernel's arguments must then be taken again."""
+    from policyopt.sim import station_kernel as sk
+
+    if code == sk.STOP_REFILL:
+        state.refill(sim)
+    elif code == sk.STOP_LOGS:
+        state.flush_logs(sim)
+    elif code == sk.STOP_GROW:
+        state.grow()
+        return True
+    elif code == sk.STOP_BOOKKEEP:
+        state.sync(sim)
+        sim._bookkeep(float(state.fv[sk.F_BOOK_T]))  # (its samples are taken: none due)
+        state.fv[sk.F_T_CHECK] = _check_without_samples(sim)
+    elif code == sk.STOP_PROGRESS:
+        state.sync(sim)
+        assert progress is not None
+        progress(sim.now)
+    else:  # pragma: no cover - the kernel returns only the codes above
+        raise RuntimeError(f"compiled loop: unknown stop code {code}")
+    return False
+
+
+def finish_compiled(state: LoopState, sim: NetworkSimulator, keep_jobs: bool = True) -> None:
+    """After the kernel reached the horizon: write the counters and statistics back into
+    ``sim``, and (``keep_jobs``) the jobs still in the network as its objects."""
+    state.sync(sim)
+    if not keep_jobs:
+        return
+    paused = gc.isenabled()  # the job objects made now hold no cycles: no need to scan them
+    gc.disable()
+    try:
+        state.export(sim)
+    finally:
+        if paused:
+            gc.enable()
+
+
 def run_compiled(
     sim: NetworkSimulator,
     progress: Callable[[float], None] | None,
@@ -944,33 +907,18 @@ def run_compiled(
         code = sk.run_stations(*args)
         if code == sk.STOP_END:
             break
-        if code == sk.STOP_REFILL:
-            state.refill(sim)
-        elif code == sk.STOP_LOGS:
-            state.flush_logs(sim)
-        elif code == sk.STOP_GROW:
-            state.grow()
+        if serve_stop(state, sim, code, progress):
             args = state.args(every)
-        elif code == sk.STOP_BOOKKEEP:
-            state.sync(sim)
-            sim._bookkeep(float(state.fv[sk.F_BOOK_T]))  # (its samples are taken: none due)
-            state.fv[sk.F_T_CHECK] = _check_without_samples(sim)
-        elif code == sk.STOP_PROGRESS:
-            state.sync(sim)
-            assert progress is not None
-            progress(sim.now)
-        else:  # pragma: no cover - the kernel returns only the codes above
-            raise RuntimeError(f"compiled loop: unknown stop code {code}")
-    state.sync(sim)
-    if not keep_jobs:
-        return
-    paused = gc.isenabled()  # the job objects made now hold no cycles: no need to scan them
-    gc.disable()
-    try:
-        state.export(sim)
-    finally:
-        if paused:
-            gc.enable()
+    finish_compiled(state, sim, keep_jobs)
 
 
-__all__ = ["LOOPS", "LoopState", "choose", "numba_available", "run_compiled", "why_not"]
+__all__ = [
+    "LOOPS",
+    "LoopState",
+    "choose",
+    "finish_compiled",
+    "numba_available",
+    "run_compiled",
+    "serve_stop",
+    "why_not",
+]

@@ -455,7 +455,7 @@ def engine_order(
     n = e_norder[a]
     for r in range(n):
         o_buf[r] = e_order[a, r]
-    if mode <= 1:  # SINGLE or FIXED: the order as it stands
+    if mode <= 1 or mode == 5:  # SINGLE, FIXED or EXTERNAL: the order as it stands
         return n
     qcap = q.shape[1]
     dcap = d.shape[1]

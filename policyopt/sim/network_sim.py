@@ -99,7 +99,8 @@ from policyopt.policies import (
 )
 from policyopt.sim.admission import AdmissionContext, AdmissionRule, make_admission
 from policyopt.sim.batching import BatchRecord, Counters, batch_time_table, not_work_conserving
-from policyopt.sim.compiled_loop import choose, run_compiled
+from policyopt.sim.compiled_external import CompiledExternal
+from policyopt.sim.compiled_loop import choose, run_compiled, why_not
 from policyopt.sim.decode_queue import DecodeQueue
 from policyopt.sim.kv_memory import KVMemory, MemDecodeQueue
 from policyopt.sim.schedulers import BatchPlan, make_scheduler
@@ -580,6 +581,11 @@ class NetworkSimulator:
         self._stations = [eng for eng in self.engines if not eng.llm]
         # run() in the compiled loop of a station network (policyopt.sim.compiled_loop)?
         self.compiled = choose(self, loop)
+        # external mode in the compiled loop: its kernel and state, from the first advance()
+        # until the horizon (the queries below read its arrays meanwhile)
+        self._kernel: CompiledExternal | None = None
+        self._watch: tuple[Sequence[float], Sequence[float]] | None = None
+        self._pressure: MaxPressure | None = None  # decide_first's order (at first use)
 
     # ------------------------------------------------------------------ read-only arrays
     @property
@@ -986,6 +992,8 @@ class NetworkSimulator:
     def fcfs_order(self, j: int) -> list[int]:
         """The classes of engine ``j`` first-come first-served across classes: by the arrival
         time of each class's oldest job there (waiting, or decoding at an LLM engine)."""
+        if self._kernel is not None:
+            return self._kernel.fcfs_order(j)
         eng = self.engines[j]
         wait, dec, llm = eng.wait, eng.dec, eng.llm
 
@@ -1835,6 +1843,30 @@ class NetworkSimulator:
         order gives the same batch, or serves the same job, unless a budget split is asked
         for); they are counted in :attr:`decisions` all the same.
         """
+        kernel = self._kernel
+        if kernel is None or self.pending is not None:  # (the compiled loop's steps: at once)
+            if not self.external:
+                raise RuntimeError(
+                    "advance() needs external mode: NetworkSimulator(net, None, ...)"
+                )
+            if self.pending is not None:
+                raise RuntimeError(f"engine {self.pending} must decide first: call decide(order)")
+            if self.finished:
+                return None
+            if self.compiled:
+                reason = why_not(self)  # (ask_single may have been set since)
+                if reason is not None:
+                    raise ValueError(f"loop: compiled is not possible here: {reason}")
+                kernel = self._kernel = CompiledExternal(self, BLOCK, FOLD, self._watch)
+        if kernel is not None:
+            j = self.pending = kernel.advance(skip_trivial)
+        else:
+            self._skip = skip_trivial
+            j = self._loop(None)
+        if j is None:
+            self._kernel = None  # its state is written back: the objects answer again
+            self._finish()
+        return j
         if not self.external:
             raise RuntimeError("advance() needs external mode: NetworkSimulator(net, None, ...)")
         if self.pending is not None:
@@ -1842,8 +1874,18 @@ class NetworkSimulator:
         if self.finished:
             return None
         self._skip = skip_trivial
-        j = self._loop(None)
+        if self.compiled:
+            if self._kernel is None:
+                reason = why_not(self)  # (ask_single may have been set since)
+                if reason is not None:
+                    raise ValueError(f"loop: compiled is not possible here: {reason}")
+                self._kernel = CompiledExternal(self, BLOCK, FOLD, self._watch)
+            j = self._kernel.advance(skip_trivial)
+            self.pending = j
+        else:
+            j = self._loop(None)
         if j is None:
+            self._kernel = None  # its state is written back: the objects answer again
             self._finish()
         return j
 
@@ -1884,6 +1926,15 @@ class NetworkSimulator:
             raise ValueError(f"decode_cap must be >= 0 tokens, got {decode_cap}")
         if token_cap is not None and token_cap < 1:
             raise ValueError(f"token_cap must be >= 1 token, got {token_cap}")
+        if self._kernel is not None:
+            if decode_cap is not None or token_cap is not None:
+                raise ValueError(
+                    "decode_cap and token_cap: the compiled loop applies orders only; use "
+                    "loop='python'"
+                )
+            self._kernel.decide(j, order)  # (the kernel counts the decision)
+            self.pending = None
+            return
         self.pending = None
         self.decisions += 1
         if eng.llm:
@@ -1891,9 +1942,49 @@ class NetworkSimulator:
         else:
             self._station_decide(eng, order)
 
+    def decide_first(self, k: int) -> None:
+        """External mode: the pending engine serves class ``k`` first and its other classes
+        by maximum pressure (:meth:`~policyopt.policies.MaxPressure.order_after`): the
+        ``decide`` of that order, which the compiled loop computes itself."""
+        j = self.pending
+        if self._kernel is None or j is None:
+            if self._pressure is None:
+                self._pressure = MaxPressure()
+                self._pressure.bind(self.net)
+            if j is None:
+                raise RuntimeError("no decision is pending: call advance() first")
+            self.decide(self._pressure.order_after(k, j, self.view))
+            return
+        self._kernel.decide_first(j, k)
+        self.pending = None
+
+    def watch(self, scale: Sequence[float], weights: Sequence[float]) -> None:
+        """External mode in the compiled loop (call before the first :meth:`advance`): at
+        every decision, the kernel also computes what an agent observes, read from
+        :attr:`watched`: ``x / (x + c)`` of :meth:`class_state_flat` (``c``: ``scale``, ``3K``
+        entries; 0 for ``x <= 0``) and a one-hot of the deciding engine (``3K + J`` float32),
+        and ``(job-seconds, weights . job-seconds)`` as :meth:`cost_so_far` gives them, the
+        jobs in the network, ``weights . jobs`` and :meth:`classes_with_work` at the deciding
+        engine as a bit mask (bit ``k``: class ``k``): five float64. Without effect in the Python
+        loop."""
+        if self._kernel is not None:
+            raise RuntimeError("watch() comes before the first advance()")
+        self._watch = (list(scale), list(weights))
+
+    @property
+    def watched(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The buffers :meth:`watch` asked for, rewritten at every decision (copy what you
+        keep), while the compiled loop runs in external mode; else ``None``."""
+        kernel = self._kernel
+        if kernel is None or self._watch is None:
+            return None
+        return kernel.obs, kernel.out
+
     def classes_with_work(self, j: int) -> list[int]:
         """Classes of engine ``j`` with work there: jobs waiting or decoding (LLM), waiting or
         in service (station); in class-index order."""
+        if self._kernel is not None:
+            return self._kernel.classes_with_work(j)
         eng = self.engines[j]
         if eng.llm:
             return [k for k in eng.classes if eng.wait[k] or eng.dec[k].alive]
@@ -1916,6 +2007,8 @@ class NetworkSimulator:
     def class_state_flat(self) -> list[float]:
         """:meth:`class_state` as one Python list ``waiting + in_service + work`` (``3K``
         floats): the environment's per-step read, without numpy's per-call overhead."""
+        if self._kernel is not None:
+            return self._kernel.class_state_flat()
         waiting = [0.0] * len(self._jobs)
         work = list(self.work_left)
         now = self.now
@@ -1939,17 +2032,31 @@ class NetworkSimulator:
         blocks free now."""
         return [e.mem.free / e.mem.total for e in self.engines if e.mem is not None]
 
+    def engine_jobs(self, j: int) -> tuple[int, int]:
+        """``(waiting, decoding)`` at engine ``j`` now: jobs whose prefill (at a station,
+        their service) has not finished, and decoding jobs (0 at a station)."""
+        if self._kernel is not None:
+            return self._kernel.engine_jobs(j)
+        eng = self.engines[j]
+        return eng.n_wait, eng.n_dec
+
     def job_seconds(self, t: float | None = None) -> np.ndarray:
         """Job-seconds per class accumulated in ``[warmup, t]`` (``t``: now, capped at the
         horizon); ``holding_cost . job_seconds()`` is the holding cost integral so far."""
         t = min(self.now if t is None else t, self.horizon)
-        lo = np.maximum(self.last_change, self.warmup)
-        return self.area + self.jobs * np.maximum(t - lo, 0.0)
+        if self._kernel is not None:  # (the compiled loop's arrays, in external mode)
+            area, last = self._kernel.state.area, self._kernel.state.last
+        else:
+            area, last = self.area, self.last_change
+        lo = np.maximum(last, self.warmup)
+        return area + self.jobs * np.maximum(t - lo, 0.0)
 
     def cost_so_far(self, weights: Sequence[float]) -> tuple[float, float]:
         """``(sum(job_seconds()), weights . job_seconds())`` as Python floats: job-seconds and
         weighted job-seconds (``weights``: holding cost per job-second of each class) in
         ``[warmup, now]``; the environment's per-step read of :meth:`job_seconds`."""
+        if self._kernel is not None:
+            return self._kernel.cost_so_far(weights)
         t = self.now if self.now < self.horizon else self.horizon
         w0 = self.warmup
         total = cost = 0.0
@@ -1969,6 +2076,8 @@ class NetworkSimulator:
         class ``k``'s stream) and follows the workflow from there. Classes inside a fork (a
         branch waiting for a join) cannot be filled this way: ``ValueError``.
         """
+        if self._kernel is not None:
+            raise RuntimeError("the compiled loop runs: add jobs before the first advance()")
         topo = self.topo
         for k, n in enumerate(counts):
             if n and topo.forks[k]:

@@ -54,10 +54,13 @@ from policyopt.sim.engine_kernel import (
 ARRIVAL, DONE = 0, 1
 # how a station orders its classes
 SINGLE, FIXED, FCFS, PRESSURE, LINEAR = 0, 1, 2, 3, 4
+# external mode: Python gives the order (in ``e_order``) at each decision that needs one
+EXTERNAL = 5
 # where a class's jobs go next: a class index (>= 0), or
 EXIT, RANDOM = -1, -3
 # why the kernel returned
 STOP_END, STOP_REFILL, STOP_LOGS, STOP_GROW, STOP_BOOKKEEP, STOP_PROGRESS = 0, 1, 2, 3, 4, 5
+STOP_DECIDE = 6  # external mode: engine iv[I_PENDING] must decide (its order in e_order)
 # integer scalars (``iv``)
 I_SEQ, I_NEXT_ID, I_CREATED, I_DECISIONS, I_HEAP_N, I_DQ_HEAD, I_DQ_LEN = 0, 1, 2, 3, 4, 5, 6
 I_LOG_N, I_FLOW_N, I_FREE_N, I_TICK, I_KEPT = 7, 8, 9, 10, 11
@@ -65,7 +68,11 @@ I_UNI_POS, I_EMPTY, I_GROW, I_STAMP = 12, 13, 14, 15
 # an LLM batch's end in progress: its engine (-1: none) and the next finished request
 I_FIN_A, I_FIN_I = 16, 17
 I_NSAMPLE = 18  # the next sample of the series (taken here; F_T_SAMPLE: its time)
-N_IV = 19
+# external mode: the engine asked to decide (-1: none); what Python gave (0: nothing yet, 1:
+# the order in e_order, 2: the class served first, I_FIRST, the others by maximum pressure);
+# whether the decisions where at most one class has work are taken without asking (1)
+I_PENDING, I_GIVEN, I_SKIP, I_FIRST = 19, 20, 21, 22
+N_IV = 23
 # float scalars (``fv``)
 F_NOW, F_T_CHECK, F_HORIZON, F_WARMUP, F_BOOK_T, F_T_SAMPLE = 0, 1, 2, 3, 4, 5
 N_FV = 6
@@ -237,6 +244,50 @@ def _sample(t, iv, fv, sample_t, sample_jobs, sample_backlog, sample_mem, jobs, 
         i += 1
     iv[I_NSAMPLE] = i
     fv[F_T_SAMPLE] = sample_t[i] if i < n else np.inf
+
+
+@njit(cache=True)
+def _ask(a, iv, e_llm, e_li, e_order, e_norder, e_cls, q_len, d_len, o_buf, o_key, pt):
+    """External mode, engine ``a`` at a decision epoch: ``True`` when Python must give its
+    order first (the kernel then returns :data:`STOP_DECIDE` with the state as it is, and
+    resumes here); ``False`` when the kernel goes on with the order in ``e_order``: Python gave
+    it (with ``iv[I_GIVEN] == 2``, its first class: the others follow by maximum pressure,
+    ``pt``: ``(jobs, p_neg, p_ptr, p_succ, p_prob)``, ties by class index), the LLM engine has
+    nothing to batch (it idles, as without a decision), or, with ``iv[I_SKIP]``, at most one
+    class has work there (every order decides the same)."""
+    given = iv[I_GIVEN]
+    if given != 0 and iv[I_PENDING] == a:
+        iv[I_GIVEN] = 0
+        iv[I_PENDING] = -1
+        if given == 2:
+            jobs, p_neg, p_ptr, p_succ, p_prob = pt
+            n = e_norder[a]
+            for r in range(n):
+                k = e_cls[a, r]
+                o_buf[r] = k
+                o_key[r] = pressure_key(k, jobs, p_neg, p_ptr, p_succ, p_prob)
+            sort_by_key(o_buf, o_key, n)
+            first = iv[I_FIRST]
+            e_order[a, 0] = first
+            m = 1
+            for r in range(n):
+                if o_buf[r] != first:
+                    e_order[a, m] = o_buf[r]
+                    m += 1
+        return False
+    llm = e_llm[a]
+    if llm and e_li[a, L_NDEC] == 0 and e_li[a, L_NWAIT] == 0:
+        return False
+    if iv[I_SKIP] != 0:
+        seen = 0
+        for r in range(e_norder[a]):
+            k = e_cls[a, r]
+            if q_len[k] > 0 or (llm and d_len[k] > 0):
+                seen += 1
+        if seen <= 1:
+            return False
+    iv[I_PENDING] = a
+    return True
 
 
 @njit(cache=True)
@@ -434,6 +485,7 @@ def run_stations(
         p_prob, lin_a, lin_b, o_buf, o_key, pl, pn, r_buf, l_code, l_val, iv_log,
         j_cls, sh, e_arrived, j_id, qb, e_pc,
     )  # fmt: skip
+    pt = (jobs, p_neg, p_ptr, p_succ, p_prob)  # the pressure form (external mode's orders)
     while True:
         fv[F_NOW] = now
         # room for this step: draws, logs, buffers
@@ -455,6 +507,11 @@ def run_stations(
             if now >= horizon:
                 break
             a = dq[iv[I_DQ_HEAD]]
+            if e_mode[a] == EXTERNAL and not (e_llm[a] and e_busy[a]) and _ask(
+                a, iv, e_llm, e_li, e_order, e_norder, e_cls, q_len, d_len, o_buf, o_key,
+                pt,
+            ):  # fmt: skip
+                return STOP_DECIDE
             iv[I_DQ_HEAD] = (iv[I_DQ_HEAD] + 1) % n_st
             iv[I_DQ_LEN] -= 1
             e_pending[a] = False
@@ -469,6 +526,11 @@ def run_stations(
                 a = iv[I_FIN_A]
                 i = iv[I_FIN_I]
                 if i == e_li[a, L_NFIN]:
+                    if e_mode[a] == EXTERNAL and _ask(
+                        a, iv, e_llm, e_li, e_order, e_norder, e_cls, q_len, d_len, o_buf,
+                        o_key, pt,
+                    ):  # fmt: skip
+                        return STOP_DECIDE
                     iv[I_FIN_A] = -1
                     e_li[a, L_NFIN] = 0
                     _llm_start(a, now, warmup, iv, lt)
@@ -701,9 +763,14 @@ def run_stations(
                 # other events at this instant, or decisions raised before: it waits
                 _raise_decision(dq, iv, e_pending, station)
                 continue
+            if e_mode[station] == EXTERNAL:  # Python decides: the kernel stops at the queue
+                _raise_decision(dq, iv, e_pending, station)
+                continue
             a = station  # nothing else happens at this instant: it decides now
         # station a decides: serve the first class of its order with a waiting job
         mode = e_mode[a]
+        if mode == EXTERNAL:  # the order Python gave (or the engine's own, see _ask)
+            mode = FIXED
         if e_multi[a]:
             # several servers: the class order, then the first jobs of it
             if mode != SINGLE:
@@ -880,3 +947,201 @@ def run_stations(
         _push(ht, hk, hs, ha, hj, iv, now + j_left[chosen], DONE, nseq, a, chosen)
     fv[F_NOW] = now
     return STOP_END
+
+
+# ---------------------------------------------------------------- external mode
+# (here, beside run_stations: numba's cache of a function is renewed when its own file changes)
+
+
+@njit(cache=True)
+def resume(st, progress_every, scale, weights, obs, out):  # type: ignore[no-untyped-def]
+    """Run the kernel on ``st`` until Python must act: :func:`~policyopt.sim.station_kernel.
+    run_stations` with ``st``'s fields as its arguments (returns its ``STOP_*`` code).
+
+    When it stops for a decision and ``obs`` is not empty, :func:`observe` fills ``obs`` and
+    ``out`` (``scale``, ``weights``: its arguments)."""
+    code = run_stations(
+        st.iv,
+        st.fv,
+        st.ht,
+        st.hk,
+        st.hs,
+        st.ha,
+        st.hj,
+        st.dq,
+        st.e_current,
+        st.e_started,
+        st.e_version,
+        st.e_backlog,
+        st.e_done,
+        st.e_arrived,
+        st.e_batches,
+        st.e_pending,
+        st.e_busy,
+        st.e_preempts,
+        st.e_single,
+        st.e_multi,
+        st.e_servers,
+        st.e_serving,
+        st.e_nserv,
+        st.e_mode,
+        st.e_order,
+        st.e_norder,
+        st.e_hasrank,
+        st.e_rank,
+        st.j_cls,
+        st.j_arr,
+        st.j_fid,
+        st.j_ft0,
+        st.j_fw,
+        st.j_left,
+        st.j_id,
+        st.j_since,
+        st.j_ver,
+        st.mark,
+        st.free,
+        st.q,
+        st.q_head,
+        st.q_len,
+        st.work_left,
+        st.last,
+        st.area,
+        st.jobs,
+        st.done_class,
+        st.next_of,
+        st.r_ptr,
+        st.r_tgt,
+        st.r_prob,
+        st.entries,
+        st.engine_of,
+        st.a_gap,
+        st.a_buf,
+        st.a_pos,
+        st.w_buf,
+        st.w_pos,
+        st.u_buf,
+        st.l_code,
+        st.l_val,
+        st.f_w,
+        st.f_t0,
+        st.f_left,
+        st.p_neg,
+        st.p_ptr,
+        st.p_succ,
+        st.p_prob,
+        st.p_positive,
+        st.lin_a,
+        st.lin_b,
+        st.o_buf,
+        st.o_key,
+        st.c_buf,
+        st.s_buf,
+        st.e_llm,
+        st.e_li,
+        st.e_lf,
+        st.e_table,
+        st.e_fin,
+        st.e_cls,
+        st.e_ncls,
+        st.j_tok,
+        st.d,
+        st.d_head,
+        st.d_len,
+        st.wp_buf,
+        st.wd_buf,
+        st.pl,
+        st.pn,
+        st.r_buf,
+        st.iv_log,
+        st.sh,
+        st.qb,
+        st.e_pc,
+        st.sample_t,
+        st.sample_jobs,
+        st.sample_backlog,
+        st.sample_mem,
+        st.every,
+        progress_every,
+    )
+    if code == STOP_DECIDE and obs.shape[0] > 0:
+        observe(st, scale, weights, obs, out)
+    return code
+
+
+@njit(cache=True)
+def observe(st, scale, weights, obs, out):  # type: ignore[no-untyped-def]
+    """The state a decision sees, as the Python loop's queries give it, bit for bit.
+
+    ``obs`` (``3K + J`` entries): ``x / (x + c)`` (0 for ``x <= 0``; ``c``: ``scale``) of
+    ``class_state_flat()`` (waiting, in service, remaining work per class), then a one-hot of
+    the deciding engine; ``out``: ``cost_so_far(weights)`` (job-seconds and weighted
+    job-seconds since the warm-up), the jobs in the network, ``weights . jobs``, and the
+    classes with work at the deciding engine (``classes_with_work``) as a bit mask (bit ``k``:
+    class ``k``).
+    """
+    engine = st.iv[I_PENDING]
+    now, horizon, warmup = st.fv[F_NOW], st.fv[F_HORIZON], st.fv[F_WARMUP]
+    q_len, d_len, work_left, jobs, area, last = (
+        st.q_len,
+        st.d_len,
+        st.work_left,
+        st.jobs,
+        st.area,
+        st.last,
+    )
+    e_llm, e_multi, e_current, e_started = st.e_llm, st.e_multi, st.e_current, st.e_started
+    e_nserv, e_serving, j_cls, j_since = st.e_nserv, st.e_serving, st.j_cls, st.j_since
+    K = q_len.shape[0]
+    waiting = np.empty(K)
+    work = work_left.copy()
+    for k in range(K):
+        waiting[k] = 0.0 + q_len[k]
+    for a in range(e_llm.shape[0]):
+        if e_llm[a]:
+            continue
+        if not e_multi[a]:
+            cur = e_current[a]
+            if cur >= 0:
+                k = j_cls[cur]
+                waiting[k] -= 1.0  # the job in service heads its queue
+                work[k] -= now - e_started[a]
+            continue
+        for i in range(e_nserv[a]):  # several servers
+            slot = e_serving[a, i]
+            k = j_cls[slot]
+            waiting[k] -= 1.0
+            work[k] -= now - j_since[slot]
+    for k in range(K):
+        x = waiting[k]
+        obs[k] = x / (x + scale[k]) if x > 0.0 else 0.0
+        x = jobs[k] - waiting[k]
+        obs[K + k] = x / (x + scale[K + k]) if x > 0.0 else 0.0
+        x = work[k]
+        obs[2 * K + k] = x / (x + scale[2 * K + k]) if x > 0.0 else 0.0
+    for a in range(e_llm.shape[0]):
+        obs[3 * K + a] = 1.0 if a == engine else 0.0
+    t = now if now < horizon else horizon
+    total = cost = n_jobs = rate = 0.0
+    for k in range(K):
+        lo = last[k]
+        if lo < warmup:
+            lo = warmup
+        s = area[k]
+        n = jobs[k]
+        if t > lo:
+            s += n * (t - lo)
+        total += s
+        cost += weights[k] * s
+        n_jobs += n
+        rate += weights[k] * n
+    out[0] = total
+    out[1] = cost
+    out[2] = n_jobs
+    out[3] = rate
+    legal = 0
+    llm = e_llm[engine]
+    for c in range(st.e_ncls[engine]):
+        k = st.e_cls[engine, c]
+        if q_len[k] > 0 or (llm and d_len[k] > 0):
+            legal |= 1 << k
+    out[4] = legal

@@ -1,0 +1,186 @@
+"""External mode in the compiled loop: the kernel runs between decisions, Python decides.
+
+``NetworkSimulator(net, None, loop="compiled")`` keeps its state in the kernel's arrays
+(:class:`~policyopt.sim.compiled_loop.LoopState`) for the whole run. :meth:`CompiledExternal.
+advance` resumes the kernel until an engine must decide (the kernel stops with
+``STOP_DECIDE``) or the horizon; :meth:`CompiledExternal.decide` writes the order the kernel
+applies when it resumes. Between the two, the queries of the simulator (what a policy's
+:class:`~policyopt.policies.NetworkView` and the environment read) are answered from the
+arrays by the methods below, with the same arithmetic as the Python loop's, so the numbers are
+the same bit for bit (``tests/test_compiled_external.py`` drives both loops side by side).
+
+The arrays travel as one :class:`~policyopt.sim.kernel_state.KernelState`: resuming costs one
+cheap call, not a hundred argument checks. At the horizon the state is written back into the
+simulator's objects, as after a run in policy mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from policyopt.sim.compiled_loop import LoopState, finish_compiled, serve_stop
+
+if TYPE_CHECKING:
+    from policyopt.sim.network_sim import NetworkSimulator
+
+
+class CompiledExternal:
+    """The compiled loop of an external-mode simulator (made at its first ``advance``)."""
+
+    def __init__(
+        self,
+        sim: NetworkSimulator,
+        block: int,
+        fold: int,
+        watch: tuple[Sequence[float], Sequence[float]] | None = None,
+    ) -> None:
+        """``watch``: ``(scale, weights)`` of the observation the kernel computes at each
+        decision (:meth:`NetworkSimulator.watch`), or ``None``."""
+        from policyopt.sim import station_kernel as sk
+        from policyopt.sim.kernel_state import pack
+
+        self.sk, self._pack, self._resume = sk, pack, sk.resume
+        self.sim = sim
+        self.state = state = LoopState(sim, block, fold)
+        # the view reads the simulator's job counts: the kernel counts in that very buffer
+        sim.jobs[:] = state.jobs
+        state.jobs = sim.jobs
+        self.packed = pack(state)
+        self.iv, self.fv = state.iv, state.fv
+        self.llm = [e.llm for e in sim.engines]
+        self.classes = [list(e.classes) for e in sim.engines]
+        self.class_sets = [set(e.classes) for e in sim.engines]
+        # the stations, as the Python loop's class_state reads them
+        self.stations = [(e.index, e.multi) for e in sim.engines if not e.llm]
+        K, J = sim.topo.n_classes, len(sim.engines)
+        scale, weights = watch if watch is not None else ([], [0.0] * K)
+        self.scale = np.asarray(scale, dtype=np.float64)
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.obs = np.zeros(3 * K + J if watch is not None else 0, dtype=np.float32)
+        self.out = np.zeros(5)
+        # the kernel's entry and what it is called with, and the codes it returns
+        self._call = (self.packed, 0, self.scale, self.weights, self.obs, self.out)
+        self._decide_code, self._end_code = sk.STOP_DECIDE, sk.STOP_END
+        self._now_at, self._pending_at = sk.F_NOW, sk.I_PENDING
+        self._skip = -1  # iv[I_SKIP] as last written
+
+    # ------------------------------------------------------------------ run
+    def advance(self, skip_trivial: bool) -> int | None:
+        """Resume the kernel until an engine must decide (its index) or the horizon
+        (``None``: the state is then written back into the simulator)."""
+        iv = self.iv
+        if skip_trivial != self._skip:
+            self._skip = iv[self.sk.I_SKIP] = int(skip_trivial)
+        resume, call = self._resume, self._call
+        while True:
+            code = resume(*call)
+            if code == self._decide_code:
+                self.sim.now = self.fv[self._now_at].item()
+                return iv[self._pending_at].item()  # type: ignore[no-any-return]
+            if code == self._end_code:
+                finish_compiled(self.state, self.sim)
+                return None
+            if serve_stop(self.state, self.sim, code):
+                self.packed = self._pack(self.state)
+                call = self._call = (self.packed, *call[1:])
+
+    def decide(self, j: int, order: Sequence[int]) -> None:
+        """Engine ``j`` (the one asked) serves its classes in ``order`` (every class of ``j``,
+        once each) when the kernel resumes."""
+        sk, state = self.sk, self.state
+        n = len(order)
+        if n != len(self.classes[j]) or set(order) != self.class_sets[j]:
+            raise ValueError(
+                f"order {list(order)}: in the compiled loop an order lists every class of the "
+                f"engine once ({sorted(self.classes[j])}); to serve only some, use loop='python'"
+            )
+        state.e_order[j, :n] = order
+        self.iv[sk.I_GIVEN] = 1
+
+    def decide_first(self, j: int, k: int) -> None:
+        """Engine ``j`` (the one asked) serves class ``k`` first, its other classes by maximum
+        pressure (:meth:`~policyopt.policies.MaxPressure.order_after`), when the kernel
+        resumes."""
+        sk, iv = self.sk, self.iv
+        if k not in self.class_sets[j]:
+            raise ValueError(f"class {k}: engine {j} serves only {sorted(self.classes[j])}")
+        iv[sk.I_FIRST] = k
+        iv[sk.I_GIVEN] = 2
+
+    # ------------------------------------------------------------------ queries
+    def classes_with_work(self, j: int) -> list[int]:
+        """As :meth:`NetworkSimulator.classes_with_work`."""
+        q_len = self.state.q_len
+        if self.llm[j]:
+            d_len = self.state.d_len
+            return [k for k in self.classes[j] if q_len[k] or d_len[k]]
+        return [k for k in self.classes[j] if q_len[k]]
+
+    def class_state_flat(self) -> list[float]:
+        """As :meth:`NetworkSimulator.class_state_flat`."""
+        state = self.state
+        waiting = [0.0] * len(state.q_len)
+        for k, n in enumerate(state.q_len.tolist()):
+            waiting[k] += n
+        work = state.work_left.tolist()
+        now = self.sim.now
+        for a, multi in self.stations:
+            if not multi:
+                cur = int(state.e_current[a])
+                if cur >= 0:
+                    k = int(state.j_cls[cur])
+                    waiting[k] -= 1  # the job in service heads its queue
+                    work[k] -= now - float(state.e_started[a])
+                continue
+            for i in range(int(state.e_nserv[a])):  # several servers
+                slot = int(state.e_serving[a, i])
+                k = int(state.j_cls[slot])
+                waiting[k] -= 1
+                work[k] -= now - float(state.j_since[slot])
+        serving = [j - w for j, w in zip(state.jobs.tolist(), waiting, strict=True)]
+        return waiting + serving + work
+
+    def cost_so_far(self, weights: Sequence[float]) -> tuple[float, float]:
+        """As :meth:`NetworkSimulator.cost_so_far`."""
+        sim, state = self.sim, self.state
+        t = sim.now if sim.now < sim.horizon else sim.horizon
+        w0 = sim.warmup
+        total = cost = 0.0
+        for a, n, lo, h in zip(
+            state.area.tolist(), state.jobs.tolist(), state.last.tolist(), weights, strict=True
+        ):
+            if lo < w0:
+                lo = w0
+            if t > lo:
+                a += n * (t - lo)
+            total += a
+            cost += h * a
+        return total, cost
+
+    def fcfs_order(self, j: int) -> list[int]:
+        """As :meth:`NetworkSimulator.fcfs_order`."""
+        state = self.state
+        q, q_head, q_len, j_arr = state.q, state.q_head, state.q_len, state.j_arr
+        d, d_head, d_len = state.d, state.d_head, state.d_len
+        llm = self.llm[j]
+
+        def oldest(k: int) -> tuple[float, int]:
+            t = float(j_arr[q[k, q_head[k] % q.shape[1]]]) if q_len[k] else float("inf")
+            if llm and d_len[k]:
+                t2 = float(j_arr[d[k, d_head[k] % d.shape[1]]])
+                if t2 < t:
+                    t = t2
+            return t, k
+
+        return sorted(self.classes[j], key=oldest)
+
+    def engine_jobs(self, j: int) -> tuple[int, int]:
+        """As :meth:`NetworkSimulator.engine_jobs`."""
+        state = self.state
+        if self.llm[j]:
+            ek = self.state.ek
+            return int(state.e_li[j, ek.L_NWAIT]), int(state.e_li[j, ek.L_NDEC])
+        return sum(int(state.q_len[k]) for k in self.classes[j]), 0

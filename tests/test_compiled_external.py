@@ -1,0 +1,201 @@
+"""External mode in the compiled loop against the Python loop, the reference.
+
+The same decisions, taken step by step in both loops, must meet the same states at every
+decision (what the simulator's queries return) and leave the same run behind (result and
+state, as in ``test_compiled_loop``); the environment on either loop gives the same
+observations, rewards, infos and masks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from policyopt.envs import AgentNetworkEnv
+from policyopt.envs.agent_network import observation
+from policyopt.model import NetworkSpec
+from policyopt.model.networks_library import get_network
+from policyopt.policies import MaxPressure
+from policyopt.sim.network_sim import NetworkSimulator
+from tests.test_compiled_loop import assert_same, random_network, state
+
+pytest.importorskip("numba")
+
+NETWORKS = ("rybko-stolyar", "criss-cross", "lu-kumar", "pipeline-3", "extended-six-class-2")
+
+
+def snapshot(sim: NetworkSimulator, j: int, weights: list[float]) -> tuple[Any, ...]:
+    """What the queries of a simulator return at a decision of engine ``j``."""
+    return (
+        j,
+        sim.now,
+        sim.classes_with_work(j),
+        sim.class_state_flat(),
+        sim.cost_so_far(weights),
+        sim.fcfs_order(j),
+        sim.view.engine_jobs(j),
+        sim.job_seconds().tolist(),
+        sim.jobs.tolist(),
+    )
+
+
+def drive(
+    net: NetworkSpec, loop: str, choose: str, skip: bool, seed: int, horizon: float, **kw: Any
+) -> tuple[list[tuple[Any, ...]], NetworkSimulator]:
+    """Run ``net`` in external mode with decisions drawn from ``seed``: ``choose`` is
+    ``order`` (a random full order), ``first`` (a random class first, the others by
+    maximum pressure) or ``pressure`` (maximum pressure's order)."""
+    sim = NetworkSimulator(net, None, horizon=horizon, warmup=0.0, seed=seed, loop=loop, **kw)
+    assert sim.compiled == (loop == "compiled")
+    mp = MaxPressure()
+    mp.bind(net)
+    rng = np.random.default_rng(seed)
+    weights = [1.0 + k for k in range(net.topology.n_classes)]
+    trace = []
+    while (j := sim.advance(skip)) is not None:
+        trace.append(snapshot(sim, j, weights))
+        classes = list(sim.view.classes_at[j])
+        if choose == "order":
+            sim.decide([classes[i] for i in rng.permutation(len(classes))])
+        elif choose == "first":
+            sim.decide_first(classes[int(rng.integers(len(classes)))])
+        else:
+            sim.decide(mp.order(j, sim.view))
+    return trace, sim
+
+
+def check(net: NetworkSpec, choose: str, skip: bool, seed: int, horizon: float) -> int:
+    """Both loops, the same decisions: the same states at every step and the same run."""
+    py_trace, py = drive(net, "python", choose, skip, seed, horizon)
+    jit_trace, jit = drive(net, "compiled", choose, skip, seed, horizon)
+    assert len(py_trace) == len(jit_trace)
+    for a, b in zip(py_trace, jit_trace, strict=True):
+        assert a == b
+    assert_same(py.result(), jit.result())
+    assert state(py) == state(jit)
+    return len(py_trace)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("choose", ["order", "first", "pressure"])
+def test_library_networks_step_alike(network: str, choose: str) -> None:
+    for skip in (True, False):
+        assert check(get_network(network), choose, skip, seed=3, horizon=400.0) > 50
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_networks_step_alike(data: st.DataObject) -> None:
+    net, _ = data.draw(st.composite(random_network)())
+    choose = data.draw(st.sampled_from(["order", "first"]))
+    check(net, choose, data.draw(st.booleans()), data.draw(st.integers(0, 1000)), 300.0)
+
+
+def test_growth_steps_alike() -> None:
+    """An overloaded network: the kernel's buffers grow (and are packed anew) mid-run."""
+    net = get_network("criss-cross")
+    over = net.scaled(2.0)
+    check(over, "first", True, seed=1, horizon=3000.0)
+
+
+def test_initial_jobs_step_alike() -> None:
+    net = get_network("criss-cross")
+    runs = []
+    for loop in ("python", "compiled"):
+        sim = NetworkSimulator(net, None, horizon=300.0, seed=2, loop=loop)
+        sim.add_jobs([30, 5, 12])
+        while (j := sim.advance(True)) is not None:
+            sim.decide_first(sim.view.classes_at[j][-1])
+        runs.append(sim)
+    assert_same(runs[0].result(), runs[1].result())
+    assert state(runs[0]) == state(runs[1])
+
+
+def test_watched_observation_is_the_python_one() -> None:
+    """The kernel's observation and costs at a decision, against the Python functions."""
+    env = AgentNetworkEnv("lu-kumar", horizon=200.0, loop="python")
+    sim = NetworkSimulator(env.net, None, horizon=200.0, seed=4, loop="compiled")
+    weights = [0.5 * (k + 1) for k in range(env.n_classes)]
+    sim.watch(env._scale, weights)
+    assert sim.watched is None  # (the kernel starts at the first advance)
+    n = 0
+    while (j := sim.advance(True)) is not None:
+        watched = sim.watched
+        assert watched is not None
+        obs, out = watched
+        assert np.array_equal(obs, observation(sim.view, j, env._scale))
+        jobs = sim.jobs.tolist()
+        rate = sum(h * x for h, x in zip(weights, jobs, strict=True))
+        legal = sum(1 << k for k in sim.classes_with_work(j))
+        assert out.tolist() == [*sim.cost_so_far(weights), sum(jobs), rate, legal]
+        sim.decide_first(sim.classes_with_work(j)[0])
+        n += 1
+    assert n > 50 and sim.watched is None
+
+
+@pytest.mark.parametrize("network", ["rybko-stolyar", "criss-cross", "extended-six-class-2"])
+def test_env_on_both_loops_alike(network: str) -> None:
+    for skip in (True, False):
+        envs = [
+            AgentNetworkEnv(network, horizon=200.0, loop=loop, skip_trivial=skip)
+            for loop in ("python", "compiled")
+        ]
+        assert [e.loop for e in envs] == ["python", "compiled"]
+        first = [e.reset(seed=5, options={"random_init": True}) for e in envs]
+        assert np.array_equal(first[0][0], first[1][0]) and first[0][1] == first[1][1]
+        rng = np.random.default_rng(0)
+        truncated, steps = False, 0
+        while not truncated:
+            a = int(rng.integers(envs[0].action_space.n))  # (illegal ones too)
+            out = [e.step(a) for e in envs]
+            assert np.array_equal(out[0][0], out[1][0])
+            assert out[0][1:] == out[1][1:]
+            assert np.array_equal(envs[0].action_masks(), envs[1].action_masks())
+            truncated, steps = out[0][3], steps + 1
+        assert steps > 50
+        assert_same(envs[0].result(), envs[1].result())
+
+
+def test_env_takes_the_compiled_loop_where_it_may() -> None:
+    assert AgentNetworkEnv("criss-cross").loop == "compiled"
+    assert AgentNetworkEnv("fork-join").loop == "python"  # forks and joins
+    assert AgentNetworkEnv("rybko-stolyar", action="split").loop == "python"
+    assert AgentNetworkEnv("criss-cross", loop="python").loop == "python"
+    with pytest.raises(ValueError, match="loop: compiled is not possible here: action='cap'"):
+        AgentNetworkEnv("rybko-stolyar", action="cap", loop="compiled")
+    with pytest.raises(ValueError, match="loop must be one of auto, python, compiled"):
+        AgentNetworkEnv("criss-cross", loop="fast")
+
+
+def test_external_mode_takes_the_compiled_loop_when_asked() -> None:
+    net = get_network("criss-cross")
+    assert not NetworkSimulator(net, None, horizon=10.0).compiled  # auto: the Python loop
+    assert NetworkSimulator(net, None, horizon=10.0, loop="compiled").compiled
+
+
+def test_compiled_external_refusals_name_the_field() -> None:
+    sim = NetworkSimulator(get_network("lu-kumar"), None, horizon=100.0, loop="compiled")
+    j = sim.advance()
+    assert j is not None
+    classes = sim.view.classes_at[j]
+    with pytest.raises(ValueError, match="order lists every class of the engine once"):
+        sim.decide(list(classes[:1]))
+    with pytest.raises(ValueError, match="decode_cap and token_cap: the compiled loop"):
+        sim.decide(list(classes), token_cap=10)
+    with pytest.raises(ValueError, match="serves only"):
+        sim.decide_first(99)
+    with pytest.raises(RuntimeError, match="watch\\(\\) comes before the first advance"):
+        sim.watch([1.0], [1.0])
+    with pytest.raises(RuntimeError, match="add jobs before the first advance"):
+        sim.add_jobs([1, 0, 0, 0])
+    sim.decide(list(classes))
+    with pytest.raises(RuntimeError, match="no decision is pending"):
+        sim.decide_first(classes[0])
+    capped = NetworkSimulator(get_network("rybko-stolyar"), None, horizon=10.0, loop="compiled")
+    capped.ask_single = True
+    with pytest.raises(ValueError, match="loop: compiled is not possible here: one-class"):
+        capped.advance()
