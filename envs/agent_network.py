@@ -259,6 +259,7 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         )
         self.sim.ask_single = self.action_mode == "cap"  # a cap is a decision at one class too
         self._watched: tuple[np.ndarray, np.ndarray] | None = None
+        self._numbers: list[float] = []  # the watched numbers at the last decision
         if self.loop == "compiled":  # the kernel computes the observation and the costs
             self.sim.watch(self._scale, self._h)
         if random_init:
@@ -392,7 +393,8 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         if watched is None and self.loop == "compiled":
             watched = self._watched = sim.watched  # (the kernel starts at the first advance)
         if watched is not None:
-            key: tuple[int, object] = (j, watched[1][4].item())
+            self._numbers = watched[1].tolist()  # (one read for the mask, costs and info)
+            key: tuple[int, object] = (j, int(self._numbers[4]))
         else:
             legal = sim.classes_with_work(j) if legal is None else legal
             key = (j, tuple(legal))
@@ -411,7 +413,7 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         assert sim is not None
         watched = self._watched
         if watched is not None and self.engine is not None:
-            return watched[0].copy(), watched[1].tolist()[:4]
+            return watched[0].copy(), self._numbers[:4]
         seconds, cost = sim.cost_so_far(self._h)
         counts = sim.jobs.tolist()
         rate = sum([h * n for h, n in zip(self._h, counts, strict=True)])

@@ -21,11 +21,18 @@ from policyopt.model import NetworkSpec
 from policyopt.model.networks_library import get_network
 from policyopt.policies import MaxPressure
 from policyopt.sim.network_sim import NetworkSimulator
-from tests.test_compiled_loop import assert_same, random_network, state
+from tests.test_compiled_loop import assert_same, fork_network, random_network, state
 
 pytest.importorskip("numba")
 
-NETWORKS = ("rybko-stolyar", "criss-cross", "lu-kumar", "pipeline-3", "extended-six-class-2")
+NETWORKS = (
+    "rybko-stolyar",
+    "fork-join",
+    "criss-cross",
+    "lu-kumar",
+    "pipeline-3",
+    "extended-six-class-2",
+)
 
 
 def snapshot(sim: NetworkSimulator, j: int, weights: list[float]) -> tuple[Any, ...]:
@@ -90,7 +97,10 @@ def test_library_networks_step_alike(network: str, choose: str) -> None:
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_networks_step_alike(data: st.DataObject) -> None:
-    net, _ = data.draw(st.composite(random_network)())
+    maker = data.draw(st.sampled_from([random_network, fork_network]))
+    net = data.draw(st.composite(maker)())
+    if isinstance(net, tuple):
+        net = net[0]
     choose = data.draw(st.sampled_from(["order", "first"]))
     check(net, choose, data.draw(st.booleans()), data.draw(st.integers(0, 1000)), 300.0)
 
@@ -131,13 +141,13 @@ def test_watched_observation_is_the_python_one() -> None:
         jobs = sim.jobs.tolist()
         rate = sum(h * x for h, x in zip(weights, jobs, strict=True))
         legal = sum(1 << k for k in sim.classes_with_work(j))
-        assert out.tolist() == [*sim.cost_so_far(weights), sum(jobs), rate, legal]
+        assert out.tolist() == [*sim.cost_so_far(weights), sum(jobs), rate, legal, sim.now, j]
         sim.decide_first(sim.classes_with_work(j)[0])
         n += 1
     assert n > 50 and sim.watched is None
 
 
-@pytest.mark.parametrize("network", ["rybko-stolyar", "criss-cross", "extended-six-class-2"])
+@pytest.mark.parametrize("network", ["rybko-stolyar", "fork-join", "criss-cross", "lu-kumar"])
 def test_env_on_both_loops_alike(network: str) -> None:
     for skip in (True, False):
         envs = [
@@ -162,7 +172,8 @@ def test_env_on_both_loops_alike(network: str) -> None:
 
 def test_env_takes_the_compiled_loop_where_it_may() -> None:
     assert AgentNetworkEnv("criss-cross").loop == "compiled"
-    assert AgentNetworkEnv("fork-join").loop == "python"  # forks and joins
+    assert AgentNetworkEnv("fork-join").loop == "compiled"
+    assert AgentNetworkEnv("replicated-3").loop == "python"  # a class at several engines
     assert AgentNetworkEnv("rybko-stolyar", action="split").loop == "python"
     assert AgentNetworkEnv("criss-cross", loop="python").loop == "python"
     with pytest.raises(ValueError, match="loop: compiled is not possible here: action='cap'"):

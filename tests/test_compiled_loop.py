@@ -44,7 +44,7 @@ def state(sim: NetworkSimulator) -> dict[str, Any]:
     return {
         "counters": (sim.decisions, sim.jobs_created, sim.next_id, sim.seq, sim.now),
         "queues": [
-            [(j.id, j.cls, j.arrived, j.workflow, j.pre_left) for j in eng.wait[k]]
+            [(j.id, j.cls, j.arrived, j.workflow, j.fork, j.pre_left) for j in eng.wait[k]]
             for eng in sim.engines
             for k in eng.classes
         ],
@@ -58,6 +58,7 @@ def state(sim: NetworkSimulator) -> dict[str, Any]:
             (t, kind, seq, a, payload(sim, kind, seq, a, p)) for t, kind, seq, a, p in sim.events
         ),
         "decide": list(sim.decide_queue),
+        "forks": sorted(sim.forks.items()),
         # LLM engines: the requests' tokens, the decoders (oldest first) and what is left of
         # them, those without a first token, the batch counters
         "prompts": [[(j.prompt, j.dec_tokens) for q in e.wait.values() for j in q] for e in llm],
@@ -250,8 +251,10 @@ def test_initial_jobs_and_progress_match() -> None:
 def test_auto_takes_the_compiled_loop_only_where_it_may() -> None:
     assert NetworkSimulator(get_network("criss-cross"), "c-mu", horizon=10.0).compiled
     assert NetworkSimulator(get_network("pipeline-3"), "fcfs", horizon=10.0).compiled
-    forks = NetworkSimulator(get_network("fork-join"), "fcfs", horizon=10.0)
-    assert not forks.compiled and why_not(forks) == "class 'planner' forks or joins"
+    assert NetworkSimulator(get_network("fork-join"), "fcfs", horizon=10.0).compiled
+    spread = NetworkSimulator(get_network("replicated-3"), "fcfs", horizon=10.0)
+    assert not spread.compiled
+    assert why_not(spread) == "class 'chat' may be served at several stations"
     external = NetworkSimulator(get_network("criss-cross"), None, horizon=10.0)
     assert not external.compiled
     traced = NetworkSimulator(get_network("criss-cross"), "fcfs", horizon=10.0, trace=True)
@@ -259,9 +262,83 @@ def test_auto_takes_the_compiled_loop_only_where_it_may() -> None:
 
 
 def test_compiled_loop_refusals_name_the_reason() -> None:
-    with pytest.raises(ValueError, match="loop: compiled is not possible here: class 'planner'"):
-        NetworkSimulator(get_network("fork-join"), "fcfs", horizon=10.0, loop="compiled")
+    with pytest.raises(ValueError, match="loop: compiled is not possible here: class 'chat'"):
+        NetworkSimulator(get_network("replicated-3"), "fcfs", horizon=10.0, loop="compiled")
     with pytest.raises(ValueError, match="loop: unknown value 'fast'"):
         NetworkSimulator(get_network("criss-cross"), "fcfs", horizon=10.0, loop="fast")
     with pytest.raises(ValueError, match="policy 'fluid' is computed in Python"):
         NetworkSimulator(get_network("criss-cross"), "fluid", horizon=10.0, loop="compiled")
+
+
+# ---------------------------------------------------------------- forks and joins
+
+
+def fork_network(draw: st.DrawFn) -> NetworkSpec:
+    """Stations with forks: a fork into two or three branches (a class may repeat), one
+    branch looping at random before it joins, one branch forking again
+    (nested)."""
+    n_st = draw(st.integers(1, 3))
+    stations = {f"s{i}": {"kind": "station"} for i in range(n_st)}
+    for s in stations.values():
+        if draw(st.booleans()):
+            s["discipline"] = "non-preemptive"
+        s["servers"] = draw(st.sampled_from([1, 1, 2]))
+    laws = [{"kind": "exponential"}, {"kind": "deterministic"}, {"kind": "erlang", "k": 2}]
+    names = ["a", "b", "c", "d", "e", "f", "g"]
+    classes = {}
+    for name in names:
+        law = dict(draw(st.sampled_from(laws)))
+        law["mean"] = draw(st.sampled_from([0.05, 0.1, 0.2]))
+        classes[name] = {"engine": f"s{draw(st.integers(0, n_st - 1))}", "service": law}
+    branches = draw(st.sampled_from([["b", "c"], ["b", "c", "b"], ["c", "b"]]))
+    after = {
+        "a": {"fork": branches, "join": "d"},
+        "b": {"random": {"b": 0.3, "join": 0.7}},
+        "c": {"fork": ["f", "g"], "join": "e"},
+        "d": "exit",
+        "e": "join",
+        "f": "join",
+        "g": {"random": {"join": 0.5, "g": 0.5}},
+    }
+    arrivals = [
+        {"kind": "poisson", "rate": 1.0},
+        {"kind": "renewal", "rate": 1.0, "law": {"kind": "erlang", "k": 3}},
+    ]
+    workflows = [
+        {"name": "w", "arrival": draw(st.sampled_from(arrivals)), "entry": "a", "after": after}
+    ]
+    spec = {"name": "forks", "engines": stations, "classes": classes, "workflows": workflows}
+    return build(NetworkSpec, spec)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_fork_networks_match(data: st.DataObject) -> None:
+    net = data.draw(st.composite(fork_network)())
+    policy = data.draw(st.sampled_from(POLICIES))
+    check(net, policy, horizon=300.0, seed=data.draw(st.integers(0, 1000)))
+
+
+@pytest.mark.parametrize("policy", ["fcfs", "max-pressure", "c-mu", "lbfs"])
+def test_fork_join_matches(policy: str) -> None:
+    check(get_network("fork-join"), policy, horizon=300.0, seed=4)
+
+
+def test_fork_records_grow() -> None:
+    """An overloaded fork-join network: hundreds of forks in progress at once."""
+    check(get_network("fork-join").scaled(1.6), "fcfs", horizon=400.0, seed=1)
+
+
+def test_forks_in_progress_round_trip() -> None:
+    """A state with forks in progress, copied into the kernel's arrays and written back,
+    is the same state."""
+    from policyopt.sim.compiled_loop import LoopState, finish_compiled
+    from policyopt.sim.network_sim import BLOCK, FOLD
+
+    sim = NetworkSimulator(get_network("fork-join"), None, horizon=100.0, seed=2)
+    while sim.now < 40.0 and (j := sim.advance(True)) is not None:
+        sim.decide_first(sim.view.classes_at[j][0])
+    before = state(sim)
+    assert len(before["forks"]) > 3
+    finish_compiled(LoopState(sim, BLOCK, FOLD), sim)
+    assert state(sim) == before

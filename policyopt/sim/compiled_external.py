@@ -48,7 +48,6 @@ class CompiledExternal:
         # the view reads the simulator's job counts: the kernel counts in that very buffer
         sim.jobs[:] = state.jobs
         state.jobs = sim.jobs
-        self.packed = pack(state)
         self.iv, self.fv = state.iv, state.fv
         self.llm = [e.llm for e in sim.engines]
         self.classes = [list(e.classes) for e in sim.engines]
@@ -60,11 +59,9 @@ class CompiledExternal:
         self.scale = np.asarray(scale, dtype=np.float64)
         self.weights = np.asarray(weights, dtype=np.float64)
         self.obs = np.zeros(3 * K + J if watch is not None else 0, dtype=np.float32)
-        self.out = np.zeros(5)
-        # the kernel's entry and what it is called with, and the codes it returns
-        self._call = (self.packed, 0, self.scale, self.weights, self.obs, self.out)
+        self.out = np.zeros(7)  # (see station_kernel.resume)
+        self.packed = pack(state, 0, self.scale, self.weights, self.obs, self.out)
         self._decide_code, self._end_code = sk.STOP_DECIDE, sk.STOP_END
-        self._now_at, self._pending_at = sk.F_NOW, sk.I_PENDING
         self._skip = -1  # iv[I_SKIP] as last written
 
     # ------------------------------------------------------------------ run
@@ -74,18 +71,19 @@ class CompiledExternal:
         iv = self.iv
         if skip_trivial != self._skip:
             self._skip = iv[self.sk.I_SKIP] = int(skip_trivial)
-        resume, call = self._resume, self._call
+        resume, packed = self._resume, self.packed
         while True:
-            code = resume(*call)
+            code = resume(packed)
             if code == self._decide_code:
-                self.sim.now = self.fv[self._now_at].item()
-                return iv[self._pending_at].item()  # type: ignore[no-any-return]
+                values = self.out.tolist()  # (one read: faster than two numpy scalars)
+                self.sim.now = values[5]
+                return int(values[6])
             if code == self._end_code:
                 finish_compiled(self.state, self.sim)
                 return None
             if serve_stop(self.state, self.sim, code):
-                self.packed = self._pack(self.state)
-                call = self._call = (self.packed, *call[1:])
+                extras = (self.scale, self.weights, self.obs, self.out)
+                packed = self.packed = self._pack(self.state, 0, *extras)
 
     def decide(self, j: int, order: Sequence[int]) -> None:
         """Engine ``j`` (the one asked) serves its classes in ``order`` (every class of ``j``,

@@ -5,8 +5,8 @@ the compiled event loop (:mod:`policyopt.sim.station_kernel`, numba) when :func:
 finds nothing against it:
 
 * every engine is a classic station (one or several servers, preemptive-resume or not);
-* every class is served at one station, and its jobs go next to one class, out of the
-  network, or at random among classes and the exit (no forks or joins);
+* every class is served at one engine, and its jobs go next to one class, out of the
+  network, at random among classes, the exit and a join, or fork into parallel branches;
 * no trace, no explicit request lists;
 * the policy's order at each station is one the kernel computes: the station's one class,
   a fixed order (any static priority: ``priority:``, ``c-mu``, ``lbfs``, ``fbfs``), first
@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from policyopt.index_policies import LinearIndex
-from policyopt.model.network import EXIT
 from policyopt.policies import DaiLinMaxPressure, MaxPressure
 from policyopt.sim.admission.fcfs import FCFS as FCFSAdmission
 from policyopt.sim.schedulers.fastertransformer import FasterTransformer
@@ -50,7 +49,7 @@ BUILT_IN = {FasterTransformer: "fastertransformer", VLLM: "vllm", Orca: "orca", 
 """The schedulers the compiled loop knows (an exact type: a subclass may change a rule)."""
 
 JOB_ARRAYS = ("j_cls", "j_arr", "j_fid", "j_ft0", "j_fw", "j_left", "j_id")
-JOB_ARRAYS += ("j_since", "j_ver", "mark", "j_tok", "r_buf")
+JOB_ARRAYS += ("j_since", "j_ver", "mark", "j_tok", "r_buf", "j_fork")
 """The per-slot arrays of :class:`LoopState` (they grow together)."""
 
 PREEMPT_COLUMNS = 64
@@ -73,13 +72,9 @@ def why_not(sim: NetworkSimulator) -> str | None:
             if reason is not None:
                 return reason
     topo = sim.topo
-    for k, step in enumerate(topo.steps):
+    for k in range(topo.n_classes):
         if sim._engine_of[k] < 0:
             return f"class {topo.classes[k]!r} may be served at several stations"
-        if step.kind not in ("exit", "next", "random"):
-            return f"class {topo.classes[k]!r} forks or joins"
-        if any(t < 0 and t != EXIT for t in step.targets):
-            return f"class {topo.classes[k]!r} routes to a join"
     if not sim._route_block:
         return "routing draws are interleaved with engine choices"
     if sim.external:
@@ -221,6 +216,8 @@ class LoopState:
         self.mark = np.zeros(cap, dtype=i64)
         self.j_tok = np.zeros((cap, ek.N_TOK), dtype=i64)
         self.r_buf = np.zeros(cap, dtype=i64)
+        self.j_fork = np.full(cap, -1, dtype=i64)
+        self._fork_state(sim)
         slot_of: dict[int, int] = {}
         for s, job in enumerate(live):
             slot_of[id(job)] = s
@@ -232,6 +229,7 @@ class LoopState:
                 job.id,
             )
             self.j_fid[s], self.j_ft0[s], self.j_fw[s] = fid, t0, w
+            self.j_fork[s] = self.record_of[job.fork] if job.fork >= 0 else -1
             self.j_since[s] = getattr(job, "since", 0.0)  # set once it started, several servers
             self.j_ver[s] = getattr(job, "ver", 0)
             if sim.workloads[job.cls] is not None:  # an LLM request: its tokens
@@ -381,14 +379,23 @@ class LoopState:
         self.next_of = np.zeros(K, dtype=i64)
         routes: list[list[tuple[int, float]]] = [[] for _ in range(K)]
         self.any_random = False
+        branches: list[list[tuple[int, float]]] = [[] for _ in range(K)]
+        self.f_join = np.full(K, -1, dtype=i64)
         for k, step in enumerate(topo.steps):
             if step.kind == "random":
                 self.next_of[k] = sk.RANDOM
                 routes[k] = list(zip(step.targets, step.probs, strict=True))
                 self.any_random = True
-            else:
+            elif step.kind == "fork":
+                self.next_of[k] = sk.FORK
+                branches[k] = [(b, 1.0) for b in step.targets]
+                self.f_join[k] = step.join_class
+            else:  # exit, join or next
                 self.next_of[k] = step.targets[0]
         self.r_ptr, self.r_tgt, self.r_prob = _csr(routes)
+        self.f_ptr, self.f_tgt, _ = _csr(branches)
+        # a fork starts a job on every branch at once: free slots for the widest
+        self.fwidth = max([1] + [len(b) for b in branches])
         self.entries = np.array(topo.entries, dtype=i64)
         self.engine_of = np.array(sim._engine_of, dtype=i64)
         # draws: what the Python buffers hold (reversed: the next is last), at each block's end
@@ -427,6 +434,45 @@ class LoopState:
         """The most times a live request was preempted."""
         return int(self.j_tok[:, self.ek.T_PREEMPTED].max())
 
+    def _fork_state(self, sim: NetworkSimulator) -> None:
+        """The forks in progress (``sim.forks``) as records; :attr:`record_of` maps a
+        fork's number to its record."""
+        sk, i64 = self.sk, np.int64
+        forks = list(sim.forks.items())
+        cap = max(64, 2 * len(forks)) if any(s.kind == "fork" for s in sim.topo.steps) else 0
+        self.record_of = {fid: r for r, (fid, _) in enumerate(forks)}
+        self.k_left = np.zeros(cap, dtype=i64)
+        self.k_join = np.zeros(cap, dtype=i64)
+        self.k_parent = np.zeros(cap, dtype=i64)
+        self.k_fid = np.zeros(cap, dtype=i64)
+        for r, (fid, (left, join, parent)) in enumerate(forks):
+            self.k_left[r], self.k_join[r], self.k_fid[r] = left, join, fid
+            self.k_parent[r] = self.record_of[parent] if parent >= 0 else -1
+        self.k_free = np.zeros(cap, dtype=i64)
+        self.k_free[: cap - len(forks)] = np.arange(cap - 1, len(forks) - 1, -1)
+        self.iv[sk.I_KFREE_N] = cap - len(forks)
+
+    def _export_forks(self, sim: NetworkSimulator) -> None:
+        """Write the forks in progress back into ``sim.forks`` (by number, oldest first)."""
+        free = set(self.k_free[: int(self.iv[self.sk.I_KFREE_N])].tolist())
+        fid = self.k_fid.tolist()
+        rows = []
+        for r in range(len(self.k_fid)):
+            if r not in free:
+                parent = int(self.k_parent[r])
+                rows.append(
+                    (
+                        fid[r],
+                        [
+                            int(self.k_left[r]),
+                            int(self.k_join[r]),
+                            fid[parent] if parent >= 0 else -1,
+                        ],
+                    )
+                )
+        sim.forks.clear()
+        sim.forks.update(sorted(rows))
+
     def _job_maker(self, slots: list[int]) -> Callable[[int, bool, bool], Job]:
         """A function giving the simulator's object for the job in slot ``s`` (one of
         ``slots``; an LLM request: ``llm``, at an engine with a KV cache: ``mem``); it reads
@@ -438,14 +484,16 @@ class LoopState:
         ids, cls, arr = (a[idx].tolist() for a in (self.j_id, self.j_cls, self.j_arr))
         fid, ft0, fw = (a[idx].tolist() for a in (self.j_fid, self.j_ft0, self.j_fw))
         left, tok = self.j_left[idx].tolist(), self.j_tok[idx].tolist()
+        numbers = self.k_fid.tolist()
+        fork = [numbers[r] if r >= 0 else -1 for r in self.j_fork[idx].tolist()]
 
         def make(s: int, llm: bool, mem: bool) -> Job:
             i = at[s]
             flow = (fid[i], ft0[i], fw[i])
             if not llm:
-                return _StationJob(ids[i], cls[i], arr[i], flow, -1, left[i])
+                return _StationJob(ids[i], cls[i], arr[i], flow, fork[i], left[i])
             pre, prompt, dec, rem, held, blocks, preempted = tok[i][:7]
-            job = Job(ids[i], cls[i], arr[i], flow, -1, pre, dec, prompt)
+            job = Job(ids[i], cls[i], arr[i], flow, fork[i], pre, dec, prompt)
             if mem:  # a KV cache's fields
                 job.dec_left, job.held, job.blocks = rem, held, blocks
                 job.preempted, job.first = preempted, rem < dec
@@ -562,9 +610,9 @@ class LoopState:
 
     def args(self, progress_every: int) -> tuple[object, ...]:
         """The kernel's arguments, in its order (its parameters are named as these arrays)."""
-        from policyopt.sim.kernel_state import FIELDS
+        from policyopt.sim.kernel_state import KERNEL_ARGS
 
-        return (*[getattr(self, name) for name in FIELDS], progress_every)
+        return (*[getattr(self, name) for name in KERNEL_ARGS[:-1]], progress_every)
 
     # ------------------------------------------------------------------ kernel stops
     def refill(self, sim: NetworkSimulator) -> None:
@@ -612,14 +660,24 @@ class LoopState:
             for name in ("ht", "hk", "hs", "ha", "hj"):
                 old = getattr(self, name)
                 setattr(self, name, np.concatenate([old, np.zeros_like(old)]))
-        if iv[sk.I_FREE_N] == 0:
+        n = int(iv[sk.I_FREE_N])
+        if n < self.fwidth:  # (the free slots left stay free, on top)
             cap = len(self.j_cls)
             for name in JOB_ARRAYS:
                 old = getattr(self, name)
                 setattr(self, name, np.concatenate([old, np.zeros_like(old)]))
-            self.free = np.arange(2 * cap - 1, cap - 1, -1, dtype=np.int64)
-            self.free = np.concatenate([self.free, np.zeros(cap, dtype=np.int64)])
-            iv[sk.I_FREE_N] = cap
+            fresh = np.arange(2 * cap - 1, cap - 1, -1, dtype=np.int64)
+            self.free = np.concatenate([fresh, self.free[:n], np.zeros(cap - n, dtype=np.int64)])
+            iv[sk.I_FREE_N] = cap + n
+        if iv[sk.I_KFREE_N] == 0 and len(self.k_free):  # fork records
+            cap = len(self.k_free)
+            for name in ("k_left", "k_join", "k_parent", "k_fid"):
+                old = getattr(self, name)
+                setattr(self, name, np.concatenate([old, np.zeros_like(old)]))
+            self.k_free = np.concatenate(
+                [np.arange(2 * cap - 1, cap - 1, -1, dtype=np.int64), np.zeros(cap, np.int64)]
+            )
+            iv[sk.I_KFREE_N] = cap
         # a class's rings hold its jobs waiting and decoding, which move between them, and
         # those swapped out (back to decoding) with a batch's more
         need = int((self.q_len + self.d_len).max()) + self.e_fin.shape[1] + 1
@@ -777,6 +835,7 @@ class LoopState:
                 buf[:] = self.w_buf[k, pos:][::-1].tolist()
         pos = int(iv[sk.I_UNI_POS])
         sim._uniforms[:] = self.u_buf[pos:block][::-1].tolist() if pos < block else []
+        self._export_forks(sim)
 
 
 def _chain(j_tok: np.ndarray, li: np.ndarray, slots: list[int], first: int, last: int) -> None:

@@ -22,10 +22,17 @@ from policyopt.sim.station_kernel import (
     run_stations,
 )
 
-FIELDS: tuple[str, ...] = tuple(inspect.signature(run_stations.py_func).parameters)[:-1]
-"""The kernel's arguments but the last (``progress_every``): the fields of
-:class:`KernelState`, named and ordered as :func:`~policyopt.sim.station_kernel.run_stations`
-takes them (:class:`~policyopt.sim.compiled_loop.LoopState` holds each under that name)."""
+KERNEL_ARGS: tuple[str, ...] = tuple(inspect.signature(run_stations.py_func).parameters)
+"""The kernel's arguments, named and ordered as :func:`~policyopt.sim.station_kernel.
+run_stations` takes them (:class:`~policyopt.sim.compiled_loop.LoopState` holds each but the
+last, ``progress_every``, under that name)."""
+
+EXTRAS = ("scale", "weights", "obs", "out")
+"""What the kernel computes an observation from and into (see :func:`~policyopt.sim.
+station_kernel.observe`)."""
+
+FIELDS = KERNEL_ARGS + EXTRAS
+"""The fields of :class:`KernelState`."""
 
 
 @structref.register
@@ -48,7 +55,10 @@ def _make(*values):  # type: ignore[no-untyped-def]
     return KernelState(*values)
 
 
-def pack(state: Any) -> KernelState:
-    """One :class:`KernelState` holding ``state``'s arrays (the same buffers, not copies):
-    pack again after ``state`` replaced one (it grew)."""
-    return _make(*[getattr(state, name) for name in FIELDS])
+def pack(state: Any, progress_every: int, *extras: Any) -> KernelState:
+    """One :class:`KernelState` holding ``state``'s arrays (the same buffers, not copies),
+    ``progress_every`` and the four arrays of :data:`EXTRAS`: pack again after ``state``
+    replaced one (it grew)."""
+    if len(extras) != len(EXTRAS):
+        raise ValueError(f"pack: {len(EXTRAS)} arrays after progress_every ({', '.join(EXTRAS)})")
+    return _make(*[getattr(state, name) for name in KERNEL_ARGS[:-1]], progress_every, *extras)

@@ -57,7 +57,7 @@ SINGLE, FIXED, FCFS, PRESSURE, LINEAR = 0, 1, 2, 3, 4
 # external mode: Python gives the order (in ``e_order``) at each decision that needs one
 EXTERNAL = 5
 # where a class's jobs go next: a class index (>= 0), or
-EXIT, RANDOM = -1, -3
+EXIT, JOIN, RANDOM, FORK = -1, -2, -3, -4
 # why the kernel returned
 STOP_END, STOP_REFILL, STOP_LOGS, STOP_GROW, STOP_BOOKKEEP, STOP_PROGRESS = 0, 1, 2, 3, 4, 5
 STOP_DECIDE = 6  # external mode: engine iv[I_PENDING] must decide (its order in e_order)
@@ -72,7 +72,8 @@ I_NSAMPLE = 18  # the next sample of the series (taken here; F_T_SAMPLE: its tim
 # the order in e_order, 2: the class served first, I_FIRST, the others by maximum pressure);
 # whether the decisions where at most one class has work are taken without asking (1)
 I_PENDING, I_GIVEN, I_SKIP, I_FIRST = 19, 20, 21, 22
-N_IV = 23
+I_KFREE_N = 23  # fork records free (k_free)
+N_IV = 24
 # float scalars (``fv``)
 F_NOW, F_T_CHECK, F_HORIZON, F_WARMUP, F_BOOK_T, F_T_SAMPLE = 0, 1, 2, 3, 4, 5
 N_FV = 6
@@ -392,7 +393,15 @@ def run_stations(
     j_since,  # (several servers) when the job's service (re)started
     j_ver,  # (several servers) the number of its completion event (0: none)
     mark,  # per slot: the stamp of the last decision that marked it
+    j_fork,  # per slot: the fork record the job is in (-1: none)
     free,
+    # forks in progress (records): branches not yet joined, the join class, the enclosing
+    # record, the fork's number; the free records
+    k_left,
+    k_join,
+    k_parent,
+    k_fid,
+    k_free,
     # class queues (rings), per-class statistics and routing
     q,
     q_head,
@@ -406,6 +415,9 @@ def run_stations(
     r_ptr,
     r_tgt,
     r_prob,
+    f_ptr,  # forks: each class's branch classes (CSR), and its join class
+    f_tgt,
+    f_join,
     entries,
     engine_of,
     # draws: per workflow (gaps; a_gap > 0: deterministic), per class (work), routing
@@ -476,7 +488,12 @@ def run_stations(
     hcap = ht.shape[0] - e_serving.shape[1]  # a decision may start every server
     # an LLM batch may log a first token for e_fin.shape[1] requests
     lroom = lcap - e_fin.shape[1] - 1
-    qroom = e_fin.shape[1] - 1  # 0 in a network of stations
+    # a fork starts a job on each branch at once: room for the widest
+    forks = k_free.shape[0] > 0  # (records only where a class forks)
+    fwidth = 1
+    for k in range(f_ptr.shape[0] - 1):
+        fwidth = max(fwidth, f_ptr[k + 1] - f_ptr[k])
+    qroom = e_fin.shape[1] - 1 + fwidth - 1  # 0 in a network of stations without forks
     # what an LLM engine's batch start reads and writes (one argument: few to pass)
     lt = (
         ht, hk, hs, ha, hj, e_busy, e_mode, e_order, e_norder, e_single, e_cls, e_ncls,
@@ -493,7 +510,12 @@ def run_stations(
             return STOP_REFILL
         if iv[I_LOG_N] >= lroom or iv[I_FLOW_N] >= lroom:
             return STOP_LOGS
-        if iv[I_GROW] != 0 or iv[I_HEAP_N] + 4 > hcap or iv[I_FREE_N] == 0:
+        if (
+            iv[I_GROW] != 0
+            or iv[I_HEAP_N] + 4 > hcap
+            or iv[I_FREE_N] < fwidth
+            or (iv[I_KFREE_N] == 0 and forks)
+        ):
             iv[I_GROW] = 1
             return STOP_GROW
         if progress_every > 0 and iv[I_TICK] >= progress_every:
@@ -562,14 +584,20 @@ def run_stations(
                     target = _route(k, iv, u_buf, block, r_ptr, r_tgt, r_prob)
                 fid, ft0, fw = j_fid[slot], j_ft0[slot], j_fw[slot]
                 nk = -1
+                spread = 0
+                from_k = -1
+                in_fork = j_fork[slot]
                 if target >= 0:
                     nk = target
-                else:  # EXIT
+                elif target == EXIT:
                     i = iv[I_FLOW_N]
                     f_w[i] = fw
                     f_t0[i] = ft0
                     f_left[i] = t
                     iv[I_FLOW_N] = i + 1
+                else:  # FORK or JOIN: below, where jobs start
+                    spread = target
+                    from_k = k
                 free[iv[I_FREE_N]] = slot
                 iv[I_FREE_N] += 1
             else:
@@ -603,6 +631,9 @@ def run_stations(
                     _pop(ht, hk, hs, ha, hj, iv)
                 now = t
                 nk = -1
+                spread = 0
+                from_k = -1
+                in_fork = -1
                 fid = 0
                 ft0 = 0.0
                 fw = 0
@@ -667,14 +698,18 @@ def run_stations(
                     if target == RANDOM:
                         target = _route(k, iv, u_buf, block, r_ptr, r_tgt, r_prob)
                     fid, ft0, fw = j_fid[slot], j_ft0[slot], j_fw[slot]
+                    in_fork = j_fork[slot]
                     if target >= 0:
                         nk = target
-                    else:  # EXIT
+                    elif target == EXIT:
                         i = iv[I_FLOW_N]
                         f_w[i] = fw
                         f_t0[i] = ft0
                         f_left[i] = t
                         iv[I_FLOW_N] = i + 1
+                    else:  # FORK or JOIN: below, where jobs start
+                        spread = target
+                        from_k = k
                     free[iv[I_FREE_N]] = slot
                     iv[I_FREE_N] += 1
                 else:  # ARRIVAL
@@ -687,7 +722,30 @@ def run_stations(
                         nseq = iv[I_SEQ] + 1
                         iv[I_SEQ] = nseq
                         _push(ht, hk, hs, ha, hj, iv, now + a_gap[a], ARRIVAL, nseq, a, -1)
-            if nk >= 0:
+            n_new = 1 if nk >= 0 else 0
+            if spread == FORK:  # one job to each class of the fork, numbered as a job
+                nf = iv[I_KFREE_N] - 1
+                iv[I_KFREE_N] = nf
+                rec = k_free[nf]
+                n_new = f_ptr[from_k + 1] - f_ptr[from_k]
+                k_left[rec] = n_new
+                k_join[rec] = f_join[from_k]
+                k_parent[rec] = in_fork
+                k_fid[rec] = iv[I_NEXT_ID]
+                iv[I_NEXT_ID] += 1
+                in_fork = rec
+            elif spread == JOIN:  # the fork's last branch in starts its join class
+                rec = in_fork
+                k_left[rec] -= 1
+                if k_left[rec] == 0:
+                    k_free[iv[I_KFREE_N]] = rec
+                    iv[I_KFREE_N] += 1
+                    nk = k_join[rec]
+                    in_fork = k_parent[rec]
+                    n_new = 1
+            for s_new in range(n_new):
+                if spread == FORK:
+                    nk = f_tgt[f_ptr[from_k] + s_new]
                 # a job of class nk starts at its engine
                 j = engine_of[nk]
                 jid = iv[I_NEXT_ID]
@@ -724,6 +782,7 @@ def run_stations(
                 j_left[slot] = work
                 j_id[slot] = jid
                 j_ver[slot] = 0
+                j_fork[slot] = in_fork
                 e_backlog[j] += work
                 e_arrived[j] += work
                 work_left[nk] += work
@@ -954,12 +1013,14 @@ def run_stations(
 
 
 @njit(cache=True)
-def resume(st, progress_every, scale, weights, obs, out):  # type: ignore[no-untyped-def]
-    """Run the kernel on ``st`` until Python must act: :func:`~policyopt.sim.station_kernel.
-    run_stations` with ``st``'s fields as its arguments (returns its ``STOP_*`` code).
+def resume(st):  # type: ignore[no-untyped-def]
+    """Run the kernel on ``st`` (a :class:`~policyopt.sim.kernel_state.KernelState`) until
+    Python must act: :func:`run_stations` with ``st``'s fields as its arguments (returns its
+    ``STOP_*`` code).
 
-    When it stops for a decision and ``obs`` is not empty, :func:`observe` fills ``obs`` and
-    ``out`` (``scale``, ``weights``: its arguments)."""
+    When it stops for a decision, ``st.out[5]`` is the time and ``st.out[6]`` the deciding
+    engine (one read for Python), and if ``st.obs`` is not empty, :func:`observe` fills
+    ``st.obs`` and ``st.out[:5]`` (from ``st.scale`` and ``st.weights``)."""
     code = run_stations(
         st.iv,
         st.fv,
@@ -999,7 +1060,13 @@ def resume(st, progress_every, scale, weights, obs, out):  # type: ignore[no-unt
         st.j_since,
         st.j_ver,
         st.mark,
+        st.j_fork,
         st.free,
+        st.k_left,
+        st.k_join,
+        st.k_parent,
+        st.k_fid,
+        st.k_free,
         st.q,
         st.q_head,
         st.q_len,
@@ -1012,6 +1079,9 @@ def resume(st, progress_every, scale, weights, obs, out):  # type: ignore[no-unt
         st.r_ptr,
         st.r_tgt,
         st.r_prob,
+        st.f_ptr,
+        st.f_tgt,
+        st.f_join,
         st.entries,
         st.engine_of,
         st.a_gap,
@@ -1061,10 +1131,13 @@ def resume(st, progress_every, scale, weights, obs, out):  # type: ignore[no-unt
         st.sample_backlog,
         st.sample_mem,
         st.every,
-        progress_every,
+        st.progress_every,
     )
-    if code == STOP_DECIDE and obs.shape[0] > 0:
-        observe(st, scale, weights, obs, out)
+    if code == STOP_DECIDE:
+        st.out[5] = st.fv[F_NOW]
+        st.out[6] = st.iv[I_PENDING]
+        if st.obs.shape[0] > 0:
+            observe(st, st.scale, st.weights, st.obs, st.out)
     return code
 
 
