@@ -149,7 +149,11 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
     ``reset`` option); ``init_jobs`` (default 20); ``reward_scale`` (default 1);
     ``skip_trivial`` (default ``True``: epochs where every action gives the same batch, at most
     one class having work at the engine, are taken automatically and are not steps);
-    ``action`` (``order``, ``split`` or ``cap``) and ``split_levels`` (see the action space).
+    ``action`` (``order``, ``split`` or ``cap``) and ``split_levels`` (see the action space);
+    ``loop`` (``auto``, the default: the simulator's compiled event loop where the network may
+    take it and the actions are class orders, else its Python loop; ``python``; ``compiled``,
+    a ``ValueError`` naming the reason where it may not): both loops give the same episodes
+    bit for bit, the compiled one 2x to 3x faster (:attr:`loop` says which runs).
 
     **Randomness**: all from ``self.np_random``; ``reset(seed=s)`` draws the simulator's seed
     (``info["sim_seed"]``) and the initial counts from it, so a seed fixes the episode given the

@@ -8,6 +8,7 @@ observations, rewards, infos and masks.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -210,3 +211,23 @@ def test_compiled_external_refusals_name_the_field() -> None:
     capped.ask_single = True
     with pytest.raises(ValueError, match="loop: compiled is not possible here: one-class"):
         capped.advance()
+
+
+def test_a_deep_copy_runs_on_its_own() -> None:
+    """A copy of an environment mid-episode (its simulator in the compiled loop) continues
+    as the original does, on its own arrays."""
+    env = AgentNetworkEnv("fork-join", horizon=100.0, loop="compiled")
+    env.reset(seed=0)
+    for _ in range(50):
+        env.step(1)
+    twin = copy.deepcopy(env)
+    assert twin.sim is not None and env.sim is not None
+    assert twin.sim.jobs is not env.sim.jobs
+    rng = np.random.default_rng(0)
+    truncated = False
+    while not truncated:
+        a = int(rng.integers(env.action_space.n))
+        out, copied = env.step(a), twin.step(a)
+        assert np.array_equal(out[0], copied[0]) and out[1:] == copied[1:]
+        truncated = out[3]
+    assert_same(env.result(), twin.result())

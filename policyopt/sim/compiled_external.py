@@ -16,8 +16,9 @@ simulator's objects, as after a run in policy mode.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,6 +64,19 @@ class CompiledExternal:
         self.packed = pack(state, 0, self.scale, self.weights, self.obs, self.out)
         self._decide_code, self._end_code = sk.STOP_DECIDE, sk.STOP_END
         self._skip = -1  # iv[I_SKIP] as last written
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CompiledExternal:
+        """A copy running on its own arrays (a copied simulator's, through ``memo``)."""
+        new = CompiledExternal.__new__(CompiledExternal)
+        memo[id(self)] = new
+        shared = ("sk", "_pack", "_resume", "packed", "iv", "fv")
+        for name, value in self.__dict__.items():
+            if name not in shared:
+                setattr(new, name, copy.deepcopy(value, memo))
+        new.sk, new._pack, new._resume = self.sk, self._pack, self._resume
+        new.iv, new.fv = new.state.iv, new.state.fv  # (shared buffers stay shared: memo)
+        new.packed = new._pack(new.state, 0, new.scale, new.weights, new.obs, new.out)
+        return new
 
     # ------------------------------------------------------------------ run
     def advance(self, skip_trivial: bool) -> int | None:

@@ -28,6 +28,7 @@ the state back (job queues, events, counters), so the simulator reads the same a
 
 from __future__ import annotations
 
+import copy
 import gc
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -607,6 +608,15 @@ class LoopState:
             arr[i, arr.shape[1] - n :] = buf[::-1]
             buf.clear()
         pos[i] = arr.shape[1] - n
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LoopState:
+        """A copy of every array (the kernel modules are shared)."""
+        new = LoopState.__new__(LoopState)
+        memo[id(self)] = new
+        for name, value in self.__dict__.items():
+            shared = name in ("sk", "ek")
+            setattr(new, name, value if shared else copy.deepcopy(value, memo))
+        return new
 
     def args(self, progress_every: int) -> tuple[object, ...]:
         """The kernel's arguments, in its order (its parameters are named as these arrays)."""

@@ -1,11 +1,13 @@
-"""The compiled event loop of a network of classic stations (numba).
+"""The compiled event loop of a network of stations and LLM engines (numba).
 
 :func:`run_stations` is :meth:`NetworkSimulator._loop <policyopt.sim.network_sim.
-NetworkSimulator._loop>` in policy mode, restricted to what :mod:`policyopt.sim.compiled_loop`
-hands it: stations (one or several servers, preemptive-resume or not), every class served at
-one station, fixed or random routing to the next class or out of the network (no forks or
-joins), and a policy in one of five forms (:data:`SINGLE`, :data:`FIXED`, :data:`FCFS`,
-:data:`PRESSURE`, :data:`LINEAR`).
+NetworkSimulator._loop>`, restricted to what :mod:`policyopt.sim.compiled_loop` hands it:
+stations (one or several servers, preemptive-resume or not) and LLM engines
+(:mod:`policyopt.sim.engine_kernel`), every class served at one engine, fixed or random
+routing to the next class, out of the network or to a join, forks (records of the branches
+not yet joined), and a policy in one of five forms (:data:`SINGLE`, :data:`FIXED`,
+:data:`FCFS`, :data:`PRESSURE`, :data:`LINEAR`), or, in external mode (:data:`EXTERNAL`),
+the orders Python gives at each decision (:func:`resume` re-enters the loop there).
 It performs the same floating-point operations in the same order, so its results are the
 Python loop's, bit for bit (``tests/test_compiled_loop.py`` checks it).
 
