@@ -155,22 +155,11 @@ class CompiledExternal:
         serving = [j - w for j, w in zip(state.jobs.tolist(), waiting, strict=True)]
         return waiting + serving + work
 
-    def cost_so_far(self, weights: Sequence[float]) -> tuple[float, float]:
-        """As :meth:`NetworkSimulator.cost_so_far`."""
-        sim, state = self.sim, self.state
-        t = sim.now if sim.now < sim.horizon else sim.horizon
-        w0 = sim.warmup
-        total = cost = 0.0
-        for a, n, lo, h in zip(
-            state.area.tolist(), state.jobs.tolist(), state.last.tolist(), weights, strict=True
-        ):
-            if lo < w0:
-                lo = w0
-            if t > lo:
-                a += n * (t - lo)
-            total += a
-            cost += h * a
-        return total, cost
+    def class_counts(self) -> tuple[list[float], list[float], list[float]]:
+        """Per class: job-seconds up to its last change, jobs now, the time of that change
+        (the simulator's ``_area``, ``_jobs``, ``_last``), as Python floats."""
+        state = self.state
+        return state.area.tolist(), state.jobs.tolist(), state.last.tolist()
 
     def fcfs_order(self, j: int) -> list[int]:
         """As :meth:`NetworkSimulator.fcfs_order`."""

@@ -2055,12 +2055,14 @@ class NetworkSimulator:
         """``(sum(job_seconds()), weights . job_seconds())`` as Python floats: job-seconds and
         weighted job-seconds (``weights``: holding cost per job-second of each class) in
         ``[warmup, now]``; the environment's per-step read of :meth:`job_seconds`."""
-        if self._kernel is not None:
-            return self._kernel.cost_so_far(weights)
+        if self._kernel is not None:  # (the compiled loop's arrays, in external mode)
+            areas, jobs, lasts = self._kernel.class_counts()
+        else:
+            areas, jobs, lasts = self._area, self._jobs, self._last
         t = self.now if self.now < self.horizon else self.horizon
         w0 = self.warmup
         total = cost = 0.0
-        for a, n, lo, h in zip(self._area, self._jobs, self._last, weights, strict=True):
+        for a, n, lo, h in zip(areas, jobs, lasts, weights, strict=True):
             if lo < w0:
                 lo = w0
             if t > lo:
