@@ -19,9 +19,11 @@ from hypothesis import strategies as st
 from policyopt.envs import AgentNetworkEnv
 from policyopt.envs.agent_network import observation
 from policyopt.model import NetworkSpec
+from policyopt.model.config import build
 from policyopt.model.networks_library import get_network
 from policyopt.policies import MaxPressure
 from policyopt.sim.network_sim import NetworkSimulator
+from tests.test_compiled_engines import random_llm_network
 from tests.test_compiled_loop import assert_same, fork_network, random_network, state
 
 pytest.importorskip("numba")
@@ -95,10 +97,10 @@ def test_library_networks_step_alike(network: str, choose: str) -> None:
         assert check(get_network(network), choose, skip, seed=3, horizon=400.0) > 50
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_networks_step_alike(data: st.DataObject) -> None:
-    maker = data.draw(st.sampled_from([random_network, fork_network]))
+    maker = data.draw(st.sampled_from([random_network, fork_network, random_llm_network]))
     net = data.draw(st.composite(maker)())
     if isinstance(net, tuple):
         net = net[0]
@@ -231,3 +233,38 @@ def test_a_deep_copy_runs_on_its_own() -> None:
         assert np.array_equal(out[0], copied[0]) and out[1:] == copied[1:]
         truncated = out[3]
     assert_same(env.result(), twin.result())
+
+
+def test_env_with_a_kv_cache_on_both_loops_alike() -> None:
+    """An engine whose KV cache preempts: the observation's free share and the episodes."""
+    lengths = {"kind": "lognormal", "sigma": 0.6}
+    spec = {
+        "name": "cached",
+        "engines": {"llm": {"kind": "llm", "kv_cache": {"tokens": 3000, "block_size": 16}}},
+        "classes": {
+            "chat": {"engine": "llm", "prompt": {**lengths, "mean": 128},
+                     "output": {**lengths, "mean": 64}, "max_prompt_len": 1024},
+            "long": {"engine": "llm", "prompt": {**lengths, "mean": 512},
+                     "output": {**lengths, "mean": 256}, "max_prompt_len": 1024},
+        },
+        "workflows": [
+            {"name": n, "arrival": {"kind": "poisson", "rate": r}, "entry": n, "after": {n: "exit"}}
+            for n, r in (("chat", 6.0), ("long", 2.0))
+        ],
+    }  # fmt: skip
+    net = build(NetworkSpec, spec)
+    envs = [AgentNetworkEnv(net, horizon=120.0, loop=loop) for loop in ("python", "compiled")]
+    assert envs[1].loop == "compiled" and envs[0].observation_space.shape == (8,)
+    outs = [e.reset(seed=1) for e in envs]
+    assert np.array_equal(outs[0][0], outs[1][0])
+    rng = np.random.default_rng(2)
+    truncated, free = False, set()
+    while not truncated:
+        a = int(rng.integers(2))
+        out = [e.step(a) for e in envs]
+        assert np.array_equal(out[0][0], out[1][0]) and out[0][1:] == out[1][1:]
+        free.add(float(out[1][0][-1]))
+        truncated = out[0][3]
+    assert len(free) > 10  # the cache's free share moved
+    assert envs[1].sim is not None and envs[1].sim.engines[0].mem.preemptions > 0
+    assert_same(envs[0].result(), envs[1].result())

@@ -59,7 +59,8 @@ class CompiledExternal:
         scale, weights = watch if watch is not None else ([], [0.0] * K)
         self.scale = np.asarray(scale, dtype=np.float64)
         self.weights = np.asarray(weights, dtype=np.float64)
-        self.obs = np.zeros(3 * K + J if watch is not None else 0, dtype=np.float32)
+        C = sum(1 for e in sim.engines if e.mem is not None)  # (limited KV caches)
+        self.obs = np.zeros(3 * K + J + C if watch is not None else 0, dtype=np.float32)
         self.out = np.zeros(7)  # (see station_kernel.resume)
         self.packed = pack(state, 0, self.scale, self.weights, self.obs, self.out)
         self._decide_code, self._end_code = sk.STOP_DECIDE, sk.STOP_END

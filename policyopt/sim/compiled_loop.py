@@ -111,10 +111,6 @@ def _external_reason(sim: NetworkSimulator) -> str | None:
     """Why external-mode ``sim`` may not run in the compiled loop (``None``: it may)."""
     if sim.ask_single:
         return "one-class engines are asked (ask_single): a batch cap is decided in Python"
-    for eng in sim.engines:
-        if eng.mem is not None:
-            name = sim.topo.engines[eng.index]
-            return f"engine {name!r} has a limited KV cache: external mode decides in Python"
     return None
 
 

@@ -1962,11 +1962,12 @@ class NetworkSimulator:
         """External mode in the compiled loop (call before the first :meth:`advance`): at
         every decision, the kernel also computes what an agent observes, read from
         :attr:`watched`: ``x / (x + c)`` of :meth:`class_state_flat` (``c``: ``scale``, ``3K``
-        entries; 0 for ``x <= 0``) and a one-hot of the deciding engine (``3K + J`` float32),
-        and ``(job-seconds, weights . job-seconds)`` as :meth:`cost_so_far` gives them, the
-        jobs in the network, ``weights . jobs``, :meth:`classes_with_work` at the deciding
-        engine as a bit mask (bit ``k``: class ``k``), the time and the deciding engine: seven
-        float64. Without effect in the Python loop."""
+        entries; 0 for ``x <= 0``), a one-hot of the deciding engine and :meth:`memory_free`
+        (``3K + J + C`` float32); and ``(job-seconds, weights . job-seconds)`` as
+        :meth:`cost_so_far` gives them, the jobs in the network, ``weights . jobs``,
+        :meth:`classes_with_work` at the deciding engine as a bit mask (bit ``k``: class
+        ``k``), the time and the deciding engine (seven float64). Without effect in the Python
+        loop."""
         if self._kernel is not None:
             raise RuntimeError("watch() comes before the first advance()")
         self._watch = (list(scale), list(weights))

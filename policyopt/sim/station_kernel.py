@@ -1147,9 +1147,9 @@ def resume(st):  # type: ignore[no-untyped-def]
 def observe(st, scale, weights, obs, out):  # type: ignore[no-untyped-def]
     """The state a decision sees, as the Python loop's queries give it, bit for bit.
 
-    ``obs`` (``3K + J`` entries): ``x / (x + c)`` (0 for ``x <= 0``; ``c``: ``scale``) of
-    ``class_state_flat()`` (waiting, in service, remaining work per class), then a one-hot of
-    the deciding engine; ``out``: ``cost_so_far(weights)`` (job-seconds and weighted
+    ``obs`` (``3K + J + C`` entries): ``x / (x + c)`` (0 for ``x <= 0``; ``c``: ``scale``) of
+    ``class_state_flat()`` (waiting, in service, remaining work per class), a one-hot of the
+    deciding engine, and ``memory_free()`` (the ``C`` engines with a limited KV cache); ``out``: ``cost_so_far(weights)`` (job-seconds and weighted
     job-seconds since the warm-up), the jobs in the network, ``weights . jobs``, and the
     classes with work at the deciding engine (``classes_with_work``) as a bit mask (bit ``k``:
     class ``k``).
@@ -1193,8 +1193,13 @@ def observe(st, scale, weights, obs, out):  # type: ignore[no-untyped-def]
         obs[K + k] = x / (x + scale[K + k]) if x > 0.0 else 0.0
         x = work[k]
         obs[2 * K + k] = x / (x + scale[2 * K + k]) if x > 0.0 else 0.0
-    for a in range(e_llm.shape[0]):
+    J = e_llm.shape[0]
+    i = 3 * K + J
+    for a in range(J):
         obs[3 * K + a] = 1.0 if a == engine else 0.0
+        if st.e_li[a, L_MEM] != 0:  # the share of a KV cache's blocks free
+            obs[i] = st.e_li[a, L_FREE] / st.e_li[a, L_TOTAL]
+            i += 1
     t = now if now < horizon else horizon
     total = cost = n_jobs = rate = 0.0
     for k in range(K):
