@@ -151,9 +151,9 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
     one class having work at the engine, are taken automatically and are not steps);
     ``action`` (``order``, ``split`` or ``cap``) and ``split_levels`` (see the action space);
     ``loop`` (``auto``, the default: the simulator's compiled event loop where the network may
-    take it and the actions are class orders, else its Python loop; ``python``; ``compiled``,
-    a ``ValueError`` naming the reason where it may not): both loops give the same episodes
-    bit for bit, the compiled one 2x to 3x faster (:attr:`loop` says which runs).
+    take it, else its Python loop; ``python``; ``compiled``, a ``ValueError`` naming the
+    reason where it may not): both loops give the same episodes bit for bit, the compiled one
+    2x to 3x faster (:attr:`loop` says which runs).
 
     **Randomness**: all from ``self.np_random``; ``reset(seed=s)`` draws the simulator's seed
     (``info["sim_seed"]``) and the initial counts from it, so a seed fixes the episode given the
@@ -243,8 +243,9 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.engine: int | None = None
         self._mask = np.ones(K, dtype=bool)  # legal classes (actions: repeated L times)
         self._legal = [True] * K  # the same, as Python bools (the step's legality check)
-        # the masks of the legal-class sets met so far: (engine, legal) -> (array, bools)
-        self._masks: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, list[bool]]] = {}
+        # the masks of the legal-class sets met so far: (engine, legal classes as a tuple, or
+        # as the kernel's bit mask) -> (array, bools)
+        self._masks: dict[tuple[int, object], tuple[np.ndarray, list[bool]]] = {}
         self._last_cost = 0.0
         self._steps = 0
         self._over = True
@@ -296,7 +297,7 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
             if L == 1:
                 sim.decide_first(first)
             else:
-                sim.decide(decoder.order(view, j, first), *decoder.limits(view, j, level))
+                sim.decide_first(first, *decoder.limits(view, j, level))
         self._steps += 1
         self._advance()
         obs, numbers = self._observe()
@@ -349,18 +350,14 @@ class AgentNetworkEnv(gymnasium.Env[np.ndarray, np.int64]):
     # ------------------------------------------------------------------ internals
     def _choose_loop(self, loop: str) -> str:
         """The simulator's event loop for ``loop`` (``auto``, ``python``, ``compiled``):
-        ``compiled`` where the network may run in it and the actions are orders only (a
-        budget split or a cap is applied in the Python loop), else ``python``; ``compiled``
+        ``compiled`` where the network may run in it, else ``python``; ``compiled``
         asked where impossible is a ``ValueError`` naming the reason."""
         if loop not in LOOPS:
             raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
         if loop == "python":
             return loop
-        if self.action_mode != "order":
-            reason: str | None = f"action={self.action_mode!r} is applied in the Python loop"
-        else:
-            probe = NetworkSimulator(self.net, None, horizon=1.0)
-            reason = why_not(probe) or (None if numba_available() else "numba is not installed")
+        probe = NetworkSimulator(self.net, None, horizon=1.0)
+        reason = why_not(probe) or (None if numba_available() else "numba is not installed")
         if reason is None:
             return "compiled"
         if loop == "compiled":

@@ -58,9 +58,11 @@ def drive(
 ) -> tuple[list[tuple[Any, ...]], NetworkSimulator]:
     """Run ``net`` in external mode with decisions drawn from ``seed``: ``choose`` is
     ``order`` (a random full order), ``first`` (a random class first, the others by
-    maximum pressure) or ``pressure`` (maximum pressure's order)."""
+    maximum pressure), ``pressure`` (maximum pressure's order) or ``capped`` (a random first
+    class, a random decode cap and token cap, and one-class LLM engines asked too)."""
     sim = NetworkSimulator(net, None, horizon=horizon, warmup=0.0, seed=seed, loop=loop, **kw)
     assert sim.compiled == (loop == "compiled")
+    sim.ask_single = choose == "capped"
     mp = MaxPressure()
     mp.bind(net)
     rng = np.random.default_rng(seed)
@@ -73,6 +75,9 @@ def drive(
             sim.decide([classes[i] for i in rng.permutation(len(classes))])
         elif choose == "first":
             sim.decide_first(classes[int(rng.integers(len(classes)))])
+        elif choose == "capped":
+            caps = [None if rng.random() < 0.3 else int(rng.integers(lo, 200)) for lo in (0, 1)]
+            sim.decide_first(classes[int(rng.integers(len(classes)))], *caps)
         else:
             sim.decide(mp.order(j, sim.view))
     return trace, sim
@@ -91,7 +96,7 @@ def check(net: NetworkSpec, choose: str, skip: bool, seed: int, horizon: float) 
 
 
 @pytest.mark.parametrize("network", NETWORKS)
-@pytest.mark.parametrize("choose", ["order", "first", "pressure"])
+@pytest.mark.parametrize("choose", ["order", "first", "pressure", "capped"])
 def test_library_networks_step_alike(network: str, choose: str) -> None:
     for skip in (True, False):
         assert check(get_network(network), choose, skip, seed=3, horizon=400.0) > 50
@@ -104,7 +109,7 @@ def test_random_networks_step_alike(data: st.DataObject) -> None:
     net = data.draw(st.composite(maker)())
     if isinstance(net, tuple):
         net = net[0]
-    choose = data.draw(st.sampled_from(["order", "first"]))
+    choose = data.draw(st.sampled_from(["order", "first", "capped"]))
     check(net, choose, data.draw(st.booleans()), data.draw(st.integers(0, 1000)), 300.0)
 
 
@@ -150,11 +155,22 @@ def test_watched_observation_is_the_python_one() -> None:
     assert n > 50 and sim.watched is None
 
 
-@pytest.mark.parametrize("network", ["rybko-stolyar", "fork-join", "criss-cross", "lu-kumar"])
-def test_env_on_both_loops_alike(network: str) -> None:
+@pytest.mark.parametrize(
+    ("network", "action"),
+    [
+        ("rybko-stolyar", "order"),
+        ("fork-join", "order"),
+        ("criss-cross", "order"),
+        ("lu-kumar", "order"),
+        ("rybko-stolyar", "split"),
+        ("fork-join", "cap"),
+        ("rybko-stolyar", "cap"),
+    ],
+)
+def test_env_on_both_loops_alike(network: str, action: str) -> None:
     for skip in (True, False):
         envs = [
-            AgentNetworkEnv(network, horizon=200.0, loop=loop, skip_trivial=skip)
+            AgentNetworkEnv(network, horizon=200.0, loop=loop, skip_trivial=skip, action=action)
             for loop in ("python", "compiled")
         ]
         assert [e.loop for e in envs] == ["python", "compiled"]
@@ -177,10 +193,10 @@ def test_env_takes_the_compiled_loop_where_it_may() -> None:
     assert AgentNetworkEnv("criss-cross").loop == "compiled"
     assert AgentNetworkEnv("fork-join").loop == "compiled"
     assert AgentNetworkEnv("replicated-3").loop == "python"  # a class at several engines
-    assert AgentNetworkEnv("rybko-stolyar", action="split").loop == "python"
+    assert AgentNetworkEnv("rybko-stolyar", action="split").loop == "compiled"
     assert AgentNetworkEnv("criss-cross", loop="python").loop == "python"
-    with pytest.raises(ValueError, match="loop: compiled is not possible here: action='cap'"):
-        AgentNetworkEnv("rybko-stolyar", action="cap", loop="compiled")
+    with pytest.raises(ValueError, match="loop: compiled is not possible here: class 'chat'"):
+        AgentNetworkEnv("replicated-3", loop="compiled")
     with pytest.raises(ValueError, match="loop must be one of auto, python, compiled"):
         AgentNetworkEnv("criss-cross", loop="fast")
 
@@ -198,8 +214,8 @@ def test_compiled_external_refusals_name_the_field() -> None:
     classes = sim.view.classes_at[j]
     with pytest.raises(ValueError, match="order lists every class of the engine once"):
         sim.decide(list(classes[:1]))
-    with pytest.raises(ValueError, match="decode_cap and token_cap: the compiled loop"):
-        sim.decide(list(classes), token_cap=10)
+    with pytest.raises(ValueError, match="token_cap must be >= 1 token"):
+        sim.decide_first(classes[0], token_cap=0)
     with pytest.raises(ValueError, match="serves only"):
         sim.decide_first(99)
     with pytest.raises(RuntimeError, match="watch\\(\\) comes before the first advance"):
@@ -209,10 +225,6 @@ def test_compiled_external_refusals_name_the_field() -> None:
     sim.decide(list(classes))
     with pytest.raises(RuntimeError, match="no decision is pending"):
         sim.decide_first(classes[0])
-    capped = NetworkSimulator(get_network("rybko-stolyar"), None, horizon=10.0, loop="compiled")
-    capped.ask_single = True
-    with pytest.raises(ValueError, match="loop: compiled is not possible here: one-class"):
-        capped.advance()
 
 
 def test_a_deep_copy_runs_on_its_own() -> None:

@@ -100,9 +100,16 @@ class CompiledExternal:
                 extras = (self.scale, self.weights, self.obs, self.out)
                 packed = self.packed = self._pack(self.state, 0, *extras)
 
-    def decide(self, j: int, order: Sequence[int]) -> None:
+    def decide(
+        self,
+        j: int,
+        order: Sequence[int],
+        decode_cap: int | None = None,
+        token_cap: int | None = None,
+    ) -> None:
         """Engine ``j`` (the one asked) serves its classes in ``order`` (every class of ``j``,
-        once each) when the kernel resumes."""
+        once each), with ``decode_cap`` and ``token_cap`` at an LLM engine (as
+        :meth:`NetworkSimulator.decide`), when the kernel resumes."""
         sk, state = self.sk, self.state
         n = len(order)
         if n != len(self.classes[j]) or set(order) != self.class_sets[j]:
@@ -111,17 +118,29 @@ class CompiledExternal:
                 f"engine once ({sorted(self.classes[j])}); to serve only some, use loop='python'"
             )
         state.e_order[j, :n] = order
+        self._caps(j, decode_cap, token_cap)
         self.iv[sk.I_GIVEN] = 1
 
-    def decide_first(self, j: int, k: int) -> None:
+    def decide_first(
+        self, j: int, k: int, decode_cap: int | None = None, token_cap: int | None = None
+    ) -> None:
         """Engine ``j`` (the one asked) serves class ``k`` first, its other classes by maximum
-        pressure (:meth:`~policyopt.policies.MaxPressure.order_after`), when the kernel
-        resumes."""
+        pressure (:meth:`~policyopt.policies.MaxPressure.order_after`), with the caps of
+        :meth:`decide`, when the kernel resumes."""
         sk, iv = self.sk, self.iv
         if k not in self.class_sets[j]:
             raise ValueError(f"class {k}: engine {j} serves only {sorted(self.classes[j])}")
+        if decode_cap is not None or token_cap is not None:
+            self._caps(j, decode_cap, token_cap)
         iv[sk.I_FIRST] = k
         iv[sk.I_GIVEN] = 2
+
+    def _caps(self, j: int, decode_cap: int | None, token_cap: int | None) -> None:
+        """The next batch's caps at engine ``j`` (ignored at a station)."""
+        if self.llm[j]:
+            ek, li = self.state.ek, self.state.e_li
+            li[j, ek.L_DCAP] = -1 if decode_cap is None else decode_cap
+            li[j, ek.L_TCAP] = -1 if token_cap is None else token_cap
 
     # ------------------------------------------------------------------ queries
     def classes_with_work(self, j: int) -> list[int]:

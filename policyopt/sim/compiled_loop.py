@@ -79,7 +79,7 @@ def why_not(sim: NetworkSimulator) -> str | None:
     if not sim._route_block:
         return "routing draws are interleaved with engine choices"
     if sim.external:
-        return _external_reason(sim)
+        return None  # (Python gives the orders: the policy's form does not matter)
     if (
         _pressure_form(sim) is None
         and _linear_form(sim) is None
@@ -104,13 +104,6 @@ def _llm_reason(sim: NetworkSimulator, eng: Any) -> str | None:
         return f"policy {sim.policy_name!r} re-decides or idles at LLM engines"
     if sim.record:
         return "batch records are kept in the Python loop"
-    return None
-
-
-def _external_reason(sim: NetworkSimulator) -> str | None:
-    """Why external-mode ``sim`` may not run in the compiled loop (``None``: it may)."""
-    if sim.ask_single:
-        return "one-class engines are asked (ask_single): a batch cap is decided in Python"
     return None
 
 
@@ -328,7 +321,7 @@ class LoopState:
         positive = _pressure_form(sim)
         linear = _linear_form(sim)
         for e in sim.engines:
-            if e.single:
+            if e.single and not (sim.external and sim.ask_single and e.llm):
                 mode, order = sk.SINGLE, e.classes
             elif sim.external:  # Python gives the order (see station_kernel._ask)
                 mode, order = sk.EXTERNAL, e.classes
@@ -507,6 +500,7 @@ class LoopState:
         self.e_llm = np.array([e.llm for e in sim.engines], dtype=np.bool_)
         self.e_li = np.zeros((J, ek.N_LI), dtype=i64)
         self.e_li[:, [ek.L_RHEAD, ek.L_RTAIL, ek.L_SHEAD, ek.L_STAIL]] = -1  # empty lists
+        self.e_li[:, [ek.L_TCAP, ek.L_DCAP]] = -1  # no cap
         self.e_lf = np.zeros((J, ek.N_LF))
         width = max([1] + [e.b + 1 for e in sim.engines if e.llm and e.table is not None])
         self.e_table = np.zeros((J, width))

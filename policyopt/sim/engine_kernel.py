@@ -45,7 +45,9 @@ L_TOKENS, L_FULL, L_NWC, L_OOR, L_NFIN = 13, 14, 15, 16, 17
 L_MEM, L_TOTAL, L_FREE, L_BLK, L_WATER, L_RECOMP = 18, 19, 20, 21, 22, 23
 L_PREEMPTS, L_RECOMPUTED, L_SWAPTOK, L_USEDMAX = 24, 25, 26, 27
 L_RHEAD, L_RTAIL, L_SHEAD, L_STAIL, L_SHOWN, L_NSWAP, L_PCWIDE = 28, 29, 30, 31, 32, 33, 34
-N_LI = 35
+# external mode: the next batch's token cap and decode cap (tokens; -1: none), then cleared
+L_TCAP, L_DCAP = 35, 36
+N_LI = 37
 # float columns of e_lf: the affine model (ms), busy seconds, KV-token seconds, swap seconds
 # per token, allocated-token seconds
 G_C, G_CP, G_CD, G_CKV, G_BTIME, G_KVAREA, G_SWAP_S, G_MEMAREA = 0, 1, 2, 3, 4, 5, 6, 7
@@ -351,6 +353,47 @@ def fill_decode(pl, pn, order, n_order, d_len, budget, slots):
 
 
 @njit(cache=True)
+def fill_decode_more(pl, pn, order, n_order, d_len, budget, slots):
+    """A second pass of ``fill_decode``: one decode token to each decoding request not yet
+    served by the plan, classes in ``order``, topping up the classes already in it; returns
+    the tokens taken."""
+    if budget <= 0 or slots <= 0:
+        return 0
+    taken = 0
+    for r in range(n_order):
+        if budget <= 0 or slots <= 0:
+            break
+        k = order[r]
+        nk = d_len[k]
+        if nk == 0:
+            continue
+        pos = -1
+        for i in range(pn[N_PN_D]):
+            if pl[P_DK, i] == k:
+                pos = i
+                nk -= pl[P_DM, i]
+                break
+        if nk <= 0:
+            continue
+        mk = nk
+        if budget < mk:
+            mk = budget
+        if slots < mk:
+            mk = slots
+        if pos < 0:
+            pos = pn[N_PN_D]
+            pl[P_DK, pos] = k
+            pl[P_DM, pos] = 0
+            pn[N_PN_D] = pos + 1
+        pl[P_DM, pos] += mk
+        taken += mk
+        budget -= mk
+        slots -= mk
+    pn[N_PN_M] += taken
+    return taken
+
+
+@njit(cache=True)
 def fill_prefill(pl, pn, order, n_order, q, q_head, show, j_tok, budget, slots, chunked, whole_b):
     """Prefill tokens, classes in ``order``, first come first served within a class, whole
     prompts while they fit, then (``chunked``, or a prompt longer than the whole budget
@@ -502,8 +545,25 @@ def form_batch(
         n_wait += show[classes[c]]
     available = n_dec + (e_li[a, L_SHOWN] if mem else e_li[a, L_PRE])
     pn[:] = 0
-    fill(pl, pn, e_li[a, L_SCHED], e_li[a, L_CHUNKED] != 0, order, n_order, q, q_head, show,
-         d_len, j_tok, b, kmax)  # fmt: skip
+    # an external decision's caps (one batch): its token cap below the budget, and a budget
+    # split (decode tokens first up to the cap, then prefill, then decode) where the
+    # scheduler mixes prefill and decode
+    limit = b
+    if 0 <= e_li[a, L_TCAP] < b:
+        limit = e_li[a, L_TCAP]
+    split = e_li[a, L_DCAP]  # (dcap: the decode rings' capacity)
+    sched = e_li[a, L_SCHED]
+    chunked = e_li[a, L_CHUNKED] != 0
+    e_li[a, L_TCAP] = -1
+    e_li[a, L_DCAP] = -1
+    if split >= 0 and sched >= ORCA:  # ORCA or SARATHI: they mix prefill and decode
+        m = fill_decode(pl, pn, order, n_order, d_len, min(limit, split), kmax)
+        b2, k2 = fill_prefill(
+            pl, pn, order, n_order, q, q_head, show, j_tok, limit - m, kmax - m, chunked, limit
+        )
+        fill_decode_more(pl, pn, order, n_order, d_len, max(b2, 0), k2)
+    else:
+        fill(pl, pn, sched, chunked, order, n_order, q, q_head, show, d_len, j_tok, limit, kmax)
     x = pn[N_PN_X]
     m = pn[N_PN_M]
     n = x + m

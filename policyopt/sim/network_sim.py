@@ -316,6 +316,14 @@ class _Station(_Engine):
         return sum(map(len, self.wait.values()))
 
 
+def _check_caps(decode_cap: int | None, token_cap: int | None) -> None:
+    """``ValueError`` for a negative decode cap or a token cap below 1 (tokens)."""
+    if decode_cap is not None and decode_cap < 0:
+        raise ValueError(f"decode_cap must be >= 0 tokens, got {decode_cap}")
+    if token_cap is not None and token_cap < 1:
+        raise ValueError(f"token_cap must be >= 1 token, got {token_cap}")
+
+
 @dataclass
 class NetworkResult:
     """Metrics of one network run over the measured period ``[warmup, horizon]``.
@@ -1922,17 +1930,9 @@ class NetworkSimulator:
                 f"engine {self.topo.engines[j]!r} does not serve class(es) {bad}; "
                 f"its classes are {sorted(eng.classes)}"
             )
-        if decode_cap is not None and decode_cap < 0:
-            raise ValueError(f"decode_cap must be >= 0 tokens, got {decode_cap}")
-        if token_cap is not None and token_cap < 1:
-            raise ValueError(f"token_cap must be >= 1 token, got {token_cap}")
+        _check_caps(decode_cap, token_cap)
         if self._kernel is not None:
-            if decode_cap is not None or token_cap is not None:
-                raise ValueError(
-                    "decode_cap and token_cap: the compiled loop applies orders only; use "
-                    "loop='python'"
-                )
-            self._kernel.decide(j, order)  # (the kernel counts the decision)
+            self._kernel.decide(j, order, decode_cap, token_cap)  # (the kernel counts it)
             self.pending = None
             return
         self.pending = None
@@ -1942,10 +1942,13 @@ class NetworkSimulator:
         else:
             self._station_decide(eng, order)
 
-    def decide_first(self, k: int) -> None:
+    def decide_first(
+        self, k: int, decode_cap: int | None = None, token_cap: int | None = None
+    ) -> None:
         """External mode: the pending engine serves class ``k`` first and its other classes
-        by maximum pressure (:meth:`~policyopt.policies.MaxPressure.order_after`): the
-        ``decide`` of that order, which the compiled loop computes itself."""
+        by maximum pressure (:meth:`~policyopt.policies.MaxPressure.order_after`), with the
+        caps of :meth:`decide`: the ``decide`` of that order, which the compiled loop computes
+        itself."""
         j = self.pending
         if self._kernel is None or j is None:
             if self._pressure is None:
@@ -1953,9 +1956,10 @@ class NetworkSimulator:
                 self._pressure.bind(self.net)
             if j is None:
                 raise RuntimeError("no decision is pending: call advance() first")
-            self.decide(self._pressure.order_after(k, j, self.view))
+            self.decide(self._pressure.order_after(k, j, self.view), decode_cap, token_cap)
             return
-        self._kernel.decide_first(j, k)
+        _check_caps(decode_cap, token_cap)
+        self._kernel.decide_first(j, k, decode_cap, token_cap)
         self.pending = None
 
     def watch(self, scale: Sequence[float], weights: Sequence[float]) -> None:

@@ -311,7 +311,7 @@ def _llm_start(a, now, warmup, iv, lt):
         a, o_buf, o_key, e_mode, e_order, e_norder, q, q_head, q_len, d, d_head, d_len, j_arr,
         jobs, p_neg, p_ptr, p_succ, p_prob, lin_a, lin_b,
     )  # fmt: skip
-    if not e_single[a]:
+    if not e_single[a] or e_mode[a] == EXTERNAL:  # (a one-class engine asked: ask_single)
         iv[I_DECISIONS] += 1
     show = q_len
     swap_s = 0.0
@@ -1149,10 +1149,10 @@ def observe(st, scale, weights, obs, out):  # type: ignore[no-untyped-def]
 
     ``obs`` (``3K + J + C`` entries): ``x / (x + c)`` (0 for ``x <= 0``; ``c``: ``scale``) of
     ``class_state_flat()`` (waiting, in service, remaining work per class), a one-hot of the
-    deciding engine, and ``memory_free()`` (the ``C`` engines with a limited KV cache); ``out``: ``cost_so_far(weights)`` (job-seconds and weighted
-    job-seconds since the warm-up), the jobs in the network, ``weights . jobs``, and the
-    classes with work at the deciding engine (``classes_with_work``) as a bit mask (bit ``k``:
-    class ``k``).
+    deciding engine, and ``memory_free()`` (the ``C`` engines with a limited KV cache);
+    ``out``: ``cost_so_far(weights)`` (job-seconds and weighted job-seconds since the
+    warm-up), the jobs in the network, ``weights . jobs``, and the classes with work at the
+    deciding engine (``classes_with_work``) as a bit mask (bit ``k``: class ``k``).
     """
     engine = st.iv[I_PENDING]
     now, horizon, warmup = st.fv[F_NOW], st.fv[F_HORIZON], st.fv[F_WARMUP]
