@@ -50,6 +50,7 @@ def snapshot(sim: NetworkSimulator, j: int, weights: list[float]) -> tuple[Any, 
         sim.view.engine_jobs(j),
         sim.job_seconds().tolist(),
         sim.jobs.tolist(),
+        sim.memory_free(),
     )
 
 
@@ -280,3 +281,49 @@ def test_env_with_a_kv_cache_on_both_loops_alike() -> None:
     assert len(free) > 10  # the cache's free share moved
     assert envs[1].sim is not None and envs[1].sim.engines[0].mem.preemptions > 0
     assert_same(envs[0].result(), envs[1].result())
+
+
+def swap_network(station: bool) -> NetworkSpec:
+    """An Orca engine with a small KV cache that swaps requests out (at times the engine
+    holds nothing but swapped-out requests), beside a second engine or a station."""
+
+    def law(kind: str, **kw: Any) -> dict[str, Any]:
+        return {"kind": kind, **kw}
+
+    llm = {"max_prompt_len": 40, "max_output_len": 40}
+    cache = {"tokens": 120, "block_size": 4, "preemption": "swap", "watermark": 0.0}
+    engines: dict[str, Any] = {
+        "e0": {"kind": "llm", "token_budget": 128, "scheduler": "orca", "kv_cache": cache},
+        "e1": {"kind": "station"}
+        if station
+        else {"kind": "llm", "token_budget": 48, "scheduler": "fastertransformer"},
+    }
+    classes: dict[str, Any] = {
+        "c0": {"engine": "e0", "prompt": law("uniform", low=1, high=40), **llm,
+               "output": law("geometric", mean=6.0)},
+        "c1": {"engine": "e0", "prompt": law("geometric", mean=6.0), **llm,
+               "output": law("uniform", low=1, high=40)},
+        "d": {"engine": "e1", "service": law("exponential", mean=0.05)}
+        if station
+        else {"engine": "e1", "prompt": law("constant", value=12), **llm,
+              "output": law("constant", value=12)},
+    }  # fmt: skip
+    after = {
+        "c0": {"random": {"c1": 0.6, "c0": 0.2, "exit": 0.2}},
+        "c1": {"random": {"c1": 0.3, "exit": 0.7}},
+    }
+    workflows = [
+        {"name": "w", "arrival": law("poisson", rate=2.0), "entry": "c0", "after": after},
+        {"name": "v", "arrival": law("poisson", rate=2.0), "entry": "d", "after": {"d": "exit"}},
+    ]
+    spec = {"name": "swaps", "engines": engines, "classes": classes, "workflows": workflows}
+    return build(NetworkSpec, spec)
+
+
+@pytest.mark.parametrize("station", [False, True])
+@pytest.mark.parametrize(("choose", "skip"), [("first", True), ("capped", False)])
+def test_swapped_out_requests_are_work(station: bool, choose: str, skip: bool) -> None:
+    """An engine whose only work is swapped out still decides (it asks, or, trivially, takes
+    its classes in index order), in both loops alike."""
+    net = swap_network(station)
+    assert check(net, choose, skip, seed=591, horizon=300.0) > 1000

@@ -198,6 +198,15 @@ class CompiledExternal:
 
         return sorted(self.classes[j], key=oldest)
 
+    def memory_free(self) -> list[float]:
+        """As :meth:`NetworkSimulator.memory_free`."""
+        ek, li = self.state.ek, self.state.e_li
+        return [
+            int(li[e.index, ek.L_FREE]) / int(li[e.index, ek.L_TOTAL])
+            for e in self.sim.engines
+            if e.mem is not None
+        ]
+
     def engine_jobs(self, j: int) -> tuple[int, int]:
         """As :meth:`NetworkSimulator.engine_jobs`."""
         state = self.state

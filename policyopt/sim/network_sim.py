@@ -1835,9 +1835,13 @@ class NetworkSimulator:
         """Would policy mode call ``policy.order`` for ``eng`` now (at its decision epoch)?
         With :attr:`ask_single`, an LLM engine with one class and work asks too (a batch cap
         is a decision there)."""
-        if eng.single:
-            return self.ask_single and eng.llm and (eng.n_dec > 0 or eng.n_wait > 0)
-        return not eng.llm or eng.n_dec > 0 or eng.n_wait > 0
+        if not eng.llm:
+            return not eng.single
+        mem = eng.mem  # (requests swapped out of a KV cache are work too)
+        work = (
+            eng.n_dec > 0 or eng.n_wait > 0 or (mem is not None and bool(mem.swapped or mem.paused))
+        )
+        return work and (self.ask_single or not eng.single)
 
     def advance(self, skip_trivial: bool = False) -> int | None:
         """External mode: run until an engine must decide (returns its index) or the horizon.
@@ -2035,6 +2039,8 @@ class NetworkSimulator:
     def memory_free(self) -> list[float]:
         """For each engine with a limited KV cache, in engine-index order, the share of its
         blocks free now."""
+        if self._kernel is not None:
+            return self._kernel.memory_free()
         return [e.mem.free / e.mem.total for e in self.engines if e.mem is not None]
 
     def engine_jobs(self, j: int) -> tuple[int, int]:

@@ -279,7 +279,8 @@ def _ask(a, iv, e_llm, e_li, e_order, e_norder, e_cls, q_len, d_len, o_buf, o_ke
                     m += 1
         return False
     llm = e_llm[a]
-    if llm and e_li[a, L_NDEC] == 0 and e_li[a, L_NWAIT] == 0:
+    swapped = e_li[a, L_MEM] != 0 and e_li[a, L_SHEAD] >= 0  # (swapped out: work too)
+    if llm and e_li[a, L_NDEC] == 0 and e_li[a, L_NWAIT] == 0 and not swapped:
         return False
     if iv[I_SKIP] != 0:
         seen = 0
@@ -287,7 +288,9 @@ def _ask(a, iv, e_llm, e_li, e_order, e_norder, e_cls, q_len, d_len, o_buf, o_ke
             k = e_cls[a, r]
             if q_len[k] > 0 or (llm and d_len[k] > 0):
                 seen += 1
-        if seen <= 1:
+        if seen <= 1:  # every order decides the same: the engine's classes in index order
+            for r in range(e_norder[a]):
+                e_order[a, r] = e_cls[a, r]
             return False
     iv[I_PENDING] = a
     return True
