@@ -325,40 +325,12 @@ def pressure_key(k, jobs, p_neg, p_ptr, p_succ, p_prob):
 @njit(cache=True)
 def fill_decode(pl, pn, order, n_order, d_len, budget, slots):
     """One decode token to each decoding request, classes in ``order``, while ``budget``
-    tokens and ``slots`` last (``fill_decode``, first pass); returns the tokens taken."""
+    tokens and ``slots`` last (``fill_decode``); requests already served by the plan (an
+    earlier pass) are not served twice: their classes are topped up. Returns the tokens
+    taken."""
     if budget <= 0 or slots <= 0:
         return 0
-    taken = 0
-    for r in range(n_order):
-        if budget <= 0 or slots <= 0:
-            break
-        k = order[r]
-        nk = d_len[k]
-        if nk == 0:
-            continue
-        mk = nk
-        if budget < mk:
-            mk = budget
-        if slots < mk:
-            mk = slots
-        i = pn[N_PN_D]
-        pl[P_DK, i] = k
-        pl[P_DM, i] = mk
-        pn[N_PN_D] = i + 1
-        taken += mk
-        budget -= mk
-        slots -= mk
-    pn[N_PN_M] += taken
-    return taken
-
-
-@njit(cache=True)
-def fill_decode_more(pl, pn, order, n_order, d_len, budget, slots):
-    """A second pass of ``fill_decode``: one decode token to each decoding request not yet
-    served by the plan, classes in ``order``, topping up the classes already in it; returns
-    the tokens taken."""
-    if budget <= 0 or slots <= 0:
-        return 0
+    before = pn[N_PN_D]  # entries of earlier passes
     taken = 0
     for r in range(n_order):
         if budget <= 0 or slots <= 0:
@@ -368,7 +340,7 @@ def fill_decode_more(pl, pn, order, n_order, d_len, budget, slots):
         if nk == 0:
             continue
         pos = -1
-        for i in range(pn[N_PN_D]):
+        for i in range(before):
             if pl[P_DK, i] == k:
                 pos = i
                 nk -= pl[P_DM, i]
@@ -561,7 +533,7 @@ def form_batch(
         b2, k2 = fill_prefill(
             pl, pn, order, n_order, q, q_head, show, j_tok, limit - m, kmax - m, chunked, limit
         )
-        fill_decode_more(pl, pn, order, n_order, d_len, max(b2, 0), k2)
+        fill_decode(pl, pn, order, n_order, d_len, max(b2, 0), k2)
     else:
         fill(pl, pn, sched, chunked, order, n_order, q, q_head, show, d_len, j_tok, limit, kmax)
     x = pn[N_PN_X]
