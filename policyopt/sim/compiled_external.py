@@ -53,8 +53,6 @@ class CompiledExternal:
         self.llm = [e.llm for e in sim.engines]
         self.classes = [list(e.classes) for e in sim.engines]
         self.class_sets = [set(e.classes) for e in sim.engines]
-        # the stations, as the Python loop's class_state reads them
-        self.stations = [(e.index, e.multi) for e in sim.engines if not e.llm]
         K, J = sim.topo.n_classes, len(sim.engines)
         scale, weights = watch if watch is not None else ([], [0.0] * K)
         self.scale = np.asarray(scale, dtype=np.float64)
@@ -152,28 +150,9 @@ class CompiledExternal:
         return [k for k in self.classes[j] if q_len[k]]
 
     def class_state_flat(self) -> list[float]:
-        """As :meth:`NetworkSimulator.class_state_flat`."""
-        state = self.state
-        waiting = [0.0] * len(state.q_len)
-        for k, n in enumerate(state.q_len.tolist()):
-            waiting[k] += n
-        work = state.work_left.tolist()
-        now = self.sim.now
-        for a, multi in self.stations:
-            if not multi:
-                cur = int(state.e_current[a])
-                if cur >= 0:
-                    k = int(state.j_cls[cur])
-                    waiting[k] -= 1  # the job in service heads its queue
-                    work[k] -= now - float(state.e_started[a])
-                continue
-            for i in range(int(state.e_nserv[a])):  # several servers
-                slot = int(state.e_serving[a, i])
-                k = int(state.j_cls[slot])
-                waiting[k] -= 1
-                work[k] -= now - float(state.j_since[slot])
-        serving = [j - w for j, w in zip(state.jobs.tolist(), waiting, strict=True)]
-        return waiting + serving + work
+        """As :meth:`NetworkSimulator.class_state_flat` (the kernel's ``class_state``, the one
+        the observation is computed from)."""
+        return self.sk.class_state(self.packed).tolist()  # type: ignore[no-any-return]
 
     def class_counts(self) -> tuple[list[float], list[float], list[float]]:
         """Per class: job-seconds up to its last change, jobs now, the time of that change

@@ -1147,6 +1147,39 @@ def resume(st):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def class_state(st):  # type: ignore[no-untyped-def]
+    """``class_state_flat()`` of the kernel's state ``st`` now: per class the jobs waiting
+    (LLM: prefill not finished; station: not in service), in service, and the work left
+    (tokens, or seconds), ``3K`` floats, with the Python loop's arithmetic."""
+    now = st.fv[F_NOW]
+    q_len, work_left, jobs, j_cls = st.q_len, st.work_left, st.jobs, st.j_cls
+    e_llm, e_multi, e_current, e_started = st.e_llm, st.e_multi, st.e_current, st.e_started
+    K = q_len.shape[0]
+    flat = np.empty(3 * K)
+    for k in range(K):
+        flat[k] = 0.0 + q_len[k]
+        flat[2 * K + k] = work_left[k]
+    for a in range(e_llm.shape[0]):
+        if e_llm[a]:
+            continue
+        if not e_multi[a]:
+            cur = e_current[a]
+            if cur >= 0:
+                k = j_cls[cur]
+                flat[k] -= 1.0  # the job in service heads its queue
+                flat[2 * K + k] -= now - e_started[a]
+            continue
+        for i in range(st.e_nserv[a]):  # several servers
+            slot = st.e_serving[a, i]
+            k = j_cls[slot]
+            flat[k] -= 1.0
+            flat[2 * K + k] -= now - st.j_since[slot]
+    for k in range(K):
+        flat[K + k] = jobs[k] - flat[k]
+    return flat
+
+
+@njit(cache=True)
 def observe(st, scale, weights, obs, out):  # type: ignore[no-untyped-def]
     """The state a decision sees, as the Python loop's queries give it, bit for bit.
 
@@ -1159,43 +1192,12 @@ def observe(st, scale, weights, obs, out):  # type: ignore[no-untyped-def]
     """
     engine = st.iv[I_PENDING]
     now, horizon, warmup = st.fv[F_NOW], st.fv[F_HORIZON], st.fv[F_WARMUP]
-    q_len, d_len, work_left, jobs, area, last = (
-        st.q_len,
-        st.d_len,
-        st.work_left,
-        st.jobs,
-        st.area,
-        st.last,
-    )
-    e_llm, e_multi, e_current, e_started = st.e_llm, st.e_multi, st.e_current, st.e_started
-    e_nserv, e_serving, j_cls, j_since = st.e_nserv, st.e_serving, st.j_cls, st.j_since
+    q_len, d_len, jobs, area, last, e_llm = st.q_len, st.d_len, st.jobs, st.area, st.last, st.e_llm
     K = q_len.shape[0]
-    waiting = np.empty(K)
-    work = work_left.copy()
-    for k in range(K):
-        waiting[k] = 0.0 + q_len[k]
-    for a in range(e_llm.shape[0]):
-        if e_llm[a]:
-            continue
-        if not e_multi[a]:
-            cur = e_current[a]
-            if cur >= 0:
-                k = j_cls[cur]
-                waiting[k] -= 1.0  # the job in service heads its queue
-                work[k] -= now - e_started[a]
-            continue
-        for i in range(e_nserv[a]):  # several servers
-            slot = e_serving[a, i]
-            k = j_cls[slot]
-            waiting[k] -= 1.0
-            work[k] -= now - j_since[slot]
-    for k in range(K):
-        x = waiting[k]
+    flat = class_state(st)
+    for k in range(3 * K):
+        x = flat[k]
         obs[k] = x / (x + scale[k]) if x > 0.0 else 0.0
-        x = jobs[k] - waiting[k]
-        obs[K + k] = x / (x + scale[K + k]) if x > 0.0 else 0.0
-        x = work[k]
-        obs[2 * K + k] = x / (x + scale[2 * K + k]) if x > 0.0 else 0.0
     J = e_llm.shape[0]
     i = 3 * K + J
     for a in range(J):
