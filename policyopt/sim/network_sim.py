@@ -1879,27 +1879,6 @@ class NetworkSimulator:
             self._kernel = None  # its state is written back: the objects answer again
             self._finish()
         return j
-        if not self.external:
-            raise RuntimeError("advance() needs external mode: NetworkSimulator(net, None, ...)")
-        if self.pending is not None:
-            raise RuntimeError(f"engine {self.pending} must decide first: call decide(order)")
-        if self.finished:
-            return None
-        self._skip = skip_trivial
-        if self.compiled:
-            if self._kernel is None:
-                reason = why_not(self)  # (ask_single may have been set since)
-                if reason is not None:
-                    raise ValueError(f"loop: compiled is not possible here: {reason}")
-                self._kernel = CompiledExternal(self, BLOCK, FOLD, self._watch)
-            j = self._kernel.advance(skip_trivial)
-            self.pending = j
-        else:
-            j = self._loop(None)
-        if j is None:
-            self._kernel = None  # its state is written back: the objects answer again
-            self._finish()
-        return j
 
     def decide(
         self,
